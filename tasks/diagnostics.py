@@ -1,0 +1,53 @@
+"""``diagnostics.selftest``: a job that exercises the whole path, used by ``/health/deep``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+
+import numpy as np
+from celery import shared_task
+
+from worker.exceptions import InvalidInput, TransientError
+from worker.jobtask import JobContext, JobTask
+
+#: The selftest recovers this frequency (Hz) from a synthetic sine to show numpy works.
+PROBE_HZ = 7.0
+PROBE_FS = 100.0
+
+
+@shared_task(base=JobTask, name="diagnostics.selftest")
+def selftest(job: JobContext) -> dict:
+    params = job.params
+    if job.attempt <= params["transient_failures"]:
+        raise TransientError(f"simulated transient fault on attempt {job.attempt}")
+    if params["blocking_s"]:
+        time.sleep(params["blocking_s"])  # deliberately no progress point, so no cancel check
+
+    steps = params["steps"]
+    for step in range(1, steps + 1):
+        time.sleep(params["duration_s"] / steps)
+        job.progress(step / steps, f"step {step} of {steps}", stage="work")
+
+    t = np.arange(int(10 * PROBE_FS)) / PROBE_FS
+    spectrum = np.abs(np.fft.rfft(np.sin(2 * np.pi * PROBE_HZ * t)))
+    peak_hz = float(np.fft.rfftfreq(t.size, 1 / PROBE_FS)[np.argmax(spectrum)])
+
+    result = {"peak_hz": peak_hz, "expected_peak_hz": PROBE_HZ, "attempt": job.attempt,
+              "python": platform.python_version(), "numpy": np.__version__}
+    if job.input_path is not None:
+        result["input_sha256_matches"] = _sha256(job.input_path) == job.input["sha256"]
+        if not result["input_sha256_matches"]:
+            raise InvalidInput("the stored upload does not match its sha256", {"sha256": job.input["sha256"]})
+    job.artifact("selftest.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

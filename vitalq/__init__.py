@@ -1,0 +1,3 @@
+"""vitalq's command line: ``vitalq up``, ``vitalq submit``, ``vitalq jobs``, ..."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,223 @@
+"""``vitalq``: run the platform, and submit, list and cancel jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+import httpx
+
+from . import processes
+from .client import ApiError, Client, coerce_param
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@click.group()
+@click.version_option(package_name="vitalq")
+def main() -> None:
+    """vitalq: background processing for physiological sensing."""
+
+
+# --- running the platform ---------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the web server and Flower bind to.")
+@click.option("--port", default=8000, show_default=True, help="Web server port.")
+@click.option("--flower-port", default=5555, show_default=True, help="Flower port.")
+@click.option("--data-dir", default="./var", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where uploads, artifacts, the SQLite database and the embedded Redis live.")
+@click.option("--concurrency", type=int, default=None, help="Processes of the cpu worker (default: one per core).")
+@click.option("--no-flower", is_flag=True, help="Do not start Flower.")
+def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int | None, no_flower: bool) -> None:
+    """Run everything: web, workers (cpu, and one per device), beat and Flower.
+
+    With REDIS_URL unset, an embedded Redis is started; with DATABASE_URL unset, SQLite
+    under the data folder is used. Migrations are applied first. Ctrl-C stops it all.
+    """
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {"VITALQ_DATA_DIR": str(data_dir), "VITALQ_FLOWER_URL": f"http://{host}:{flower_port}"}
+    os.environ.update(env)
+
+    from worker.embedded_redis import EmbeddedRedis
+
+    embedded = None
+    if not os.environ.get("REDIS_URL"):
+        embedded = EmbeddedRedis(data_dir / "redis")
+        env["REDIS_URL"] = os.environ["REDIS_URL"] = embedded.start()
+    try:
+        from worker import db
+        from worker.settings import get_settings
+
+        get_settings.cache_clear()
+        settings = get_settings()
+        click.echo(f"vitalq: database {_redact(settings.database_url)}: applying migrations")
+        db.upgrade()
+
+        supervisor = processes.Supervisor(env)
+        supervisor.start(processes.web(host, port))
+        supervisor.start(processes.cpu_worker(concurrency))
+        for device in settings.devices:
+            supervisor.start(processes.hardware_worker(device))
+        supervisor.start(processes.beat(data_dir))
+        if not no_flower:
+            supervisor.start(processes.flower(host, flower_port))
+        click.echo(f"vitalq: broker {_redact(settings.redis_url)}{' (embedded)' if embedded else ''}")
+        click.echo(f"vitalq: web    http://{host}:{port}/   (API http://{host}:{port}/api/v1)")
+        if not no_flower:
+            click.echo(f"vitalq: flower http://{host}:{flower_port}/")
+        click.echo("vitalq: press Ctrl-C to stop")
+        code = supervisor.wait()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["web", "worker-cpu", "worker-hw", "beat", "flower"]))
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", type=int, default=None, help="Web (default $PORT or 8000) or Flower (default 5555) port.")
+@click.option("--concurrency", type=int, default=None)
+def serve(name: str, host: str, port: int | None, concurrency: int | None) -> None:
+    """Run one of vitalq's processes in the foreground (as the Procfile does)."""
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    if name == "worker-hw":
+        if not settings.devices:
+            raise click.UsageError("no devices: set VITALQ_DEVICES (comma-separated device ids)")
+        supervisor = processes.Supervisor()
+        for device in settings.devices:
+            supervisor.start(processes.hardware_worker(device))
+        sys.exit(supervisor.wait())
+    spec = {
+        "web": lambda: processes.web(host, port or int(os.environ.get("PORT", 8000))),
+        "worker-cpu": lambda: processes.cpu_worker(concurrency),
+        "beat": lambda: processes.beat(settings.data_dir),
+        "flower": lambda: processes.flower(host, port or 5555),
+    }[name]()
+    os.execv(spec.argv[0], spec.argv)
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration not yet applied."""
+    from worker import db as database
+
+    database.upgrade()
+    current, head = database.schema_revision()
+    click.echo(f"database at revision {current} (head {head})")
+
+
+# --- using the platform -----------------------------------------------------------------
+
+url_option = click.option("--url", envvar="VITALQ_URL", default=DEFAULT_URL, show_default=True,
+                          help="vitalq's address (or VITALQ_URL).")
+
+
+@main.command()
+@click.argument("kind")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--param", "-p", "raw_params", multiple=True, metavar="NAME=VALUE", help="A parameter; repeatable.")
+@click.option("--priority", type=click.IntRange(0, 9), default=None, help="0 (least urgent) to 9 (most urgent).")
+@click.option("--wait", is_flag=True, help="Follow the job's progress and print its result.")
+@url_option
+def submit(kind: str, file: Path | None, raw_params: tuple[str, ...], priority: int | None, wait: bool, url: str) -> None:
+    """Submit a job of KIND, with FILE as its input if the kind takes one."""
+    client = Client(url)
+    with _api_errors():
+        kinds = client.kinds()
+        if kind not in kinds:
+            raise click.UsageError(f"unknown job kind {kind!r}; known: {', '.join(sorted(kinds))}")
+        params = {}
+        for raw in raw_params:
+            name, sep, value = raw.partition("=")
+            if not sep:
+                raise click.UsageError(f"--param takes NAME=VALUE, not {raw!r}")
+            try:
+                params[name] = coerce_param(kinds[kind]["params_schema"], name, value)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from None
+        job = client.submit(kind, params, priority, file)
+        click.echo(f"job {job['id']} queued on {job['queue']}", err=True)
+        if not wait:
+            click.echo(job["id"])
+            return
+        job = client.wait(job["id"], on_event=_progress_bar)
+        click.echo("", err=True)
+        click.echo(json.dumps(job, indent=2))
+        sys.exit(0 if job["status"] == "succeeded" else 1)
+
+
+@main.command()
+@click.option("--kind", default=None)
+@click.option("--status", default=None)
+@click.option("--limit", default=20, show_default=True)
+@url_option
+def jobs(kind: str | None, status: str | None, limit: int, url: str) -> None:
+    """List jobs, newest first."""
+    with _api_errors():
+        page = Client(url).jobs(kind=kind, status=status, limit=limit)
+    click.echo(f"{'ID':32}  {'KIND':24} {'STATUS':10} {'PRI':>3} {'PROGRESS':>8}  CREATED")
+    for job in page["jobs"]:
+        click.echo(f"{job['id']:32}  {job['kind']:24} {job['status']:10} {job['priority']:>3} "
+                   f"{job['progress']['fraction'] * 100:7.0f}%  {job['created_at']}")
+    click.echo(f"{len(page['jobs'])} of {page['total']}", err=True)
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+def cancel(job_id: str, url: str) -> None:
+    """Cancel a job."""
+    with _api_errors():
+        job = Client(url).cancel(job_id)
+    click.echo(f"job {job_id}: {'cancelled' if job['status'] == 'cancelled' else 'asked to stop'}")
+
+
+def _progress_bar(message: dict) -> None:
+    if message["type"] not in ("snapshot", "progress", "status"):
+        return
+    state = message["job"]["progress"] | {"status": message["job"]["status"]} if message["type"] == "snapshot" else message
+    fraction = state.get("fraction") or 0.0
+    width = max(min(shutil.get_terminal_size().columns - 50, 40), 10)
+    filled = int(round(fraction * width))
+    text = f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% {state.get('status', '')}: {state.get('message') or ''}"
+    click.echo(text[:shutil.get_terminal_size().columns - 1].ljust(shutil.get_terminal_size().columns - 1), nl=False, err=True)
+
+
+class _api_errors:
+    """Turns an API error into a one-line message and exit code 1."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, _tb):
+        if exc_type is ApiError:
+            click.echo(f"error {exc.status} {exc.code}: {exc.message}", err=True)
+            for field, problem in (exc.details.get("fields") or {}).items():
+                click.echo(f"  {field}: {problem}", err=True)
+            sys.exit(1)
+        if exc_type is not None and issubclass(exc_type, (httpx.TransportError, OSError)):
+            click.echo(f"error: cannot reach vitalq: {exc}", err=True)
+            sys.exit(1)
+        return False
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,107 @@
+"""A small client of vitalq's HTTP API and websocket, for the command line and scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import websocket
+
+
+class ApiError(Exception):
+    """An error answer of the API, with its stable code."""
+
+    def __init__(self, status: int, error: dict[str, Any]):
+        super().__init__(f"{error.get('code')}: {error.get('message')}")
+        self.status, self.code, self.message = status, error.get("code"), error.get("message")
+        self.details = error.get("details") or {}
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout_s: float = 60.0):
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def _call(self, method: str, path: str, **kwargs) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "HTTP_" + str(response.status_code), "message": response.text[:500]}
+            raise ApiError(response.status_code, error)
+        return response.json()
+
+    def kinds(self) -> dict[str, dict[str, Any]]:
+        return {kind["name"]: kind for kind in self._call("GET", "/api/v1/kinds")["kinds"]}
+
+    def submit(self, kind: str, params: dict[str, Any] | None = None, priority: int | None = None,
+               file: Path | None = None) -> dict[str, Any]:
+        if file is None:
+            return self._call("POST", "/api/v1/jobs", json={"kind": kind, "params": params or {}, "priority": priority})
+        data = {"kind": kind, "params": json.dumps(params or {})}
+        if priority is not None:
+            data["priority"] = str(priority)
+        with open(file, "rb") as stream:  # httpx streams the file; it is never read whole
+            return self._call("POST", "/api/v1/jobs", data=data, files={"file": (Path(file).name, stream)})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/jobs/{job_id}")
+
+    def jobs(self, **filters: Any) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/jobs", params={k: v for k, v in filters.items() if v is not None})
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/jobs/{job_id}")
+
+    def events(self, job_id: str, after: int | None = None, timeout_s: float = 3600.0) -> Iterator[dict[str, Any]]:
+        """The job's websocket messages (snapshot, events, final) until it closes."""
+        url = self.base_url.replace("http", "ws", 1) + f"/ws/jobs/{job_id}"
+        if after is not None:
+            url += f"?after={after}"
+        ws = websocket.create_connection(url, timeout=timeout_s)
+        try:
+            while True:
+                try:
+                    raw = ws.recv()
+                except websocket.WebSocketConnectionClosedException:
+                    return
+                if not raw:
+                    return
+                message = json.loads(raw)
+                yield message
+                if message["type"] in ("final", "error"):
+                    return
+        finally:
+            ws.close()
+
+    def wait(self, job_id: str, on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Follow the job's websocket to its end; returns the final job."""
+        for message in self.events(job_id):
+            if on_event is not None:
+                on_event(message)
+            if message["type"] == "final":
+                return message["job"]
+        return self.job(job_id)
+
+
+def coerce_param(schema: dict[str, Any], name: str, raw: str) -> Any:
+    """A ``--param name=value`` string as the type the kind's schema declares."""
+    spec = schema.get("properties", {}).get(name)
+    if spec is None:
+        return raw  # the server names unknown params in its answer
+    kind = spec.get("type")
+    try:
+        if kind == "integer":
+            return int(raw)
+        if kind == "number":
+            return float(raw)
+        if kind == "boolean":
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[raw.lower()]
+        if kind in ("array", "object"):
+            return json.loads(raw)
+    except (ValueError, KeyError):
+        raise ValueError(f"--param {name}: {raw!r} is not a {kind}") from None
+    return raw

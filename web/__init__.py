@@ -1,0 +1,62 @@
+"""The web tier: ``create_app()`` builds the Flask app (API, websocket, health, pages).
+
+Run it with ``gunicorn -k gthread --threads 64 'web:create_app()'`` (the Procfile and
+``vitalq up`` do). It enqueues and reads jobs through ``worker``; it never imports a
+job's computation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g
+from flask import Request as FlaskRequest
+from flask_sock import Sock
+
+from worker.settings import get_settings
+from worker.storage import UploadSink
+
+sock = Sock()
+
+
+class StreamingUploadRequest(FlaskRequest):
+    """Writes each uploaded file part straight to the uploads folder, hashing it as it comes."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        sink = UploadSink(limit=self.max_content_length)
+        g.setdefault("upload_sinks", []).append(sink)
+        return sink
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    settings = get_settings()
+    app = Flask(__name__)
+    app.request_class = StreamingUploadRequest
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        # The multipart parser keeps form fields (not files) in memory: bound them.
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        SOCK_SERVER_OPTIONS={"ping_interval": 25},
+        FLOWER_URL="http://127.0.0.1:5555",
+    )
+    app.config.from_prefixed_env("VITALQ")
+    if config:
+        app.config.update(config)
+
+    from . import api, errors, health, metrics, pages, ws
+
+    errors.init_app(app)
+    app.extensions["vitalq_metrics"] = metrics.init_app(app)
+    sock.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
+    ws.register(sock)
+
+    @app.teardown_request
+    def _discard_unclaimed_uploads(_exc):
+        # An upload is kept only when its job was accepted (dispatch.submit commits it).
+        for sink in g.pop("upload_sinks", []):
+            sink.discard()
+
+    return app

@@ -1,0 +1,116 @@
+"""The HTTP API, ``/api/v1``: submit, read, list and cancel jobs; their artifacts; the job kinds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, jsonify, request, send_file, url_for
+
+from worker import dispatch, storage, store
+from worker.exceptions import InvalidInput, NotFound
+from worker.kinds import all_kinds, find_kind
+from worker.models import JobStatus
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_PAGE = 200
+
+
+@bp.get("/kinds")
+def list_kinds():
+    return jsonify({"kinds": [kind.describe() for kind in all_kinds()]})
+
+
+@bp.get("/kinds/<name>")
+def get_kind(name: str):
+    return jsonify(find_kind(name).describe())
+
+
+@bp.post("/jobs")
+def submit_job():
+    """Submit a job as JSON ``{"kind", "params", "priority"}`` or as a multipart form with
+    the same fields (``params`` JSON-encoded) and the input in ``file``."""
+    upload = filename = None
+    if request.mimetype == "multipart/form-data":
+        form = request.form
+        kind, priority = form.get("kind"), form.get("priority")
+        params = _json_field(form.get("params"), "params")
+        file = request.files.get("file")
+        if file is not None and file.filename:
+            upload, filename = file.stream, file.filename
+    else:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise InvalidInput("the body must be a JSON object (or a multipart form)",
+                               {"fields": {"body": "malformed JSON"}})
+        kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
+    job = dispatch.submit(kind, params, priority, upload=upload, filename=filename)
+    response = jsonify(job.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    return response
+
+
+@bp.get("/jobs")
+def list_jobs():
+    kind = request.args.get("kind") or None
+    status = request.args.get("status") or None
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise InvalidInput(f"unknown status {status!r}", {"fields": {"status": "unknown status"}})
+    limit = _int_arg("limit", 50, 1, MAX_PAGE)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    jobs, total = store.find(kind=kind, status=status, limit=limit, offset=offset)
+    next_offset = offset + limit if offset + limit < total else None
+    return jsonify({
+        "jobs": [job.to_dict() for job in jobs], "total": total, "limit": limit, "offset": offset,
+        "next": None if next_offset is None else url_for("api.list_jobs", kind=kind, status=status,
+                                                            limit=limit, offset=next_offset),
+    })
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    return jsonify(store.get(job_id).to_dict())
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str):
+    """200 when the job is cancelled; 202 when a running job has been asked to stop."""
+    job = dispatch.cancel(job_id)
+    return jsonify(job.to_dict()), 200 if job.finished else 202
+
+
+@bp.get("/jobs/<job_id>/artifacts")
+def list_artifacts(job_id: str):
+    return jsonify({"artifacts": store.get(job_id).artifacts or []})
+
+
+@bp.get("/jobs/<job_id>/artifacts/<name>")
+def get_artifact(job_id: str, name: str):
+    job = store.get(job_id)
+    if name not in {artifact["name"] for artifact in job.artifacts or []}:
+        raise NotFound(f"job {job_id} has no artifact {name!r}")
+    return send_file(storage.artifact_path(job_id, name), as_attachment=request.args.get("download") == "1")
+
+
+def _json_field(raw: str | None, name: str) -> Any:
+    if raw is None or raw == "":
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be JSON", {"fields": {name: "malformed JSON"}}) from None
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}", {"fields": {name: "out of range"}})
+    return value

@@ -1,0 +1,59 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "details", "request_id"}}``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import redis
+import sqlalchemy.exc
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from worker.exceptions import Unavailable, VitalqError
+
+log = logging.getLogger(__name__)
+
+#: Codes for the HTTP errors Werkzeug raises itself (routing, methods, body size).
+HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "TOO_LARGE",
+              415: "UNSUPPORTED_FORMAT", 429: "RATE_LIMITED"}
+
+
+def error_response(code: str, message: str, status: int, details: dict | None = None):
+    body = {"error": {"code": code, "message": message, "details": details or {},
+                      "request_id": g.get("request_id")}}
+    return jsonify(body), status
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _request_id():
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    @app.errorhandler(VitalqError)
+    def _vitalq_error(exc: VitalqError):
+        return error_response(exc.code, exc.message, exc.http_status, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = HTTP_CODES.get(exc.code or 500, "INVALID_INPUT" if (exc.code or 500) < 500 else "INTERNAL")
+        return error_response(code, exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    def _service_down(exc: Exception):
+        log.error("a backing service is unreachable: %s", exc)
+        error = Unavailable("a service vitalq depends on is unreachable; try again shortly")
+        response, status = error_response(error.code, error.message, error.http_status)
+        response.headers["Retry-After"] = "5"
+        return response, status
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response("INTERNAL", "internal error; the request id identifies it in the logs", 500)

@@ -1,0 +1,61 @@
+"""Prometheus metrics: job counts and run times from the job table, queue depths from
+Redis, and this web process's own request latencies.
+
+Job figures are read from the database at scrape time, so they are the same whichever
+web process answers and whichever worker ran the job.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, request
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+from worker import store
+from worker.celery_app import queue_depths
+from worker.settings import get_settings
+
+RUN_SECONDS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class JobCollector:
+    def collect(self):
+        jobs = GaugeMetricFamily("vitalq_jobs", "Jobs in the job table by kind and status", labels=["kind", "status"])
+        for kind, status, count in store.counts_by_kind_and_status():
+            jobs.add_metric([kind, status], count)
+        yield jobs
+
+        depth = GaugeMetricFamily("vitalq_queue_depth", "Messages waiting in each queue", labels=["queue"])
+        for queue, count in queue_depths(get_settings().queues).items():
+            depth.add_metric([queue], count)
+        yield depth
+
+        runs = HistogramMetricFamily("vitalq_job_run_seconds", "Run time of finished jobs, in seconds",
+                                     labels=["kind"])
+        for kind, (cumulative, count, total) in store.run_seconds_histogram(RUN_SECONDS_BUCKETS).items():
+            buckets = [(str(bound), n) for bound, n in zip(RUN_SECONDS_BUCKETS, cumulative)]
+            runs.add_metric([kind], buckets + [("+Inf", count)], total)
+        yield runs
+
+
+def init_app(app: Flask) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(JobCollector())
+    latency = Histogram("vitalq_http_request_seconds", "HTTP request latency, in seconds",
+                        ["method", "endpoint", "status"], registry=registry,
+                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+    @app.before_request
+    def _start_timer():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        if "request_started" in g:
+            latency.labels(request.method, request.endpoint or "unmatched", str(response.status_code)).observe(
+                time.perf_counter() - g.request_started)
+        return response
+
+    return registry

@@ -1,0 +1,22 @@
+"""The Redis connection of this process (broker, progress events, cancel flags)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+
+from .settings import get_settings
+
+#: Every key vitalq itself writes starts with this (Celery's own keys do not).
+KEY_PREFIX = "vitalq:"
+
+
+@lru_cache(maxsize=None)
+def _client(url: str) -> redis.Redis:
+    # redis-py's pool notices a fork and reconnects, so a forked worker child is safe.
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+
+
+def get_redis() -> redis.Redis:
+    return _client(get_settings().redis_url)

@@ -1,0 +1,114 @@
+"""Submitting a job: validate, store the upload, record the job, then queue it.
+
+Validation comes first and is complete (kind, params against the kind's schema,
+priority, upload format), so an invalid job is refused with nothing stored or queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import kombu.exceptions
+import redis
+
+from . import store
+from .celery_app import app
+from .exceptions import InvalidInput, JobCancelled, Unavailable, UnsupportedFormat
+from .kinds import get_kind
+from .models import Job, JobStatus
+from .settings import get_settings
+from .storage import UploadSink, plain_suffix, remove_artifacts
+
+log = logging.getLogger(__name__)
+
+PRIORITY_RANGE = range(0, 10)
+DEFAULT_PRIORITY = 5
+
+
+def parse_priority(value: Any) -> int:
+    """A job priority from 0 (least urgent) to 9 (most urgent); raises InvalidInput."""
+    if value is None or value == "":
+        return DEFAULT_PRIORITY
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITY_RANGE:
+        raise InvalidInput("priority must be an integer from 0 (least urgent) to 9 (most urgent)",
+                           {"fields": {"priority": "must be an integer from 0 to 9"}})
+    return value
+
+
+def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink | None = None,
+           filename: str | None = None) -> Job:
+    """Validate and queue a job; returns it as recorded.
+
+    Raises InvalidInput, UnsupportedFormat (a file the kind does not take) or
+    Unavailable (the broker cannot be reached: the job is recorded as failed, not left
+    queued with no message behind it).
+    """
+    kind = get_kind(kind_name)
+    priority = parse_priority(priority)
+    params = kind.validate({} if params is None else params)
+    if upload is not None and kind.upload is None:
+        raise InvalidInput(f"{kind.name} takes no file", {"fields": {"file": "this job kind takes no file"}})
+    if upload is None and kind.upload is not None and kind.upload.required:
+        raise InvalidInput(f"{kind.name} needs a file", {"fields": {"file": "a file is required"}})
+    if upload is not None:
+        suffix = plain_suffix(filename)
+        if kind.upload.formats and suffix not in kind.upload.formats:
+            raise UnsupportedFormat(
+                f"{kind.name} takes {', '.join(kind.upload.formats)} files, not {suffix or 'this file'}",
+                {"fields": {"file": "unsupported format"}, "accepted": list(kind.upload.formats)})
+        if upload.size == 0:
+            raise InvalidInput("the uploaded file is empty", {"fields": {"file": "is empty"}})
+    stored = upload.commit(filename) if upload is not None else None
+    soft, hard = kind.limits_for(params, stored.size if stored else None)
+    job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
+                       soft_time_limit_s=soft, time_limit_s=hard,
+                       input_record=stored.to_record() if stored else None)
+    enqueue(job)
+    return job
+
+
+def enqueue(job: Job) -> None:
+    """Send the job's message, carrying only its id; the task id is the job id."""
+    try:
+        app.send_task(
+            job.kind, args=[job.id], task_id=job.id, queue=job.queue,
+            # Redis serves priority 0 first; the API's 9 is the most urgent.
+            priority=9 - job.priority,
+            soft_time_limit=job.soft_time_limit_s, time_limit=job.time_limit_s,
+            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
+        log.error("job %s not queued: broker unreachable: %s", job.id, exc)
+        error = Unavailable("the broker cannot be reached; the job was not queued, submit it again later")
+        store.finish(job.id, JobStatus.FAILED, error=error)
+        raise error from exc
+
+
+def cancel(job_id: str) -> Job:
+    """Cancel a job. A queued job never starts; a running one stops at its next progress
+    point, and if it has not stopped ``VITALQ_CANCEL_GRACE_S`` seconds later, its
+    process is killed. Raises NotFound or JobFinished.
+    """
+    job, running = store.request_cancel(job_id)
+    if running:
+        timer = threading.Timer(get_settings().cancel_grace_s, _kill_if_still_running, args=(job_id,))
+        timer.daemon = True
+        timer.start()
+    else:
+        app.control.revoke(job_id)  # a worker holding the message drops it unseen
+    return job
+
+
+def _kill_if_still_running(job_id: str) -> None:
+    """The last resort of a cancel: the job ignored its cancel flag (it reached no progress point)."""
+    if store.get(job_id).finished:
+        return
+    log.warning("job %s did not stop within the grace period; killing its process", job_id)
+    app.control.revoke(job_id, terminate=True, signal="SIGKILL")
+    remove_artifacts(job_id)
+    store.finish(job_id, JobStatus.CANCELLED,
+                 error=JobCancelled("cancelled; its process was stopped by force after the grace period"))

@@ -1,0 +1,94 @@
+"""Every error vitalq reports, each with a stable code.
+
+The code is the contract: clients branch on it, the web tier maps it to an HTTP status,
+and the worker decides from ``retryable`` whether a fault is worth another attempt.
+Bad input is never retried; transient faults (a broker, database or device that is
+briefly away) are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VitalqError(Exception):
+    """Base of every error with a code. ``details`` must be JSON-serialisable."""
+
+    code = "INTERNAL"
+    http_status = 500
+    retryable = False
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidInput(VitalqError):
+    code = "INVALID_INPUT"
+    http_status = 400
+
+
+class UnsupportedFormat(VitalqError):
+    code = "UNSUPPORTED_FORMAT"
+    http_status = 415
+
+
+class TooLarge(VitalqError):
+    code = "TOO_LARGE"
+    http_status = 413
+
+
+class NotFound(VitalqError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class JobFinished(VitalqError):
+    """An operation that needs a live job was asked of a finished one."""
+
+    code = "JOB_FINISHED"
+    http_status = 409
+
+
+class Unavailable(VitalqError):
+    """A service vitalq depends on (broker, database) cannot be reached right now."""
+
+    code = "UNAVAILABLE"
+    http_status = 503
+    retryable = True
+
+
+class TransientError(VitalqError):
+    """A fault that may pass on its own: the job is retried with backoff."""
+
+    code = "TRANSIENT"
+    http_status = 503
+    retryable = True
+
+
+class DeviceBusy(TransientError):
+    code = "DEVICE_BUSY"
+
+
+class DeviceUnavailable(TransientError):
+    code = "DEVICE_UNAVAILABLE"
+
+
+class JobCancelled(VitalqError):
+    """Raised inside a running job at its next progress point after a cancel."""
+
+    code = "CANCELLED"
+    http_status = 409
+
+
+class JobTimeout(VitalqError):
+    code = "TIMEOUT"
+    http_status = 504
+
+
+class WorkerLost(VitalqError):
+    code = "WORKER_LOST"

@@ -1,0 +1,159 @@
+"""``JobTask``: the base class of every job kind's Celery task.
+
+A job kind's task is a plain function of a :class:`JobContext`::
+
+    @shared_task(base=JobTask, name="diagnostics.selftest")
+    def selftest(job: JobContext) -> dict:
+        job.progress(0.5, "half way")
+        return {"summary": ...}
+
+The message carries only the job id. ``JobTask`` marks the job running (counting
+attempts and redeliveries), hands the function its context, and records the end:
+the returned dict as the result and the files in the job folder as artifacts, or the
+error with its code. Transient faults are retried with exponential backoff and full
+jitter; everything else fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy.exc
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from celery.worker.request import Request
+
+from . import progress, storage, store
+from .exceptions import JobCancelled, JobTimeout, TransientError, VitalqError
+from .models import Job, JobStatus
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+
+#: Faults of the services around a job, worth another attempt.
+TRANSIENT_FAULTS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError)
+
+
+class JobContext:
+    """What a running job sees: its params, its input file, its folder, and progress."""
+
+    def __init__(self, job: Job):
+        settings = get_settings()
+        self.id: str = job.id
+        self.kind: str = job.kind
+        self.params: dict[str, Any] = dict(job.params)
+        #: 1 on the first run; retries and redeliveries count up.
+        self.attempt: int = job.attempts
+        self.input: dict[str, Any] | None = job.input
+        self.input_path: Path | None = Path(job.input["path"]) if job.input else None
+        self._stage = job.progress_stage
+        self._db_interval = settings.progress_db_interval_s
+        self._last_saved = 0.0
+        self._unsaved: dict[str, Any] | None = None
+
+    def progress(self, fraction: float, message: str | None = None, stage: str | None = None) -> None:
+        """Report progress (``fraction`` from 0 to 1); raises JobCancelled if asked to stop.
+
+        Every call is an event on the job's stream; the job row is updated at most
+        every ``VITALQ_PROGRESS_DB_INTERVAL_S`` seconds, and always on a new stage.
+        """
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        new_stage = stage is not None and stage != self._stage
+        self._stage = stage or self._stage
+        seq, cancel = progress.publish(self.id, {"type": "progress", "status": JobStatus.RUNNING.value,
+                                                 "fraction": fraction, "stage": self._stage, "message": message})
+        self._unsaved = dict(fraction=fraction, stage=self._stage, message=message, seq=seq)
+        if new_stage or time.monotonic() - self._last_saved >= self._db_interval:
+            self.save_progress()
+        if cancel:
+            raise JobCancelled("cancelled on request")
+
+    def save_progress(self) -> None:
+        """Write the latest progress to the job row, if it is not there yet."""
+        if self._unsaved is not None:
+            store.save_progress(self.id, **self._unsaved)
+            self._unsaved = None
+            self._last_saved = time.monotonic()
+
+    def artifact(self, name: str) -> Path:
+        """Path to write the artifact ``name`` to; every file there is listed with the result."""
+        path = storage.artifact_path(self.id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class JobRequest(Request):
+    """Runs in the worker's main process, which outlives a pool child killed by a hard limit."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        if not soft:
+            storage.remove_artifacts(self.id)
+            store.finish(self.id, JobStatus.FAILED,
+                         error=JobTimeout(f"stopped by force at the hard time limit of {timeout:g} s"))
+
+
+class JobTask(Task):
+    Request = JobRequest
+    acks_late = True
+    reject_on_worker_lost = True
+    typing = False
+
+    def __call__(self, job_id: str) -> None:
+        settings = get_settings()
+        job = store.start(job_id, worker=f"{self.request.hostname}/{os.getpid()}",
+                          max_redeliveries=settings.max_redeliveries)
+        if job is None:
+            log.info("job %s is finished or unknown; delivery ignored", job_id)
+            return None
+        context = JobContext(job)
+        progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value, "fraction": job.progress_fraction,
+                                  "stage": job.progress_stage, "message": f"attempt {job.attempts}"})
+        try:
+            try:
+                result = self.run(context)
+            finally:
+                context.save_progress()  # a failed job keeps the progress it had made
+        except JobCancelled as exc:
+            self._fail(job_id, JobStatus.CANCELLED, exc)
+        except SoftTimeLimitExceeded:
+            self._fail(job_id, JobStatus.FAILED, JobTimeout(
+                f"exceeded its soft time limit of {job.soft_time_limit_s:g} s",
+                {"soft_time_limit_s": job.soft_time_limit_s}))
+        except VitalqError as exc:
+            if exc.retryable:
+                self._retry(job_id, exc, settings)
+            else:
+                self._fail(job_id, JobStatus.FAILED, exc)
+        except TRANSIENT_FAULTS as exc:
+            self._retry(job_id, TransientError(f"{type(exc).__name__}: {exc}"), settings)
+        except Exception as exc:  # a bug: the user gets a code, the log gets the traceback
+            log.exception("job %s (%s) failed", job_id, job.kind)
+            self._fail(job_id, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
+        else:
+            store.finish(job_id, JobStatus.SUCCEEDED, result=result or {}, artifacts=storage.list_artifacts(job_id))
+        return None
+
+    def _fail(self, job_id: str, status: JobStatus, error: VitalqError) -> None:
+        storage.remove_artifacts(job_id)  # partial outputs are not results
+        store.finish(job_id, status, error=error)
+
+    def _retry(self, job_id: str, error: VitalqError, settings) -> None:
+        """Retry later with backoff, or fail with the error once retries are spent."""
+        if self.request.retries >= settings.max_retries:
+            error.details = {**error.details, "retries": self.request.retries}
+            self._fail(job_id, JobStatus.FAILED, error)
+            return
+        countdown = get_exponential_backoff_interval(
+            factor=settings.retry_backoff_s, retries=self.request.retries,
+            maximum=settings.retry_backoff_max_s, full_jitter=True)
+        storage.remove_artifacts(job_id)
+        store.mark_retrying(job_id, error)
+        log.warning("job %s: %s; retry %d in %.1f s", job_id, error.message, self.request.retries + 1, countdown)
+        raise self.retry(countdown=countdown, max_retries=settings.max_retries)

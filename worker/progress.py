@@ -1,0 +1,85 @@
+"""The progress bus: each job's events, in order, on a Redis stream.
+
+A running job publishes every progress point as an event with a sequence number; the
+websocket (``web.ws``) reads them back in order. The design sketched Redis pub/sub;
+a stream (one per job, ``vitalq:job:<id>:events``) is used instead because it keeps
+the events: a client that connects late or reconnects reads what it missed from the
+sequence number it last saw, and nothing falls between reading the job's snapshot and
+subscribing. Streams are capped in length and expire a day after their last event.
+
+Publishing is one atomic round trip (a Lua script) that also answers whether the job
+has been asked to cancel, so a job checks its cancel flag at every progress point for free.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .broker import KEY_PREFIX, get_redis
+
+EVENT_TTL_S = 24 * 3600
+MAX_EVENTS_KEPT = 10_000
+
+_PUBLISH = """
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, 'event', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return {seq, redis.call('EXISTS', KEYS[3])}
+"""
+
+
+def events_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}job:{job_id}:events"
+
+
+def _seq_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}job:{job_id}:seq"
+
+
+def _cancel_key(job_id: str) -> str:
+    return f"{KEY_PREFIX}job:{job_id}:cancel"
+
+
+def publish(job_id: str, event: dict[str, Any]) -> tuple[int, bool]:
+    """Append ``event`` to the job's stream.
+
+    Returns
+    -------
+    seq : int
+        The event's sequence number (1, 2, ... per job, across retries and redeliveries).
+    cancel_requested : bool
+        Whether someone has asked this job to stop.
+    """
+    client = get_redis()
+    event = {**event, "time": time.time()}
+    seq, cancelled = client.eval(
+        _PUBLISH, 3, events_key(job_id), _seq_key(job_id), _cancel_key(job_id),
+        json.dumps(event), MAX_EVENTS_KEPT, EVENT_TTL_S,
+    )
+    return int(seq), bool(cancelled)
+
+
+def read(job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500) -> list[tuple[str, dict[str, Any]]]:
+    """Events after the stream position ``after``: ``[(position, event)]``, oldest first.
+
+    With ``block_ms``, waits up to that long for the first new event.
+    """
+    reply = get_redis().xread({events_key(job_id): after}, count=count, block=block_ms)
+    events = []
+    for _key, entries in reply or ():
+        for position, fields in entries:
+            event = json.loads(fields[b"event"])
+            event["seq"] = int(fields[b"seq"])
+            events.append((position.decode(), event))
+    return events
+
+
+def request_cancel(job_id: str) -> None:
+    get_redis().set(_cancel_key(job_id), 1, ex=EVENT_TTL_S)
+
+
+def cancel_requested(job_id: str) -> bool:
+    return bool(get_redis().exists(_cancel_key(job_id)))

@@ -1,0 +1,92 @@
+"""Every setting vitalq reads, from the environment, in one place.
+
+With nothing set, vitalq runs on embedded defaults: SQLite under the data folder and
+a Redis server that ``vitalq up`` starts for the session (see ``worker.embedded_redis``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str
+    #: Hardware devices served by their own queue ``hw.<device>`` (concurrency 1).
+    devices: tuple[str, ...] = ()
+    #: Largest upload accepted, in bytes (413 beyond it).
+    max_upload_bytes: int = 4 * 1024**3
+    #: Retries of a transient fault before the job fails, with exponential backoff.
+    max_retries: int = 5
+    retry_backoff_s: float = 2.0
+    retry_backoff_max_s: float = 120.0
+    #: Deliveries of a job whose worker died before it finished, before ``WORKER_LOST``.
+    max_redeliveries: int = 3
+    #: Seconds a running job has to honour a cancel before its process is killed.
+    cancel_grace_s: float = 10.0
+    #: Minimum seconds between two progress writes to the job row (events are not throttled).
+    progress_db_interval_s: float = 1.0
+    #: Broker redelivers an unacknowledged message after this long; it must exceed
+    #: every hard time limit or long jobs would run twice.
+    visibility_timeout_s: int = 6 * 3600
+    #: Celery ``unacked_restore_interval``: how often workers look for abandoned messages.
+    unacked_restore_interval_s: int = 10
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return ("cpu",) + tuple(hardware_queue(d) for d in self.devices)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        data_dir = Path(os.environ.get("VITALQ_DATA_DIR", "var")).resolve()
+        return cls(
+            data_dir=data_dir,
+            database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitalq.db'}",
+            redis_url=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            devices=_list("VITALQ_DEVICES"),
+            max_upload_bytes=_int("VITALQ_MAX_UPLOAD_BYTES", 4 * 1024**3),
+            max_retries=_int("VITALQ_MAX_RETRIES", 5),
+            retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),
+            retry_backoff_max_s=_float("VITALQ_RETRY_BACKOFF_MAX_S", 120.0),
+            max_redeliveries=_int("VITALQ_MAX_REDELIVERIES", 3),
+            cancel_grace_s=_float("VITALQ_CANCEL_GRACE_S", 10.0),
+            progress_db_interval_s=_float("VITALQ_PROGRESS_DB_INTERVAL_S", 1.0),
+            visibility_timeout_s=_int("VITALQ_VISIBILITY_TIMEOUT_S", 6 * 3600),
+            unacked_restore_interval_s=_int("VITALQ_UNACKED_RESTORE_INTERVAL_S", 10),
+        )
+
+
+def hardware_queue(device: str) -> str:
+    """Name of the queue that serves one hardware device, one job at a time."""
+    return f"hw.{device}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment."""
+    return Settings.from_env()

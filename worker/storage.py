@@ -1,0 +1,119 @@
+"""Where files live: uploads named by their sha256, and each job's artifact folder.
+
+Uploads are streamed to disk while they arrive and hashed on the way, so a large file
+is never held in memory. A file's name never comes from the client: an upload is
+stored as ``<sha256><suffix>``, with the suffix kept only when it is a plain one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .exceptions import InvalidInput, TooLarge
+from .settings import get_settings
+
+_PLAIN_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
+_ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    sha256: str
+    size: int
+    path: Path
+    filename: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "filename": self.filename, "path": str(self.path)}
+
+
+def plain_suffix(filename: str | None) -> str:
+    """The lower-case suffix of a client's file name, or "" if it is not a plain one."""
+    suffix = Path(filename or "").suffix.lower()
+    return suffix if _PLAIN_SUFFIX.match(suffix) else ""
+
+
+class UploadSink:
+    """A file that hashes and counts what is written to it, refusing past ``limit`` bytes.
+
+    Werkzeug's multipart parser writes each uploaded file part into one of these
+    (see ``web.create_app``); ``commit`` then moves it to its content address.
+    """
+
+    def __init__(self, limit: int | None = None, directory: Path | None = None):
+        directory = directory or get_settings().uploads_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".incoming-")
+        self._file: BinaryIO = os.fdopen(fd, "w+b")
+        self._path = Path(name)
+        self._hash = hashlib.sha256()
+        self._limit = limit
+        self.size = 0
+        self.committed = False
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self._limit is not None and self.size > self._limit:
+            raise TooLarge(f"upload is larger than the limit of {self._limit} bytes", {"limit_bytes": self._limit})
+        self._hash.update(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:  # read, seek, tell, flush... of the file
+        return getattr(self._file, name)
+
+    def commit(self, filename: str | None) -> StoredUpload:
+        """Move the file to ``<sha256><suffix>`` in the uploads folder (deduplicated)."""
+        self._file.close()
+        digest = self._hash.hexdigest()
+        target = self._path.parent / f"{digest}{plain_suffix(filename)}"
+        if target.exists():
+            self._path.unlink()
+        else:
+            os.replace(self._path, target)
+        self.committed = True
+        return StoredUpload(digest, self.size, target, Path(filename or "").name[:255])
+
+    def discard(self) -> None:
+        if not self.committed:
+            self._file.close()
+            self._path.unlink(missing_ok=True)
+
+
+def job_dir(job_id: str) -> Path:
+    """The folder holding a job's artifacts (not created)."""
+    return get_settings().jobs_dir / job_id
+
+
+def artifact_path(job_id: str, name: str) -> Path:
+    """Path of the artifact ``name`` of a job; raises InvalidInput for a name that is not plain."""
+    if not _ARTIFACT_NAME.match(name):
+        raise InvalidInput(f"not an artifact name: {name!r}")
+    return job_dir(job_id) / name
+
+
+def list_artifacts(job_id: str) -> list[dict[str, Any]]:
+    """The files in a job's folder as ``[{"name", "size", "media_type"}]``."""
+    folder = job_dir(job_id)
+    if not folder.is_dir():
+        return []
+    return [
+        {
+            "name": path.name,
+            "size": path.stat().st_size,
+            "media_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        }
+        for path in sorted(folder.iterdir())
+        if path.is_file() and not path.name.startswith(".")
+    ]
+
+
+def remove_artifacts(job_id: str) -> None:
+    shutil.rmtree(job_dir(job_id), ignore_errors=True)

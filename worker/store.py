@@ -1,0 +1,201 @@
+"""The job store: every change of a job's record, each an atomic, conditional update.
+
+Status changes are guarded by the status they leave (``UPDATE ... WHERE status IN``),
+so a job is started by one delivery and finished exactly once, whatever races between
+the web tier, a worker and a redelivered message. After each change that a watcher
+cares about, a status event goes on the job's progress stream (``worker.progress``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import redis
+from sqlalchemy import case, func, select, update
+
+from . import progress
+from .db import session_scope
+from .exceptions import JobCancelled, JobFinished, NotFound, VitalqError, WorkerLost
+from .models import FINISHED, STARTABLE, Job, JobStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _values(statuses: Iterable[JobStatus]) -> list[str]:
+    return [status.value for status in statuses]
+
+
+def _announce(job: Job) -> None:
+    # The row is the record of truth and is already committed; a watcher that misses
+    # this event while Redis is away still sees the change (web.ws re-reads the row).
+    try:
+        progress.publish(job.id, {"type": "status", "status": job.status, "fraction": job.progress_fraction,
+                                  "stage": job.progress_stage, "message": job.progress_message})
+    except redis.RedisError as exc:
+        log.warning("job %s is %s, but its status event was not published: %s", job.id, job.status, exc)
+
+
+def _seconds_since(start: datetime | None, end: datetime) -> float | None:
+    if start is None:
+        return None
+    if start.tzinfo is None:  # SQLite gives back naive UTC
+        start = start.replace(tzinfo=timezone.utc)
+    return (end - start).total_seconds()
+
+
+def create(*, kind: str, params: dict[str, Any], priority: int, queue: str,
+           soft_time_limit_s: float, time_limit_s: float, input_record: dict[str, Any] | None) -> Job:
+    """Insert a queued job and return it."""
+    with session_scope() as session:
+        job = Job(kind=kind, params=params, priority=priority, queue=queue, input=input_record,
+                  soft_time_limit_s=soft_time_limit_s, time_limit_s=time_limit_s,
+                  status=JobStatus.QUEUED.value, progress_fraction=0.0, progress_seq=0, artifacts=[],
+                  attempts=0, redeliveries=0, cancel_requested=False)
+        session.add(job)
+        session.flush()
+        return job
+
+
+def get(job_id: str) -> Job:
+    """The job ``job_id``; raises NotFound."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+
+def find(*, kind: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+    """Jobs newest first, filtered by kind and status, and how many match in all."""
+    query = select(Job)
+    if kind:
+        query = query.where(Job.kind == kind)
+    if status:
+        query = query.where(Job.status == status)
+    with session_scope() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)).all()
+        return list(jobs), int(total or 0)
+
+
+def start(job_id: str, *, worker: str, max_redeliveries: int) -> Job | None:
+    """Mark the job running for this delivery, or return None if it must not run.
+
+    A job already finished (a redelivered message, a job cancelled while queued) is
+    not run again. A job found still ``running`` was abandoned by a worker that died:
+    it is counted as a redelivery and run again, until ``max_redeliveries`` is
+    exceeded, when it fails with ``WORKER_LOST``.
+    """
+    now = utcnow()
+    run = dict(status=JobStatus.RUNNING.value, attempts=Job.attempts + 1, started_at=now, worker=worker)
+    with session_scope() as session:
+        started = session.execute(
+            update(Job).where(Job.id == job_id, Job.status.in_(_values(STARTABLE))).values(**run)
+        ).rowcount
+        if not started:
+            started = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.redeliveries < max_redeliveries)
+                .values(redeliveries=Job.redeliveries + 1, **run)
+            ).rowcount
+        if started:
+            session.flush()
+            return session.get(Job, job_id, populate_existing=True)
+        job = session.get(Job, job_id)
+        if job is None or job.finished:
+            return None
+    # Running, and redelivered more times than allowed: its worker keeps dying.
+    finish(job_id, JobStatus.FAILED, error=WorkerLost(
+        f"the worker running this job died {max_redeliveries + 1} times; giving up",
+        {"redeliveries": max_redeliveries + 1}))
+    return None
+
+
+def save_progress(job_id: str, *, fraction: float, stage: str | None, message: str | None, seq: int) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id, Job.progress_seq < seq)
+            .values(progress_fraction=fraction, progress_stage=stage, progress_message=message, progress_seq=seq)
+        )
+
+
+def mark_retrying(job_id: str, error: VitalqError) -> None:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.finished:
+            return
+        job.status = JobStatus.RETRYING.value
+        job.error_code, job.error_message, job.error_details = error.code, error.message, error.details
+    _announce(job)
+
+
+def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = None,
+           artifacts: list[dict[str, Any]] | None = None, error: VitalqError | None = None) -> bool:
+    """Record the job's end, once: returns False if it had already finished."""
+    now = utcnow()
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return False
+        values: dict[str, Any] = dict(status=status.value, finished_at=now,
+                                      run_seconds=_seconds_since(job.started_at, now))
+        if status == JobStatus.SUCCEEDED:
+            values.update(result=result, artifacts=artifacts or [], progress_fraction=1.0,
+                          error_code=None, error_message=None, error_details=None)
+        elif error is not None:
+            values.update(error_code=error.code, error_message=error.message, error_details=error.details)
+        done = session.execute(
+            update(Job).where(Job.id == job_id, Job.status.not_in(_values(FINISHED))).values(**values)
+        ).rowcount
+        if not done:
+            return False
+        session.flush()
+        job = session.get(Job, job_id, populate_existing=True)
+    _announce(job)
+    return True
+
+
+def request_cancel(job_id: str) -> tuple[Job, bool]:
+    """Cancel a job: a queued one at once, a running one at its next progress point.
+
+    Returns the job and whether it was still running (its task must be told, and
+    stopped by force if it does not listen). Raises NotFound, or JobFinished.
+    """
+    cancelled = JobCancelled("cancelled before it started")
+    with session_scope() as session:
+        if session.get(Job, job_id) is None:
+            raise NotFound(f"no job {job_id!r}")
+        queued = session.execute(
+            update(Job).where(Job.id == job_id, Job.status.in_(_values(STARTABLE))).values(cancel_requested=True)
+        ).rowcount
+    if queued and finish(job_id, JobStatus.CANCELLED, error=cancelled):
+        return get(job_id), False
+    with session_scope() as session:
+        running = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value).values(cancel_requested=True)
+        ).rowcount
+    if not running:
+        job = get(job_id)
+        raise JobFinished(f"job {job_id} has already finished ({job.status})", {"status": job.status})
+    progress.request_cancel(job_id)
+    return get(job_id), True
+
+
+def counts_by_kind_and_status() -> list[tuple[str, str, int]]:
+    with session_scope() as session:
+        rows = session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))
+        return [(kind, status, int(count)) for kind, status, count in rows]
+
+
+def run_seconds_histogram(buckets: Iterable[float]) -> dict[str, tuple[list[int], int, float]]:
+    """Per kind: (cumulative counts of finished jobs at or under each bucket, count, sum of seconds)."""
+    buckets = list(buckets)
+    columns = [func.sum(case((Job.run_seconds <= bound, 1), else_=0)) for bound in buckets]
+    with session_scope() as session:
+        rows = session.execute(
+            select(Job.kind, func.count(), func.sum(Job.run_seconds), *columns)
+            .where(Job.run_seconds.is_not(None)).group_by(Job.kind)
+        )
+        return {row[0]: ([int(c or 0) for c in row[3:]], int(row[1]), float(row[2] or 0.0)) for row in rows}
