@@ -15,7 +15,7 @@ import redis
 
 from . import store
 from .celery_app import app
-from .exceptions import InvalidInput, JobCancelled, Unavailable, UnsupportedFormat
+from .exceptions import InvalidInput, JobCancelled, NotFound, Unavailable, UnsupportedFormat
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
@@ -105,7 +105,10 @@ def cancel(job_id: str) -> Job:
 
 def _kill_if_still_running(job_id: str) -> None:
     """The last resort of a cancel: the job ignored its cancel flag (it reached no progress point)."""
-    if store.get(job_id).finished:
+    try:
+        if store.get(job_id).finished:
+            return
+    except NotFound:  # deleted meanwhile
         return
     log.warning("job %s did not stop within the grace period; killing its process", job_id)
     app.control.revoke(job_id, terminate=True, signal="SIGKILL")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,7 @@ from typing import Any
 import redis
 import sqlalchemy.exc
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
-from celery.utils.time import get_exponential_backoff_interval
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
 
 from . import progress, storage, store
@@ -88,6 +88,16 @@ class JobContext:
         return path
 
 
+def backoff_with_full_jitter(retries: int, base_s: float, cap_s: float) -> float:
+    """Seconds to wait before retry ``retries + 1``: uniform in [0, min(cap, base * 2**retries)].
+
+    "Full jitter" (Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog,
+    2015) spreads the retries of many jobs that failed together. Celery's own helper
+    rounds to whole seconds, too coarse for sub-second bases.
+    """
+    return random.uniform(0.0, min(cap_s, base_s * 2.0**retries))
+
+
 class JobRequest(Request):
     """Runs in the worker's main process, which outlives a pool child killed by a hard limit."""
 
@@ -112,10 +122,22 @@ class JobTask(Task):
         if job is None:
             log.info("job %s is finished or unknown; delivery ignored", job_id)
             return None
-        context = JobContext(job)
-        progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value, "fraction": job.progress_fraction,
-                                  "stage": job.progress_stage, "message": f"attempt {job.attempts}"})
         try:
+            self._run_and_record(job, settings)
+        except Retry:
+            raise
+        except Exception:  # the recording itself broke: settle the job rather than leave it running
+            log.exception("job %s: recording its outcome failed", job_id)
+            store.finish(job_id, JobStatus.FAILED, error=VitalqError("internal error while recording the job's outcome"))
+        return None
+
+    def _run_and_record(self, job: Job, settings) -> None:
+        job_id = job.id
+        context = JobContext(job)
+        try:
+            progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
+                                      "fraction": job.progress_fraction, "stage": job.progress_stage,
+                                      "message": f"attempt {job.attempts}"})
             try:
                 result = self.run(context)
             finally:
@@ -138,7 +160,6 @@ class JobTask(Task):
             self._fail(job_id, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
         else:
             store.finish(job_id, JobStatus.SUCCEEDED, result=result or {}, artifacts=storage.list_artifacts(job_id))
-        return None
 
     def _fail(self, job_id: str, status: JobStatus, error: VitalqError) -> None:
         storage.remove_artifacts(job_id)  # partial outputs are not results
@@ -150,9 +171,7 @@ class JobTask(Task):
             error.details = {**error.details, "retries": self.request.retries}
             self._fail(job_id, JobStatus.FAILED, error)
             return
-        countdown = get_exponential_backoff_interval(
-            factor=settings.retry_backoff_s, retries=self.request.retries,
-            maximum=settings.retry_backoff_max_s, full_jitter=True)
+        countdown = backoff_with_full_jitter(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
         storage.remove_artifacts(job_id)
         store.mark_retrying(job_id, error)
         log.warning("job %s: %s; retry %d in %.1f s", job_id, error.message, self.request.retries + 1, countdown)

@@ -1,0 +1,243 @@
+"""Fixtures that give tests the real parts: a database, Redis, a Celery worker process
+and a live web server.
+
+Configured by the environment like vitalq itself: ``DATABASE_URL`` and ``REDIS_URL``
+point the suite at a PostgreSQL database and a Redis database that it may empty (CI
+does this). With nothing set, the suite runs on SQLite in a temporary folder and an
+embedded Redis started for the session, as ``vitalq up`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+#: Short delays so that retries, cancels and progress happen within a test's patience.
+TEST_SETTINGS = {
+    "VITALQ_CANCEL_GRACE_S": "3",
+    "VITALQ_RETRY_BACKOFF_S": "0.2",
+    "VITALQ_RETRY_BACKOFF_MAX_S": "1",
+    "VITALQ_MAX_RETRIES": "3",
+    "VITALQ_MAX_REDELIVERIES": "2",
+    "VITALQ_PROGRESS_DB_INTERVAL_S": "0.2",
+}
+
+_embedded_redis = None
+
+
+def pytest_configure(config):
+    """Point vitalq at the test services before any of its modules reads its settings."""
+    global _embedded_redis
+    data_dir = Path(tempfile.mkdtemp(prefix="vitalq-tests-"))
+    os.environ["VITALQ_DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'vitalq.db'}")
+    if not os.environ.get("REDIS_URL"):
+        from worker.embedded_redis import EmbeddedRedis
+
+        _embedded_redis = EmbeddedRedis(data_dir / "redis", persist=False)
+        os.environ["REDIS_URL"] = _embedded_redis.start()
+    os.environ.update(TEST_SETTINGS)
+
+
+def pytest_unconfigure(config):
+    if _embedded_redis is not None:
+        _embedded_redis.stop()
+
+
+def pytest_report_header(config):
+    return [f"vitalq database: {os.environ['DATABASE_URL']}", f"vitalq redis: {os.environ['REDIS_URL']}"]
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from worker.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def database(settings):
+    from worker import db
+
+    db.upgrade()
+    return db
+
+
+@pytest.fixture
+def clean(database, settings):
+    """No jobs, no vitalq keys in Redis and empty queues, before and after the test.
+
+    Celery's own keys (queue bindings, the control channel) are kept: emptying the whole
+    Redis database would cut off the session's worker.
+    """
+    from sqlalchemy import delete
+
+    from worker.broker import KEY_PREFIX, get_redis
+    from worker.db import session_scope
+    from worker.models import Job
+
+    redis = get_redis()
+
+    def reset():
+        with session_scope() as session:
+            session.execute(delete(Job))
+        keys = list(redis.scan_iter(f"{KEY_PREFIX}*", count=1000))
+        if keys:
+            redis.delete(*keys)
+        for queue in settings.queues:
+            redis.delete(queue, *(f"{queue}:{step}" for step in range(1, 10)))
+
+    reset()
+    yield
+    reset()
+
+
+class WorkerProcess:
+    """A real ``celery worker`` subprocess consuming the cpu queue."""
+
+    def __init__(self, concurrency: int = 1, extra_env: dict[str, str] | None = None):
+        self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        self.log_path = Path(os.environ["VITALQ_DATA_DIR"]) / f"{self.hostname}.log"
+        argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "cpu",
+                "--concurrency", str(concurrency), "--hostname", self.hostname, "--loglevel", "INFO",
+                "--without-mingle", "--without-gossip"]
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(argv, env={**os.environ, **(extra_env or {})},
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 60.0) -> None:
+        from worker.celery_app import app
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
+            replies = app.control.inspect(destination=[self.hostname], timeout=0.5).ping() or {}
+            if self.hostname in replies:
+                return
+        raise RuntimeError(f"worker not ready after {timeout_s} s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(database):
+    """One Celery worker process, concurrency 1, for the whole session."""
+    process = WorkerProcess(concurrency=1)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def app(database):
+    from web import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(app, clean):
+    """Flask's test client: for what needs no worker and no socket."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """The app on a real threaded HTTP server (websockets included), on a free port."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def http(live_server, clean):
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        yield client
+
+
+class Jobs:
+    """Submitting and watching jobs over the real HTTP API and websocket."""
+
+    def __init__(self, http: httpx.Client):
+        self.http = http
+
+    def submit(self, params: dict | None = None, priority: int | None = None,
+               kind: str = "diagnostics.selftest") -> dict:
+        response = self.http.post("/api/v1/jobs", json={"kind": kind, "params": params or {}, "priority": priority})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def get(self, job_id: str) -> dict:
+        response = self.http.get(f"/api/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_for(self, job_id: str, predicate, timeout_s: float = 30.0, what: str = "condition") -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if predicate(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} never reached {what}; last seen: {job}")
+            time.sleep(0.05)
+
+    def wait_finished(self, job_id: str, timeout_s: float = 30.0) -> dict:
+        return self.wait_for(job_id, lambda job: job["finished_at"] is not None, timeout_s, "a finish")
+
+    def wait_running(self, job_id: str, timeout_s: float = 30.0) -> dict:
+        return self.wait_for(job_id, lambda job: job["status"] == "running", timeout_s, "running")
+
+    def events(self, job_id: str, after: int | None = None, timeout_s: float = 30.0) -> list[dict]:
+        """Every websocket message of the job, until the socket closes."""
+        import json
+
+        import websocket
+
+        url = self.http.base_url.copy_with(scheme="ws", path=f"/ws/jobs/{job_id}",
+                                           query=None if after is None else f"after={after}".encode())
+        ws = websocket.create_connection(str(url), timeout=timeout_s)
+        messages = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"websocket of job {job_id} still open after {timeout_s} s: {messages[-3:]}")
+                try:
+                    raw = ws.recv()
+                except websocket.WebSocketConnectionClosedException:
+                    break
+                if not raw:
+                    break
+                messages.append(json.loads(raw))
+        finally:
+            ws.close()
+        return messages
+
+
+@pytest.fixture
+def jobs(http):
+    return Jobs(http)

@@ -1,0 +1,163 @@
+"""The HTTP API's answers to good and bad submissions, without a worker.
+
+Nothing here needs a job to run: what is checked is what the API stores and queues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import pytest
+
+from worker import store
+from worker.celery_app import queue_depths
+
+
+def nothing_queued(settings) -> bool:
+    return store.find()[1] == 0 and sum(queue_depths(settings.queues).values()) == 0
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    return error
+
+
+def test_kinds_publish_schema_queue_limits_and_uploads(client):
+    kinds = {kind["name"]: kind for kind in client.get("/api/v1/kinds").get_json()["kinds"]}
+    selftest = kinds["diagnostics.selftest"]
+    assert selftest["queue"] == "cpu"
+    assert selftest["params_schema"]["properties"]["duration_s"]["maximum"] == 600
+    assert selftest["time_limits"]["soft_s"] < selftest["time_limits"]["hard_s"]
+    assert selftest["upload"] == {"required": False, "formats": [], "max_bytes": None}
+    assert client.get("/api/v1/kinds/diagnostics.selftest").get_json() == selftest
+    assert_error(client.get("/api/v1/kinds/nope"), 404, "NOT_FOUND")
+
+
+def test_submit_records_and_queues_a_job_with_defaults(client, settings):
+    response = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"steps": 2},
+                                                 "priority": 8})
+    assert response.status_code == 201
+    job = response.get_json()
+    assert response.headers["Location"].endswith(f"/api/v1/jobs/{job['id']}")
+    assert job["status"] == "queued" and job["priority"] == 8 and job["queue"] == "cpu"
+    assert job["params"] == {"steps": 2, "duration_s": 0.2, "blocking_s": 0, "transient_failures": 0,
+                             "soft_time_limit_s": 60}
+    assert queue_depths(settings.queues)["cpu"] == 1
+    assert client.get(f"/api/v1/jobs/{job['id']}").get_json()["status"] == "queued"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"kind": "no.such.kind"}, "kind"),
+    ({"kind": "diagnostics.selftest", "params": {"duration_s": "long"}}, "duration_s"),
+    ({"kind": "diagnostics.selftest", "params": {"duration_s": 601}}, "duration_s"),
+    ({"kind": "diagnostics.selftest", "params": {"steps": 0}}, "steps"),
+    ({"kind": "diagnostics.selftest", "params": {"colour": "red"}}, "colour"),
+    ({"kind": "diagnostics.selftest", "params": [1, 2]}, "params"),
+    ({"kind": "diagnostics.selftest", "priority": 10}, "priority"),
+    ({"kind": "diagnostics.selftest", "priority": "high"}, "priority"),
+    ({"kind": "diagnostics.selftest", "priority": True}, "priority"),
+])
+def test_invalid_submission_is_refused_and_nothing_queued(client, settings, body, field):
+    error = assert_error(client.post("/api/v1/jobs", json=body), 400, "INVALID_INPUT")
+    assert field in error["details"]["fields"]
+    assert nothing_queued(settings)
+
+
+@pytest.mark.parametrize("data", [b"{not json", b"[1, 2]", b"", b"null"])
+def test_malformed_json_is_refused(client, settings, data):
+    assert_error(client.post("/api/v1/jobs", data=data, content_type="application/json"), 400, "INVALID_INPUT")
+    assert nothing_queued(settings)
+
+
+def test_multipart_upload_is_stored_under_its_sha256(client, settings):
+    content = b"pulse,1\n" * 50_000
+    response = client.post("/api/v1/jobs", data={
+        "kind": "diagnostics.selftest", "params": json.dumps({"steps": 1}), "priority": "3",
+        "file": (io.BytesIO(content), "../../etc/recording.csv"),
+    })
+    assert response.status_code == 201, response.get_data(as_text=True)
+    job = response.get_json()
+    digest = hashlib.sha256(content).hexdigest()
+    assert job["input"] == {"sha256": digest, "size": len(content), "filename": "recording.csv"}
+    assert job["priority"] == 3
+    stored = settings.uploads_dir / f"{digest}.csv"
+    assert stored.read_bytes() == content
+    assert [p.name for p in settings.uploads_dir.iterdir() if p.name.startswith(".incoming")] == []
+
+
+def test_upload_over_the_limit_is_refused_and_not_kept(app, client, settings):
+    before = set(settings.uploads_dir.glob("*")) if settings.uploads_dir.exists() else set()
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    try:
+        response = client.post("/api/v1/jobs", data={
+            "kind": "diagnostics.selftest", "file": (io.BytesIO(b"x" * 200_000), "big.bin")})
+    finally:
+        app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    assert_error(response, 413, "TOO_LARGE")
+    assert nothing_queued(settings)
+    assert set(settings.uploads_dir.glob("*")) == before
+
+
+def test_refused_multipart_submission_keeps_no_upload(client, settings):
+    before = set(settings.uploads_dir.glob("*")) if settings.uploads_dir.exists() else set()
+    response = client.post("/api/v1/jobs", data={
+        "kind": "diagnostics.selftest", "params": "{broken", "file": (io.BytesIO(b"abc"), "a.txt")})
+    assert_error(response, 400, "INVALID_INPUT")
+    response = client.post("/api/v1/jobs", data={
+        "kind": "diagnostics.selftest", "file": (io.BytesIO(b""), "empty.csv")})
+    assert_error(response, 400, "INVALID_INPUT")
+    assert set(settings.uploads_dir.glob("*")) == before
+    assert nothing_queued(settings)
+
+
+def test_unknown_job_and_artifact_are_not_found(client):
+    assert_error(client.get("/api/v1/jobs/0123456789abcdef"), 404, "NOT_FOUND")
+    assert_error(client.delete("/api/v1/jobs/0123456789abcdef"), 404, "NOT_FOUND")
+    assert_error(client.get("/api/v1/jobs/0123456789abcdef/artifacts/x.json"), 404, "NOT_FOUND")
+    assert_error(client.get("/api/v1/nothing-here"), 404, "NOT_FOUND")
+    assert_error(client.put("/api/v1/jobs"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_request_id_is_echoed(client):
+    response = client.get("/api/v1/jobs/missing", headers={"X-Request-ID": "trace-123"})
+    assert response.headers["X-Request-ID"] == "trace-123"
+    assert response.get_json()["error"]["request_id"] == "trace-123"
+
+
+def test_list_filters_and_paginates(client):
+    ids = [client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "priority": p}).get_json()["id"]
+           for p in range(5)]
+    store.request_cancel(ids[0])
+    page = client.get("/api/v1/jobs?limit=2").get_json()
+    assert page["total"] == 5 and [j["id"] for j in page["jobs"]] == ids[::-1][:2]
+    second = client.get(page["next"]).get_json()
+    assert [j["id"] for j in second["jobs"]] == ids[::-1][2:4]
+    assert client.get(second["next"]).get_json()["next"] is None
+    cancelled = client.get("/api/v1/jobs?status=cancelled").get_json()
+    assert [j["id"] for j in cancelled["jobs"]] == [ids[0]]
+    assert client.get("/api/v1/jobs?kind=diagnostics.selftest&status=queued").get_json()["total"] == 4
+    assert client.get("/api/v1/jobs?kind=other").get_json()["total"] == 0
+    assert_error(client.get("/api/v1/jobs?status=lost"), 400, "INVALID_INPUT")
+    assert_error(client.get("/api/v1/jobs?limit=0"), 400, "INVALID_INPUT")
+    assert_error(client.get("/api/v1/jobs?offset=-1"), 400, "INVALID_INPUT")
+
+
+def test_cancel_of_a_queued_job_is_final_and_a_second_cancel_conflicts(client):
+    job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).get_json()
+    response = client.delete(f"/api/v1/jobs/{job['id']}")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "cancelled"
+    assert response.get_json()["error"]["code"] == "CANCELLED"
+    assert_error(client.delete(f"/api/v1/jobs/{job['id']}"), 409, "JOB_FINISHED")
+
+
+def test_liveness_and_index_page(client):
+    assert client.get("/health/live").get_json() == {"status": "ok"}
+    page = client.get("/").get_data(as_text=True)
+    assert "diagnostics.selftest" in page

@@ -1,0 +1,91 @@
+"""The command line: ``vitalq up`` on embedded defaults, and ``vitalq submit/jobs/cancel``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from worker.embedded_redis import free_port
+
+VITALQ = [sys.executable, "-m", "vitalq.cli"]
+
+
+def run_cli(*args: str, url: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(VITALQ + list(args), env={**os.environ, "VITALQ_URL": url},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.usefixtures("worker")
+def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean):
+    done = run_cli("submit", "diagnostics.selftest", "-p", "duration_s=0.3", "-p", "steps=3",
+                   "--priority", "7", "--wait", url=live_server)
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded" and job["priority"] == 7 and job["params"]["steps"] == 3
+    assert "100.0%" in done.stderr  # the progress bar, fed by the websocket
+
+    listed = run_cli("jobs", "--status", "succeeded", url=live_server)
+    assert listed.returncode == 0 and job["id"] in listed.stdout
+
+    queued = run_cli("submit", "diagnostics.selftest", "-p", "duration_s=20", url=live_server)
+    job_id = queued.stdout.strip()
+    cancelled = run_cli("cancel", job_id, url=live_server)
+    assert cancelled.returncode == 0, cancelled.stderr
+
+
+def test_command_line_reports_bad_params_with_the_api_error(live_server, clean):
+    wrong_type = run_cli("submit", "diagnostics.selftest", "-p", "steps=many", url=live_server)
+    assert wrong_type.returncode == 2 and "not a integer" in wrong_type.stderr
+    out_of_range = run_cli("submit", "diagnostics.selftest", "-p", "steps=0", url=live_server)
+    assert out_of_range.returncode == 1
+    assert "INVALID_INPUT" in out_of_range.stderr and "steps" in out_of_range.stderr
+    unknown = run_cli("submit", "no.such.kind", url=live_server)
+    assert unknown.returncode == 2 and "diagnostics.selftest" in unknown.stderr
+
+
+def wait_http(url: str, timeout_s: float, expect: int = 200) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=5)
+            if last.status_code == expect:
+                return last
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{url} never answered {expect}: {last!r} {getattr(last, 'text', '')}")
+
+
+def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Path):
+    """The README's run command, on a machine with nothing configured."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "VITALQ_DATA_DIR")}
+    port, flower_port = free_port(), free_port()
+    up = subprocess.Popen(VITALQ + ["up", "--data-dir", str(tmp_path / "var"), "--port", str(port),
+                                    "--flower-port", str(flower_port), "--concurrency", "1"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ready = wait_http(f"{base}/health/ready", 90)
+        assert ready.json()["status"] == "ready"
+        done = subprocess.run(VITALQ + ["submit", "diagnostics.selftest", "--wait", "--url", base],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["status"] == "succeeded"
+        assert (tmp_path / "var" / "vitalq.db").exists()
+        wait_http(f"http://127.0.0.1:{flower_port}/healthcheck", 60)
+    finally:
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, output[-3000:]
+    assert f"http://127.0.0.1:{port}/" in output and f"http://127.0.0.1:{flower_port}/" in output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/health/live", timeout=2)

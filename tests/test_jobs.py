@@ -1,0 +1,187 @@
+"""Jobs run end to end: HTTP in, a real Celery worker process, the database, the websocket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from worker import progress
+from worker.celery_app import app as celery_app
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def worker_pid(job: dict) -> int:
+    return int(job["worker"].rsplit("/", 1)[1])
+
+
+def test_job_streams_progress_in_order_to_its_result(jobs, http):
+    job = jobs.submit({"duration_s": 0.5, "steps": 5})
+    messages = jobs.events(job["id"])
+
+    assert messages[0]["type"] == "snapshot" and messages[0]["job"]["id"] == job["id"]
+    assert messages[-1]["type"] == "final" and messages[-1]["job"]["status"] == "succeeded"
+    events = messages[1:-1]
+    seqs = [event["seq"] for event in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    fractions = [event["fraction"] for event in events if event["type"] == "progress"]
+    assert fractions == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert [e["status"] for e in events if e["type"] == "status"] == ["running", "succeeded"]
+
+    final = messages[-1]["job"]
+    assert final["result"]["peak_hz"] == final["result"]["expected_peak_hz"] == 7.0
+    assert final["attempts"] == 1 and final["progress"]["fraction"] == 1.0
+    assert final["progress"]["message"] == "step 5 of 5"
+    [artifact] = final["artifacts"]
+    download = http.get(f"/api/v1/jobs/{job['id']}/artifacts/{artifact['name']}")
+    assert download.status_code == 200
+    assert json.loads(download.content) == final["result"]
+    assert len(download.content) == artifact["size"]
+
+
+def test_late_client_gets_snapshot_and_final_and_a_reconnect_resumes(jobs):
+    job = jobs.submit({"duration_s": 0.2, "steps": 4})
+    jobs.wait_finished(job["id"])
+    messages = jobs.events(job["id"])
+    assert [m["type"] for m in messages] == ["snapshot", "final"]
+    assert messages[0]["job"]["status"] == "succeeded"
+
+    resumed = jobs.events(job["id"], after=2)
+    assert [m["seq"] for m in resumed[1:-1]] == [3, 4, 5, 6]  # what came after seq 2
+    assert resumed[-1]["type"] == "final"
+
+
+def test_uploaded_file_reaches_the_job_intact(jobs, http):
+    content = os.urandom(3 * 1024 * 1024 + 17)
+    response = http.post("/api/v1/jobs", data={"kind": "diagnostics.selftest"},
+                         files={"file": ("trace.bin", content)})
+    assert response.status_code == 201
+    job = jobs.wait_finished(response.json()["id"])
+    assert job["status"] == "succeeded"
+    assert job["result"]["input_sha256_matches"] is True
+
+
+def test_high_priority_jobs_run_before_low_ones_on_a_busy_worker(jobs):
+    blocker = jobs.submit({"duration_s": 1.5, "steps": 3})
+    jobs.wait_running(blocker["id"])
+    low = [jobs.submit({"duration_s": 0}, priority=1)["id"] for _ in range(3)]
+    high = [jobs.submit({"duration_s": 0}, priority=8)["id"] for _ in range(3)]
+    finished = [jobs.wait_finished(job_id) for job_id in low + high]
+    order = [job["id"] for job in sorted(finished, key=lambda job: job["started_at"])]
+    assert set(order[:3]) == set(high), "every high-priority job starts before any low one"
+    assert set(order[3:]) == set(low)
+
+
+def test_cancelled_queued_job_never_starts(jobs, http):
+    blocker = jobs.submit({"duration_s": 1.0, "steps": 2})
+    jobs.wait_running(blocker["id"])
+    queued = jobs.submit({"duration_s": 0})
+    response = http.delete(f"/api/v1/jobs/{queued['id']}")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    after = jobs.submit({"duration_s": 0})
+    jobs.wait_finished(after["id"])  # the worker has gone past the cancelled job's message
+    job = jobs.get(queued["id"])
+    assert job["status"] == "cancelled" and job["attempts"] == 0 and job["started_at"] is None
+
+
+def test_running_job_stops_at_its_next_progress_point(jobs, http):
+    job = jobs.submit({"duration_s": 30, "steps": 300})
+    jobs.wait_for(job["id"], lambda j: j["progress"]["fraction"] > 0, what="some progress")
+    requested = time.monotonic()
+    response = http.delete(f"/api/v1/jobs/{job['id']}")
+    assert response.status_code == 202 and response.json()["cancel_requested"] is True
+    job = jobs.wait_finished(job["id"], timeout_s=5)
+    assert time.monotonic() - requested < 2.0
+    assert job["status"] == "cancelled" and job["error"]["code"] == "CANCELLED"
+    assert job["artifacts"] == []
+
+
+def test_job_that_ignores_cancel_is_killed_after_the_grace_period(jobs, http, settings):
+    job = jobs.submit({"blocking_s": 60})
+    jobs.wait_running(job["id"])
+    time.sleep(0.3)
+    assert http.delete(f"/api/v1/jobs/{job['id']}").status_code == 202
+    job = jobs.wait_finished(job["id"], timeout_s=settings.cancel_grace_s + 10)
+    assert job["status"] == "cancelled" and "force" in job["error"]["message"]
+    after = jobs.submit({"duration_s": 0})  # the worker serves on
+    assert jobs.wait_finished(after["id"], timeout_s=30)["status"] == "succeeded"
+
+
+def test_soft_time_limit_fails_with_timeout_and_keeps_progress(jobs):
+    job = jobs.submit({"duration_s": 10, "steps": 20, "soft_time_limit_s": 1.5})
+    job = jobs.wait_finished(job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "TIMEOUT"
+    assert 0.05 <= job["progress"]["fraction"] < 0.5
+    assert job["artifacts"] == []
+
+
+def test_transient_faults_are_retried_with_backoff(jobs):
+    job = jobs.submit({"duration_s": 0, "transient_failures": 2})
+    seen = jobs.events(job["id"])
+    statuses = [m["status"] for m in seen[1:-1] if m["type"] == "status"]
+    assert statuses == ["running", "retrying", "running", "retrying", "running", "succeeded"]
+    job = seen[-1]["job"]
+    assert job["status"] == "succeeded" and job["attempts"] == 3 and job["error"] is None
+
+
+def test_transient_faults_fail_the_job_once_retries_are_spent(jobs, settings):
+    job = jobs.submit({"duration_s": 0, "transient_failures": settings.max_retries + 2})
+    job = jobs.wait_finished(job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "TRANSIENT"
+    assert job["attempts"] == settings.max_retries + 1
+    assert job["error"]["details"]["retries"] == settings.max_retries
+
+
+def test_job_whose_worker_process_is_killed_is_redelivered_and_finishes_once(jobs):
+    job = jobs.submit({"duration_s": 2, "steps": 20})
+    job = jobs.wait_for(job["id"], lambda j: j["progress"]["fraction"] >= 0.1, what="progress")
+    os.kill(worker_pid(job), signal.SIGKILL)
+    messages = jobs.events(job["id"], after=0)
+    job = messages[-1]["job"]
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 2 and job["redeliveries"] == 1
+    assert [m["status"] for m in messages if m["type"] == "status"].count("succeeded") == 1
+
+
+def test_job_whose_worker_keeps_dying_fails_with_worker_lost(jobs, settings):
+    job = jobs.submit({"duration_s": 20, "steps": 20})
+    for attempt in range(1, settings.max_redeliveries + 2):
+        job = jobs.wait_for(job["id"], lambda j, a=attempt: j["status"] == "running" and j["attempts"] == a,
+                            what=f"attempt {attempt}")
+        os.kill(worker_pid(job), signal.SIGKILL)
+    job = jobs.wait_finished(job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "WORKER_LOST"
+    assert job["attempts"] == settings.max_redeliveries + 1
+    assert job["redeliveries"] == settings.max_redeliveries
+
+
+def test_redelivered_message_of_a_finished_job_does_nothing(jobs):
+    job = jobs.wait_finished(jobs.submit({"duration_s": 0})["id"])
+    seq_before = max(m.get("seq", 0) for m in jobs.events(job["id"], after=0))
+    celery_app.send_task("diagnostics.selftest", args=[job["id"]], task_id=job["id"], queue="cpu")
+    jobs.wait_finished(jobs.submit({"duration_s": 0})["id"])  # the worker has taken the duplicate
+    again = jobs.get(job["id"])
+    assert again["attempts"] == 1 and again["finished_at"] == job["finished_at"]
+    assert max(event["seq"] for _, event in progress.read(job["id"])) == seq_before
+
+
+def test_health_checks_and_metrics_see_the_worker_and_jobs(jobs, http):
+    ready = http.get("/health/ready")
+    assert ready.status_code == 200, ready.text
+    checks = ready.json()["checks"]
+    assert all(check["ok"] for check in checks.values())
+    assert any(name.startswith("test-") for name in checks["workers"]["detail"]["cpu"])
+
+    deep = http.get("/health/deep")
+    assert deep.status_code == 200 and deep.json()["job_status"] == "succeeded"
+    assert 0 < deep.json()["latency_s"] < 10
+
+    metrics = http.get("/metrics").text
+    assert 'vitalq_jobs{kind="diagnostics.selftest",status="succeeded"} 1.0' in metrics
+    assert 'vitalq_queue_depth{queue="cpu"} 0.0' in metrics
+    assert 'vitalq_job_run_seconds_count{kind="diagnostics.selftest"} 1.0' in metrics
+    assert 'vitalq_http_request_seconds_count{endpoint="health.deep",method="GET",status="200"}' in metrics
