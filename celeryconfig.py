@@ -36,9 +36,9 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = True
-# Events for Flower.
+# Events for Flower (the worker's; "task-sent" events would cost every submission a second publish).
 worker_send_task_events = True
-task_send_sent_event = True
+
 
 imports = ("tasks.diagnostics",)
 beat_schedule: dict = {}
