@@ -15,7 +15,7 @@ import redis
 
 from . import store
 from .celery_app import app
-from .exceptions import InvalidInput, JobCancelled, NotFound, Unavailable, UnsupportedFormat
+from .exceptions import InvalidInput, JobCancelled, NotFound, TooLarge, Unavailable, UnsupportedFormat
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
@@ -49,19 +49,22 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
     """
     kind = get_kind(kind_name)
     priority = parse_priority(priority)
-    params = kind.validate({} if params is None else params)
     if upload is not None and kind.upload is None:
         raise InvalidInput(f"{kind.name} takes no file", {"fields": {"file": "this job kind takes no file"}})
     if upload is None and kind.upload is not None and kind.upload.required:
         raise InvalidInput(f"{kind.name} needs a file", {"fields": {"file": "a file is required"}})
     if upload is not None:
         suffix = plain_suffix(filename)
-        if kind.upload.formats and suffix not in kind.upload.formats:
+        if kind.upload.formats and not kind.upload.by_content and suffix not in kind.upload.formats:
             raise UnsupportedFormat(
                 f"{kind.name} takes {', '.join(kind.upload.formats)} files, not {suffix or 'this file'}",
                 {"fields": {"file": "unsupported format"}, "accepted": list(kind.upload.formats)})
         if upload.size == 0:
             raise InvalidInput("the uploaded file is empty", {"fields": {"file": "is empty"}})
+        if kind.upload.max_bytes is not None and upload.size > kind.upload.max_bytes:
+            raise TooLarge(f"{kind.name} takes files of at most {kind.upload.max_bytes} bytes",
+                           {"fields": {"file": "too large"}, "limit_bytes": kind.upload.max_bytes})
+    params = kind.validate({} if params is None else params, upload.path if upload is not None else None)
     stored = upload.commit(filename) if upload is not None else None
     soft, hard = kind.limits_for(params, stored.size if stored else None)
     job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),

@@ -92,3 +92,18 @@ class JobTimeout(VitalqError):
 
 class WorkerLost(VitalqError):
     code = "WORKER_LOST"
+
+
+_STATUS_BY_CODE = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413}
+
+
+def from_input_error(exc) -> VitalqError:
+    """The job-world error for a computation's ``ml.errors.InputError``: same code and
+    details, an HTTP status to match, and ``details["fields"]`` when it names a field."""
+    details = dict(exc.details)
+    if "field" in details:
+        details["fields"] = {details.pop("field"): exc.message}
+    error = InvalidInput(exc.message, details)
+    error.code = exc.code
+    error.http_status = _STATUS_BY_CODE.get(exc.code, 400)
+    return error

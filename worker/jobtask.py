@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
 
+from ml.errors import InputError
+
 from . import progress, storage, store
-from .exceptions import JobCancelled, JobTimeout, TransientError, VitalqError
+from .exceptions import JobCancelled, JobTimeout, TransientError, VitalqError, from_input_error
 from .models import Job, JobStatus
 from .settings import get_settings
 
@@ -80,6 +83,12 @@ class JobContext:
             store.save_progress(self.id, **self._unsaved)
             self._unsaved = None
             self._last_saved = time.monotonic()
+
+    def scratch(self) -> tempfile.TemporaryDirectory:
+        """A temporary folder under the data folder, removed when the ``with`` block ends."""
+        root = get_settings().data_dir / "tmp"
+        root.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=root, prefix=f"{self.id}-")
 
     def artifact(self, name: str) -> Path:
         """Path to write the artifact ``name`` to; every file there is listed with the result."""
@@ -148,6 +157,8 @@ class JobTask(Task):
             self._fail(job_id, JobStatus.FAILED, JobTimeout(
                 f"exceeded its soft time limit of {job.soft_time_limit_s:g} s",
                 {"soft_time_limit_s": job.soft_time_limit_s}))
+        except InputError as exc:
+            self._fail(job_id, JobStatus.FAILED, from_input_error(exc))
         except VitalqError as exc:
             if exc.retryable:
                 self._retry(job_id, exc, settings)

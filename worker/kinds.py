@@ -10,11 +10,12 @@ never imports the computation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from jsonschema import Draft202012Validator
 
-from .exceptions import InvalidInput, NotFound
+from .exceptions import InvalidInput, NotFound, from_input_error
 
 #: (params, upload size in bytes or None) -> (soft, hard) time limits in seconds.
 TimeLimits = Callable[[dict[str, Any], "int | None"], "tuple[float, float]"]
@@ -30,6 +31,9 @@ class Upload:
     formats: tuple[str, ...]
     #: Largest accepted upload for this kind in bytes (None: the global limit).
     max_bytes: int | None = None
+    #: True: the kind recognises its input from the content (``check`` sniffs it), so
+    #: ``formats`` only advises and any file name is accepted.
+    by_content: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,18 @@ class JobKind:
     queue: str | Callable[[dict[str, Any]], str] = "cpu"
     #: Limits that depend on the input (for example scaled to a video's length).
     time_limits: TimeLimits | None = None
-    #: Checks across fields that a JSON Schema cannot say; raises InvalidInput.
-    check: Callable[[dict[str, Any]], None] | None = None
+    #: Checks that a JSON Schema cannot say, across fields and against the uploaded
+    #: file (its path, or None): raises InvalidInput or an ``ml.errors.InputError``.
+    check: Callable[[dict[str, Any], "Path | None"], None] | None = None
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         Draft202012Validator.check_schema(self.params_schema)
         object.__setattr__(self, "_validator", Draft202012Validator(self.params_schema))
 
-    def validate(self, params: Any) -> dict[str, Any]:
-        """The params with defaults filled in; raises InvalidInput naming each bad field."""
+    def validate(self, params: Any, upload: Path | None = None) -> dict[str, Any]:
+        """The params with defaults filled in, checked against the schema and then by
+        ``check`` (with the uploaded file); raises InvalidInput naming each bad field."""
         if not isinstance(params, dict):
             raise InvalidInput("params must be a JSON object", {"fields": {"params": "must be an object"}})
         errors = sorted(self._validator.iter_errors(params), key=lambda e: list(e.absolute_path))
@@ -80,7 +86,12 @@ class JobKind:
         }
         filled.update(params)
         if self.check is not None:
-            self.check(filled)
+            try:
+                self.check(filled, upload)
+            except ValueError as exc:
+                if not hasattr(exc, "code"):
+                    raise
+                raise from_input_error(exc) from None
         return filled
 
     def queue_for(self, params: dict[str, Any]) -> str:
@@ -106,7 +117,8 @@ class JobKind:
             },
             "upload": None
             if self.upload is None
-            else {"required": self.upload.required, "formats": list(self.upload.formats), "max_bytes": self.upload.max_bytes},
+            else {"required": self.upload.required, "formats": list(self.upload.formats),
+                  "max_bytes": self.upload.max_bytes, "by_content": self.upload.by_content},
         }
 
 
@@ -185,5 +197,94 @@ SELFTEST = register(
         time_limit_s=90,
         time_limits=lambda params, _size: (params["soft_time_limit_s"], params["soft_time_limit_s"] + 30),
         upload=Upload(required=False, formats=()),
+    )
+)
+
+
+def _check_filter_request(params: dict[str, Any], upload: Path | None) -> None:
+    """Refuse at submission what would fail at once: an unreadable file, a filter that
+    cannot be designed at the file's sample rate, a signal shorter than the padding."""
+    import tempfile
+
+    from ml.signals import FilterSpec, default_padlen, design_sos, open_signal
+
+    if upload is None:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        source = open_signal(upload, params, Path(scratch), csv_rows=10_000)
+        sos = design_sos(FilterSpec.from_params(params), source.fs)
+        if params["zero_phase"] and source.n_samples <= default_padlen(sos):  # a CSV probe reads enough rows
+            raise InvalidInput(f"the signal has {source.n_samples} samples; this filter needs more than "
+                               f"{default_padlen(sos)}", {"fields": {"file": "too short for this filter"}})
+
+
+def _filter_time_limits(_params: dict[str, Any], size: int | None) -> tuple[float, float]:
+    # Generous for this machine's ~100 MB/s through both passes, plus start-up.
+    soft = 120.0 + (size or 0) / 20e6
+    return soft, soft * 1.5 + 60.0
+
+
+SIGNAL_FILTER = register(
+    JobKind(
+        name="signal.filter",
+        title="Filter a signal",
+        description=(
+            "Zero-phase (forward-backward) or causal IIR filtering of PPG, ECG or other recordings of any "
+            "length, in bounded memory; the zero-phase result equals scipy.signal.sosfiltfilt. Returns the "
+            "filtered signal (.npy), a min/max preview for plotting, and per-channel statistics."
+        ),
+        params_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "format": {"enum": ["auto", "npy", "raw", "csv", "edf", "bdf", "wfdb"], "default": "auto",
+                           "description": "File format; auto recognises it from the content (raw must be named)."},
+                "fs": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6,
+                       "description": "Sample rate in Hz (needed for npy, raw, and CSV without a time column)."},
+                "dtype": {"enum": ["int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64",
+                                   "<i2", ">i2", "<i4", ">i4", "<f4", ">f4", "<f8", ">f8"],
+                          "description": "Sample type of a raw file (little-endian unless < or > says)."},
+                "n_channels": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1,
+                               "description": "Interleaved channels in a raw file."},
+                "channels": {"type": "array", "maxItems": 1024,
+                             "items": {"type": ["string", "integer"]},
+                             "description": "Channels to filter, by name or 0-based index (default: all)."},
+                "time_column": {"type": ["string", "integer"],
+                                "description": "CSV column of sample times, from which fs is taken."},
+                "time_unit": {"enum": ["s", "ms"], "default": "s", "description": "Unit of a numeric time column."},
+                "family": {"enum": ["butter", "cheby1", "cheby2", "bessel", "ellip", "none"], "default": "butter",
+                           "description": "IIR design (none: the notch alone)."},
+                "btype": {"enum": ["lowpass", "highpass", "bandpass", "bandstop"], "default": "bandpass"},
+                "cutoff_hz": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                              "minItems": 1, "maxItems": 2, "default": [0.5, 8.0],
+                              "description": "Cutoff in Hz: one edge, or two for band filters; inside (0, fs/2)."},
+                "order": {"type": "integer", "minimum": 1, "maximum": 12, "default": 4},
+                "ripple_db": {"type": "number", "exclusiveMinimum": 0, "maximum": 20, "default": 1.0,
+                              "description": "Passband ripple in dB (cheby1, ellip)."},
+                "attenuation_db": {"type": "number", "minimum": 10, "maximum": 150, "default": 40.0,
+                                   "description": "Stopband attenuation in dB (cheby2, ellip)."},
+                "notch_hz": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None,
+                             "description": "Mains frequency to remove in Hz (50 or 60), or null."},
+                "notch_harmonics": {"type": "integer", "minimum": 1, "maximum": 20, "default": 1,
+                                    "description": "Harmonics of the mains frequency removed too."},
+                "notch_q": {"type": "number", "minimum": 1, "maximum": 500, "default": 30.0,
+                            "description": "Quality factor of each notch."},
+                "zero_phase": {"type": "boolean", "default": True,
+                               "description": "Forward-backward (no phase shift) or causal."},
+                "nan_policy": {"enum": ["raise", "interpolate"], "default": "raise",
+                               "description": "NaN or Inf samples fail the job, or are filled linearly."},
+                "output_dtype": {"enum": ["float32", "float64"], "default": "float32"},
+                "chunk_size": {"type": "integer", "minimum": 1, "maximum": 1 << 24, "default": 1 << 20,
+                               "description": "Samples per channel processed at once."},
+                "preview_points": {"type": "integer", "minimum": 10, "maximum": 20000, "default": 2000,
+                                   "description": "Bins of the min/max preview per channel."},
+            },
+        },
+        soft_time_limit_s=120,
+        time_limit_s=240,
+        time_limits=_filter_time_limits,
+        upload=Upload(required=True, formats=(".npy", ".csv", ".txt", ".edf", ".bdf", ".zip", ".bin", ".raw", ".dat"),
+                      by_content=True),
+        check=_check_filter_request,
     )
 )

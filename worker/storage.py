@@ -59,6 +59,12 @@ class UploadSink:
         self.size = 0
         self.committed = False
 
+    @property
+    def path(self) -> Path:
+        """Where the upload lies until ``commit`` (for checks of its content)."""
+        self._file.flush()
+        return self._path
+
     def write(self, data: bytes) -> int:
         self.size += len(data)
         if self._limit is not None and self.size > self._limit:
