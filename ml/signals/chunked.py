@@ -147,8 +147,11 @@ class NpyWriter:
         self.file.truncate(self.offset + n_samples * self.row_bytes)
 
     def write(self, start: int, block: np.ndarray) -> None:
-        os.pwrite(self.file.fileno(), np.ascontiguousarray(block, dtype=self.dtype).tobytes(),
-                  self.offset + start * self.row_bytes)
+        data = memoryview(np.ascontiguousarray(block, dtype=self.dtype)).cast("B")
+        position = self.offset + start * self.row_bytes
+        while data:  # pwrite may write less than asked
+            written = os.pwrite(self.file.fileno(), data, position)
+            data, position = data[written:], position + written
 
     def close(self) -> None:
         self.file.close()
@@ -245,18 +248,18 @@ def _zero_phase(source, sos, writer, scratch: Path, chunk_size, report: FilterRe
     right = 2 * last - read(n - edge - 1, n - 1)[::-1]
     with open(scratch, "wb") as forward:
         y, zi = signal.sosfilt(sos, left, axis=0, zi=zi_unit * left[0])
-        forward.write(y.tobytes())
+        y.tofile(forward)
         for start, stop in _blocks(n, chunk_size):
             raw = source.read(start, stop)
             report.before.update(raw)
             report.preview_before.update(start, raw)
             y, zi = signal.sosfilt(sos, fill_non_finite(source, start, raw, nan_policy), axis=0, zi=zi)
-            forward.write(y.tobytes())
+            y.tofile(forward)
             done += 1
             if progress:
                 progress(done / total_chunks, f"forward pass: {stop:,} of {n:,} samples")
         y, zi = signal.sosfilt(sos, right, axis=0, zi=zi)
-        forward.write(y.tobytes())
+        y.tofile(forward)
 
     # Backward, from the end of the forward result, starting from its last sample.
     extended = n + 2 * edge

@@ -23,13 +23,19 @@ class RunningStats:
         self.non_finite = np.zeros(channels, dtype=np.int64)
 
     def update(self, block: np.ndarray) -> None:
-        finite = np.isfinite(block)
-        if finite.all():
-            count = np.full(block.shape[1], block.shape[0], dtype=float)
-            mean = block.mean(axis=0)
-            m2 = ((block - mean) ** 2).sum(axis=0)
-            mean_square = np.einsum("ij,ij->j", block, block) / np.maximum(count, 1)
+        block = np.asarray(block, dtype=np.float64)
+        count = np.full(block.shape[1], block.shape[0], dtype=float)
+        total_sum = block.sum(axis=0)
+        if np.isfinite(total_sum).all():  # a NaN or infinity would have made its sum non-finite
+            mean = total_sum / np.maximum(count, 1)
+            square_sum = np.einsum("ij,ij->j", block, block)
+            # Per block, sums of squares about the block's mean; the shift keeps them accurate.
+            m2 = np.maximum(square_sum - count * mean**2, 0.0)
+            if (m2 < 1e-6 * square_sum).any():  # too much cancelled: take the slow, exact road
+                m2 = ((block - mean) ** 2).sum(axis=0)
+            mean_square = square_sum / np.maximum(count, 1)
         else:
+            finite = np.isfinite(block)
             self.non_finite += (~finite).sum(axis=0)
             clean = np.where(finite, block, 0.0)
             count = finite.sum(axis=0).astype(float)
@@ -65,9 +71,11 @@ class Envelope:
         self.high = np.full((self.bins, channels), -np.inf)
 
     def update(self, start: int, block: np.ndarray) -> None:
-        index = (np.arange(start, start + block.shape[0], dtype=np.int64) * self.bins) // self.n
-        starts = np.flatnonzero(np.diff(index, prepend=-1))
-        bins = index[starts]
+        # The bins that meet this block, from the bin edges: O(bins), not O(samples).
+        stop = start + block.shape[0]
+        first_bin, last_bin = start * self.bins // self.n, (stop - 1) * self.bins // self.n
+        bins = np.arange(first_bin, last_bin + 1)
+        starts = np.maximum(-(-bins * self.n // self.bins), start) - start
         with np.errstate(invalid="ignore"):
             self.low[bins] = np.minimum(self.low[bins], np.fmin.reduceat(block, starts, axis=0))
             self.high[bins] = np.maximum(self.high[bins], np.fmax.reduceat(block, starts, axis=0))
