@@ -47,7 +47,7 @@ try:
         from ml.signals import FilterSpec, design_sos, filter_source, open_signal
         source = open_signal(path, {"fs": FS}, out.parent)
         sos = design_sos(FilterSpec("butter", "bandpass", BAND, ORDER), FS)
-        filter_source(source, sos, out, out_dtype="float32", tmp_dir=out.parent)
+        filter_source(source, sos, out, out_dtype="float32")
     elif method == "scipy":
         x = np.load(path)
         sos = signal.butter(ORDER, BAND, btype="bandpass", output="sos", fs=FS)

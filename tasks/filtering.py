@@ -24,7 +24,7 @@ def filter_signal(job: JobContext) -> dict:
         report = filter_source(
             source, sos, job.artifact("filtered.npy"),
             zero_phase=params["zero_phase"], nan_policy=params["nan_policy"], out_dtype=params["output_dtype"],
-            chunk_size=params["chunk_size"], tmp_dir=Path(scratch), preview_points=params["preview_points"],
+            chunk_size=params["chunk_size"], preview_points=params["preview_points"],
             progress=lambda fraction, message: job.progress(fraction, message),
         )
     names = list(source.channel_names)

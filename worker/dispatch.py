@@ -66,12 +66,20 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
                            {"fields": {"file": "too large"}, "limit_bytes": kind.upload.max_bytes})
     params = kind.validate({} if params is None else params, upload.path if upload is not None else None)
     stored = upload.commit(filename) if upload is not None else None
-    soft, hard = kind.limits_for(params, stored.size if stored else None)
+    soft, hard = capped_time_limits(*kind.limits_for(params, stored.size if stored else None))
     job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
                        soft_time_limit_s=soft, time_limit_s=hard,
                        input_record=stored.to_record() if stored else None)
     enqueue(job)
     return job
+
+
+def capped_time_limits(soft: float, hard: float) -> tuple[float, float]:
+    """Time limits kept under the broker's visibility timeout, which would otherwise hand
+    a job that is still running to a second worker."""
+    ceiling = get_settings().visibility_timeout_s - 60
+    hard = min(hard, ceiling)
+    return min(soft, hard - 30), hard
 
 
 def enqueue(job: Job) -> None:

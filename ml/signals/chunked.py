@@ -9,10 +9,13 @@ chunk and carrying the state ``zf`` into the next chunk's ``zi`` performs the ve
 arithmetic in the same order as one call on the whole array: the result is equal to
 SciPy's to the last bit, whatever the chunk size, even chunks shorter than the padding.
 
-Memory stays bounded: chunks are read from the source, the forward pass is written to
-a temporary file on disk (float64, so that nothing is rounded between the passes), the
-backward pass reads it back from the end, and the result is written to an ``.npy`` file
-with positioned writes (no memory map grows the resident set).
+Memory stays bounded and nothing of the signal's size is kept: the forward pass keeps
+only the filter state at the start of each chunk; the backward pass walks the chunks
+from the end, recomputes each chunk's forward output from its saved state (the same
+arithmetic, so the same bits), filters it backwards, and writes the result to an
+``.npy`` file with positioned writes (no memory map grows the resident set). The source
+is read twice and the forward filter run twice, which costs less than writing and
+reading back a float64 copy of the signal.
 
 References
 ----------
@@ -24,7 +27,6 @@ SciPy, ``scipy.signal.sosfiltfilt`` and ``scipy.signal.sosfilt_zi``.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -166,7 +168,6 @@ def filter_source(
     nan_policy: str = "raise",
     out_dtype: str = "float32",
     chunk_size: int = DEFAULT_CHUNK,
-    tmp_dir: Path | None = None,
     preview_points: int = 2000,
     progress: Progress | None = None,
 ) -> FilterReport:
@@ -190,8 +191,6 @@ def filter_source(
         Type of the written result; the computation is in float64 throughout.
     chunk_size : int
         Samples per channel read at once; memory is O(chunk_size * n_channels).
-    tmp_dir : Path, optional
-        Where the forward pass is kept between the passes (8 bytes per sample).
     progress : callable, optional
         ``progress(fraction, message)`` after every chunk; it may raise to stop.
 
@@ -218,8 +217,7 @@ def filter_source(
     writer = NpyWriter(out_path, n, channels, np.dtype(out_dtype))
     try:
         if zero_phase:
-            with tempfile.TemporaryDirectory(dir=tmp_dir, prefix=".filter-") as scratch:
-                _zero_phase(source, sos, writer, Path(scratch) / "forward.f64", chunk_size, report, progress, nan_policy)
+            _zero_phase(source, sos, writer, chunk_size, report, progress, nan_policy)
         else:
             _causal(source, sos, writer, chunk_size, report, progress, nan_policy)
     finally:
@@ -232,61 +230,48 @@ def _blocks(total: int, size: int):
         yield start, min(start + size, total)
 
 
-def _zero_phase(source, sos, writer, scratch: Path, chunk_size, report: FilterReport, progress, nan_policy) -> None:
-    n, channels, edge = source.n_samples, source.n_channels, report.padlen
+def _zero_phase(source, sos, writer, chunk_size, report: FilterReport, progress, nan_policy) -> None:
+    n, edge = source.n_samples, report.padlen
     zi_unit = signal.sosfilt_zi(sos)[:, :, np.newaxis]  # (sections, 2, 1): broadcast over channels
-    total_chunks = 2 * (-(-n // chunk_size))
-    done = 0
+    blocks = list(_blocks(n, chunk_size))
+    total_chunks = 2 * len(blocks)
 
-    # Forward over [odd reflection of the start | the signal | odd reflection of the end],
-    # the reflections computed in the source's own type, as sosfiltfilt does.
     def read(start: int, stop: int) -> np.ndarray:
         return fill_non_finite(source, start, source.read(start, stop), nan_policy)
 
+    # The signal is extended by odd reflection at both ends, computed in the source's own
+    # type as sosfiltfilt does: [left | x | right].
     first, last = read(0, 1)[0], read(n - 1, n)[0]
     left = 2 * first - read(1, edge + 1)[::-1]
     right = 2 * last - read(n - edge - 1, n - 1)[::-1]
-    with open(scratch, "wb") as forward:
-        y, zi = signal.sosfilt(sos, left, axis=0, zi=zi_unit * left[0])
-        y.tofile(forward)
-        for start, stop in _blocks(n, chunk_size):
-            raw = source.read(start, stop)
-            report.before.update(raw)
-            report.preview_before.update(start, raw)
-            y, zi = signal.sosfilt(sos, fill_non_finite(source, start, raw, nan_policy), axis=0, zi=zi)
-            y.tofile(forward)
-            done += 1
-            if progress:
-                progress(done / total_chunks, f"forward pass: {stop:,} of {n:,} samples")
-        y, zi = signal.sosfilt(sos, right, axis=0, zi=zi)
-        y.tofile(forward)
 
-    # Backward, from the end of the forward result, starting from its last sample.
-    extended = n + 2 * edge
-    row_bytes = 8 * channels
-    with open(scratch, "rb") as forward:
-        def read_forward(start: int, stop: int) -> np.ndarray:
-            forward.seek(start * row_bytes)
-            return np.fromfile(forward, dtype=np.float64, count=(stop - start) * channels).reshape(-1, channels)
+    # Forward pass: keep only the filter state at the start of every block. The forward
+    # output is recomputed, block by block, from these states during the backward pass:
+    # the same arithmetic gives the same bits, and nothing of size n is written to disk.
+    _, zi = signal.sosfilt(sos, left, axis=0, zi=zi_unit * left[0])
+    states = []
+    for done, (start, stop) in enumerate(blocks, 1):
+        states.append(zi)
+        raw = source.read(start, stop)
+        report.before.update(raw)
+        report.preview_before.update(start, raw)
+        _, zi = signal.sosfilt(sos, fill_non_finite(source, start, raw, nan_policy), axis=0, zi=zi)
+        if progress:
+            progress(done / total_chunks, f"forward pass: {stop:,} of {n:,} samples")
+    forward_right, _ = signal.sosfilt(sos, right, axis=0, zi=zi)
 
-        zi = zi_unit * read_forward(extended - 1, extended)[0]
-        # Blocks are aligned on the signal's chunk grid so that progress counts the same chunks.
-        bounds = [0, edge] + [edge + stop for _, stop in _blocks(n, chunk_size)] + [extended]
-        for start, stop in reversed(list(zip(bounds[:-1], bounds[1:]))):
-            if stop <= start:
-                continue
-            y, zi = signal.sosfilt(sos, read_forward(start, stop)[::-1], axis=0, zi=zi)
-            y = y[::-1]
-            keep_start, keep_stop = max(start, edge), min(stop, edge + n)
-            if keep_stop > keep_start:
-                result = y[keep_start - start:keep_stop - start]
-                writer.write(keep_start - edge, result)
-                report.after.update(result)
-                report.preview_after.update(keep_start - edge, result)
-                done += 1
-                report.chunks += 1
-                if progress:
-                    progress(done / total_chunks, f"backward pass: {n - (keep_start - edge):,} of {n:,} samples")
+    # Backward pass, from the end: through the right padding (then dropped), then each block.
+    _, zi = signal.sosfilt(sos, forward_right[::-1], axis=0, zi=zi_unit * forward_right[-1])
+    for done, ((start, stop), state) in enumerate(zip(reversed(blocks), reversed(states)), len(blocks) + 1):
+        forward, _ = signal.sosfilt(sos, read(start, stop), axis=0, zi=state)
+        backward, zi = signal.sosfilt(sos, forward[::-1], axis=0, zi=zi)
+        result = backward[::-1]
+        writer.write(start, result)
+        report.after.update(result)
+        report.preview_after.update(start, result)
+        report.chunks += 1
+        if progress:
+            progress(done / total_chunks, f"backward pass: {n - start:,} of {n:,} samples")
 
 
 def _causal(source, sos, writer, chunk_size, report: FilterReport, progress, nan_policy) -> None:
