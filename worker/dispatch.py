@@ -66,7 +66,7 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
                            {"fields": {"file": "too large"}, "limit_bytes": kind.upload.max_bytes})
     params = kind.validate({} if params is None else params, upload.path if upload is not None else None)
     stored = upload.commit(filename) if upload is not None else None
-    soft, hard = capped_time_limits(*kind.limits_for(params, stored.size if stored else None))
+    soft, hard = capped_time_limits(*kind.limits_for(params, stored.path if stored else None))
     job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
                        soft_time_limit_s=soft, time_limit_s=hard,
                        input_record=stored.to_record() if stored else None)

@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 from jsonschema import Draft202012Validator
 
-from .exceptions import InvalidInput, NotFound, from_input_error
+from .exceptions import InvalidInput, NotFound, UnsupportedFormat, from_input_error
 
-#: (params, upload size in bytes or None) -> (soft, hard) time limits in seconds.
-TimeLimits = Callable[[dict[str, Any], "int | None"], "tuple[float, float]"]
+#: (params, the uploaded file or None) -> (soft, hard) time limits in seconds.
+TimeLimits = Callable[[dict[str, Any], "Path | None"], "tuple[float, float]"]
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ class JobKind:
     def queue_for(self, params: dict[str, Any]) -> str:
         return self.queue(params) if callable(self.queue) else self.queue
 
-    def limits_for(self, params: dict[str, Any], upload_size: int | None) -> tuple[float, float]:
+    def limits_for(self, params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
         if self.time_limits is not None:
-            return self.time_limits(params, upload_size)
+            return self.time_limits(params, upload)
         return self.soft_time_limit_s, self.time_limit_s
 
     def describe(self) -> dict[str, Any]:
@@ -195,7 +195,7 @@ SELFTEST = register(
         },
         soft_time_limit_s=60,
         time_limit_s=90,
-        time_limits=lambda params, _size: (params["soft_time_limit_s"], params["soft_time_limit_s"] + 30),
+        time_limits=lambda params, _upload: (params["soft_time_limit_s"], params["soft_time_limit_s"] + 30),
         upload=Upload(required=False, formats=()),
     )
 )
@@ -218,9 +218,9 @@ def _check_filter_request(params: dict[str, Any], upload: Path | None) -> None:
                                f"{default_padlen(sos)}", {"fields": {"file": "too short for this filter"}})
 
 
-def _filter_time_limits(_params: dict[str, Any], size: int | None) -> tuple[float, float]:
+def _filter_time_limits(_params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
     # Generous for this machine's ~100 MB/s through both passes, plus start-up.
-    soft = 120.0 + (size or 0) / 20e6
+    soft = 120.0 + (upload.stat().st_size if upload else 0) / 20e6
     return soft, soft * 1.5 + 60.0
 
 
@@ -286,5 +286,72 @@ SIGNAL_FILTER = register(
         upload=Upload(required=True, formats=(".npy", ".csv", ".txt", ".edf", ".bdf", ".zip", ".bin", ".raw", ".dat"),
                       by_content=True),
         check=_check_filter_request,
+    )
+)
+
+
+_VIDEO_SIGNATURES = {b"ftyp": "mp4/mov", b"RIFF": "avi", b"\x1aE\xdf\xa3": "mkv/webm", b"PK\x03\x04": "zip"}
+
+
+def _check_video(params: dict[str, Any], upload: Path | None) -> None:
+    """Refuse what is not a video container or a zip of images, from its first bytes."""
+    if upload is None:
+        return
+    with open(upload, "rb") as file:
+        head = file.read(12)
+    if not any(head.startswith(sig) or head[4:8] == sig for sig in _VIDEO_SIGNATURES):
+        raise UnsupportedFormat("not a video vitalq can read (mp4, mov, avi, mkv, or a zip of images)",
+                                     {"fields": {"file": "not a video"}})
+    if head.startswith(b"PK\x03\x04") and not params.get("fps"):
+        raise InvalidInput("an image sequence needs its frame rate", {"fields": {"fps": "required for a zip"}})
+    if params["min_hz"] >= params["max_hz"]:
+        raise InvalidInput("min_hz must be below max_hz", {"fields": {"min_hz": "must be below max_hz"}})
+
+
+def _rppg_time_limits(_params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
+    # About 1 MB per 5 s of 640x480 video; analysis runs at 300+ frames per second.
+    size = upload.stat().st_size if upload else 0
+    soft = 120.0 + size / 100e3
+    return soft, soft * 1.5 + 60.0
+
+
+VIDEO_RPPG = register(
+    JobKind(
+        name="video.rppg",
+        title="Heart rate from face video (rPPG)",
+        description=(
+            "Heart rate over time and overall, the blood-volume pulse, signal quality and HRV from a face "
+            "video: face tracking, skin regions (forehead, cheeks), and an rPPG method (GREEN, CHROM, POS, "
+            "LGI, PBV, OMIT, ICA). Returns a summary, pulse and heart-rate CSVs, and a plot."
+        ),
+        params_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "method": {"enum": ["POS", "CHROM", "GREEN", "LGI", "PBV", "OMIT", "ICA"], "default": "POS",
+                           "description": "rPPG method."},
+                "roi": {"enum": ["face", "full"], "default": "face",
+                        "description": "face: track the face and use its skin; full: the video is already skin."},
+                "window_s": {"type": "number", "minimum": 4, "maximum": 120, "default": 10,
+                             "description": "Heart-rate window, in seconds."},
+                "step_s": {"type": "number", "minimum": 0.25, "maximum": 60, "default": 1,
+                           "description": "Step between windows, in seconds."},
+                "min_hz": {"type": "number", "minimum": 0.3, "maximum": 3, "default": 0.65,
+                           "description": "Lowest pulse frequency, in Hz (0.65 Hz = 39 bpm)."},
+                "max_hz": {"type": "number", "minimum": 1, "maximum": 6, "default": 4.0,
+                           "description": "Highest pulse frequency, in Hz (4 Hz = 240 bpm)."},
+                "min_quality": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4,
+                                "description": "Windows whose spectral peak holds less of the power are rejected."},
+                "detect_every": {"type": "integer", "minimum": 1, "maximum": 120, "default": 10,
+                                 "description": "Run the face detector every this many frames; track between."},
+                "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000,
+                        "description": "Frame rate of an image sequence (zip), in Hz."},
+            },
+        },
+        soft_time_limit_s=120,
+        time_limit_s=240,
+        time_limits=_rppg_time_limits,
+        upload=Upload(required=True, formats=(".mp4", ".avi", ".mov", ".mkv", ".zip"), by_content=True),
+        check=_check_video,
     )
 )

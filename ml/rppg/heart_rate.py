@@ -1,0 +1,122 @@
+"""Heart rate from a pulse signal: band-pass, then the Welch spectrum's peak per window.
+
+Frequencies are in Hz, times in seconds, heart rates in beats per minute (bpm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from ..errors import InputError
+
+#: 39 to 240 bpm.
+DEFAULT_BAND_HZ = (0.65, 4.0)
+
+
+class TooShort(InputError):
+    code = "TOO_SHORT"
+
+
+def bandpass(x: np.ndarray, fs: float, band: tuple[float, float] = DEFAULT_BAND_HZ, order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth band-pass along the last axis (``scipy.signal.sosfiltfilt``)."""
+    sos = signal.butter(order, band, btype="bandpass", output="sos", fs=fs)
+    padlen = min(x.shape[-1] - 1, 3 * (2 * sos.shape[0] + 1))
+    return signal.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    freqs_hz: np.ndarray
+    power: np.ndarray  # normalised to unit sum over the band, averaged over estimators
+
+
+def pulse_spectrum(bvp: np.ndarray, fs: float, band: tuple[float, float] = DEFAULT_BAND_HZ,
+                   nfft_min: int = 4096) -> Spectrum:
+    """Welch power spectrum of ``bvp`` (``[estimators, samples]``) inside ``band``.
+
+    Each estimator's spectrum is normalised to unit power in the band, then they are
+    averaged with weights that grow with each one's own peak quality (its share of power
+    at its peak, squared): a region spoiled by motion or hair does not drown the clean ones.
+    """
+    bvp = np.atleast_2d(bvp)
+    nperseg = bvp.shape[-1]
+    nfft = max(nfft_min, 1 << int(np.ceil(np.log2(nperseg))))
+    freqs, power = signal.welch(bvp, fs=fs, window="hann", nperseg=nperseg, nfft=nfft, detrend="constant", axis=-1)
+    inside = (freqs >= band[0]) & (freqs <= band[1])
+    freqs, power = freqs[inside], power[:, inside]
+    power = power / np.maximum(power.sum(axis=1, keepdims=True), 1e-300)
+    if power.shape[0] > 1:
+        weights = np.array([spectral_peak(Spectrum(freqs, row))[1] for row in power]) ** 2
+        if weights.sum() > 0:
+            return Spectrum(freqs, weights @ power / weights.sum())
+    return Spectrum(freqs, power.mean(axis=0))
+
+
+def spectral_peak(spectrum: Spectrum, harmonic_tolerance_hz: float = 0.2) -> tuple[float, float]:
+    """(peak frequency in Hz, quality from 0 to 1) of a pulse spectrum.
+
+    The peak is refined by parabolic interpolation over the three bins around the
+    maximum. The quality is the share of the band's power within ±0.1 Hz of the peak
+    and ``harmonic_tolerance_hz`` of its first harmonic: the signal-to-noise measure of
+    de Haan & Jeanne (2013), as a fraction. A peak on the band's edge has quality 0: it
+    is no pulse, only the edge of a slope.
+    """
+    freqs, power = spectrum.freqs_hz, spectrum.power
+    k = int(np.argmax(power))
+    if k == 0 or k == power.size - 1:
+        return float(freqs[k]), 0.0
+    a, b, c = power[k - 1:k + 2]
+    denominator = a - 2 * b + c
+    shift = 0.5 * (a - c) / denominator if denominator != 0 else 0.0
+    peak = float(freqs[k] + shift * (freqs[1] - freqs[0]))
+    near = (np.abs(freqs - peak) <= 0.1) | (np.abs(freqs - 2 * peak) <= harmonic_tolerance_hz)
+    return peak, float(power[near].sum() / max(power.sum(), 1e-300))
+
+
+@dataclass
+class HeartRate:
+    """Heart rate per window and overall. Rejected windows have ``bpm`` NaN."""
+
+    times_s: np.ndarray  # centre of each window
+    bpm: np.ndarray
+    quality: np.ndarray
+    overall_bpm: float | None
+    overall_quality: float
+    windows_used: int
+
+
+def estimate_heart_rate(bvp: np.ndarray, fs: float, *, window_s: float = 10.0, step_s: float = 1.0,
+                        band: tuple[float, float] = DEFAULT_BAND_HZ, min_quality: float = 0.4) -> HeartRate:
+    """Heart rate from a pulse ``bvp`` (``[estimators, samples]`` or ``[samples]``) sampled at ``fs`` Hz.
+
+    Windows of ``window_s`` seconds every ``step_s`` seconds each give the Welch
+    spectrum's peak (see ``spectral_peak``); a window whose quality is under
+    ``min_quality`` is rejected rather than given an invented number. The overall heart
+    rate is the median of the accepted windows, or None if none was accepted.
+
+    Raises
+    ------
+    TooShort
+        If the signal is shorter than one window.
+    """
+    bvp = np.atleast_2d(bvp)
+    length = int(round(window_s * fs))
+    step = max(int(round(step_s * fs)), 1)
+    if bvp.shape[-1] < length or length < 8:
+        raise TooShort(f"the pulse lasts {bvp.shape[-1] / fs:.1f} s, shorter than one {window_s:g} s window",
+                       duration_s=bvp.shape[-1] / fs, window_s=window_s)
+    starts = range(0, bvp.shape[-1] - length + 1, step)
+    times, rates, qualities = [], [], []
+    for start in starts:
+        peak_hz, quality = spectral_peak(pulse_spectrum(bvp[:, start:start + length], fs, band))
+        times.append((start + length / 2) / fs)
+        rates.append(peak_hz * 60.0 if quality >= min_quality else np.nan)
+        qualities.append(quality)
+    rates_array = np.array(rates)
+    accepted = np.isfinite(rates_array)
+    return HeartRate(np.array(times), rates_array, np.array(qualities),
+                     float(np.median(rates_array[accepted])) if accepted.any() else None,
+                     float(np.mean(qualities)), int(accepted.sum()))

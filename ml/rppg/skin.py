@@ -1,0 +1,143 @@
+"""Finding the skin: a face detector every few frames, optical-flow tracking between,
+and the mean colour of skin pixels in the forehead and both cheeks.
+
+The detector is OpenCV's Viola-Jones frontal-face cascade, which ships inside the
+``opencv-python-headless`` 4.x wheel (``cv2.data.haarcascades``): nothing is downloaded
+at run time. (OpenCV 5 dropped ``CascadeClassifier``; the dependency is pinned below 5.)
+
+P. Viola, M. Jones, "Rapid object detection using a boosted cascade of simple
+features", CVPR 2001. Skin colour: D. Chai, K. N. Ngan, "Face segmentation using
+skin-color map in videophone applications", IEEE Transactions on Circuits and Systems
+for Video Technology 9(4), 551-564, 1999 (Cr in [133, 173], Cb in [77, 127]).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+
+#: Skin regions as fractions (x0, y0, x1, y1) of the detected face box.
+REGIONS = {
+    "forehead": (0.32, 0.12, 0.68, 0.24),
+    "left_cheek": (0.15, 0.50, 0.38, 0.72),
+    "right_cheek": (0.62, 0.50, 0.85, 0.72),
+}
+CR_RANGE = (133, 173)
+CB_RANGE = (77, 127)
+
+
+class FaceTracker:
+    """The face box in each frame: detected on a downscaled grey frame every
+    ``detect_every`` frames, moved in between by the median Lucas-Kanade optical flow
+    of corner points inside it."""
+
+    def __init__(self, detect_every: int = 10, detect_width: int = 320):
+        self.cascade = cv2.CascadeClassifier(str(CASCADE))
+        if self.cascade.empty():
+            raise RuntimeError(f"face cascade not found at {CASCADE}")
+        self.detect_every = detect_every
+        self.detect_width = detect_width
+        self.box: np.ndarray | None = None  # x0, y0, x1, y1 as floats
+        self._previous: np.ndarray | None = None
+        self._points: np.ndarray | None = None
+        self._count = 0
+        self._misses = 0
+
+    def update(self, frame_bgr: np.ndarray) -> np.ndarray | None:
+        """The face box (x0, y0, x1, y1) in this frame, or None."""
+        scale = min(self.detect_width / frame_bgr.shape[1], 1.0)
+        small = cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame_bgr
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        if self._count % self.detect_every == 0 or self.box is None:
+            self._detect(gray, scale)
+        else:
+            self._track(gray, scale)
+        self._previous = gray
+        self._count += 1
+        return None if self.box is None else self.box.copy()
+
+    def _detect(self, gray: np.ndarray, scale: float) -> None:
+        faces, _levels, weights = self.cascade.detectMultiScale3(
+            gray, scaleFactor=1.15, minNeighbors=5, minSize=(max(gray.shape[1] // 10, 24),) * 2,
+            outputRejectLevels=True)
+        # Most confident first: the cascade's final-stage weight, not the size, tells a face.
+        order = np.argsort(-np.ravel(weights)) if len(faces) else []
+        candidates = [np.array(faces[i][:2].tolist() + (faces[i][:2] + faces[i][2:]).tolist(), dtype=float) / scale
+                      for i in order]
+        if self.box is not None:
+            same = [c for c in candidates if _overlap(self.box, c) > 0.3]
+            if same:
+                # The tracked face, found again: correct the tracker's drift gently, since a
+                # region that jumps with the detector's jitter adds more noise than the pulse.
+                found = max(same, key=lambda c: _overlap(self.box, c))
+                self.box = 0.85 * self.box + 0.15 * found
+                self._misses = 0
+                self._seed_points(gray, scale)
+                return
+            self._misses += 1
+            if self._misses < 3 or not candidates:  # a face elsewhere must persist to be believed
+                self._track(gray, scale)
+                return
+        if not candidates:
+            return
+        self.box = candidates[0]
+        self._misses = 0
+        self._seed_points(gray, scale)
+
+    def _seed_points(self, gray: np.ndarray, scale: float) -> None:
+        x0, y0, x1, y1 = (self.box * scale).astype(int)
+        mask = np.zeros_like(gray)
+        mask[max(y0, 0):y1, max(x0, 0):x1] = 255
+        self._points = cv2.goodFeaturesToTrack(gray, maxCorners=40, qualityLevel=0.01, minDistance=4, mask=mask)
+
+    def _track(self, gray: np.ndarray, scale: float) -> None:
+        if self.box is None or self._previous is None or self._points is None or len(self._points) < 4:
+            return
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(self._previous, gray, self._points, None,
+                                                    winSize=(15, 15), maxLevel=2)
+        good = status.ravel() == 1
+        if good.sum() < 4:
+            self._points = None
+            return
+        shift = np.median((moved[good] - self._points[good]).reshape(-1, 2), axis=0) / scale
+        self.box = self.box + np.array([shift[0], shift[1], shift[0], shift[1]])
+        self._points = moved[good].reshape(-1, 1, 2)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+def region_boxes(face_box: np.ndarray, frame_shape: tuple[int, ...]) -> dict[str, tuple[int, int, int, int]]:
+    """Pixel boxes of each skin region (REGIONS) of a face box, clipped to the frame."""
+    x0, y0, x1, y1 = face_box
+    w, h = x1 - x0, y1 - y0
+    height, width = frame_shape[:2]
+    boxes = {}
+    for name, (a, b, c, d) in REGIONS.items():
+        boxes[name] = (int(np.clip(x0 + a * w, 0, width - 1)), int(np.clip(y0 + b * h, 0, height - 1)),
+                       int(np.clip(x0 + c * w, 1, width)), int(np.clip(y0 + d * h, 1, height)))
+    return boxes
+
+
+def mean_skin_rgb(frame_bgr: np.ndarray, box: tuple[int, int, int, int], skin_mask: bool = True) -> np.ndarray:
+    """Mean (R, G, B) of the skin pixels of ``box`` (all pixels if too few look like skin)."""
+    x0, y0, x1, y1 = box
+    crop = frame_bgr[y0:y1, x0:x1]
+    if crop.size == 0:
+        return np.full(3, np.nan)
+    if skin_mask:
+        ycrcb = cv2.cvtColor(crop, cv2.COLOR_BGR2YCrCb)
+        mask = cv2.inRange(ycrcb, (0, CR_RANGE[0], CB_RANGE[0]), (255, CR_RANGE[1], CB_RANGE[1]))
+        if cv2.countNonZero(mask) >= 0.1 * mask.size:
+            b, g, r, _ = cv2.mean(crop, mask=mask)
+            return np.array([r, g, b])
+    b, g, r, _ = cv2.mean(crop)
+    return np.array([r, g, b])

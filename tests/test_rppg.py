@@ -1,0 +1,151 @@
+"""rPPG: each method on traces with a known pulse, heart rate and HRV against references,
+and the whole job over HTTP on a synthetic face video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import heartpy.analysis
+import numpy as np
+import pytest
+
+from bench.synthetic_face import PBV_SIGNATURE, pulse_shape, write_face_video
+from ml.rppg import METHODS, TooShort, apply_method, bandpass, estimate_heart_rate, hrv_metrics
+
+FS = 30.0
+
+
+def synthetic_traces(hr_bpm: float, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
+    """[2 estimators, 3, frames]: two skin tones whose colour follows a pulse, under
+    colour-neutral illumination drift and sensor noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * FS)) / FS
+    pulse = pulse_shape(2 * np.pi * hr_bpm / 60 * t)
+    light = 1 + 0.05 * np.sin(2 * np.pi * 0.07 * t) + 0.02 * np.sin(2 * np.pi * 0.3 * t)
+    skins = np.array([[180.0, 130.0, 110.0], [120.0, 85.0, 70.0]])
+    signature = PBV_SIGNATURE / PBV_SIGNATURE[1]
+    rgb = skins[:, :, None] * (1 + 0.004 * pulse * signature[None, :, None]) * light
+    return rgb + rng.normal(0, 0.08, rgb.shape)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("hr_bpm", [52.0, 75.0, 128.0])
+def test_each_method_recovers_a_known_pulse(method, hr_bpm):
+    rgb = synthetic_traces(hr_bpm)
+    mean = rgb.mean(axis=2, keepdims=True)
+    bvp = bandpass(apply_method(method, mean + bandpass(rgb - mean, FS), FS), FS)
+    assert bvp.shape == (2, rgb.shape[2])
+    estimate = estimate_heart_rate(bvp, FS, window_s=10, step_s=2)
+    assert estimate.overall_bpm == pytest.approx(hr_bpm, abs=1.0)
+    assert estimate.windows_used == estimate.bpm.size
+
+
+def test_windows_without_a_plausible_peak_are_rejected():
+    noise = np.random.default_rng(3).standard_normal((1, 3000))
+    estimate = estimate_heart_rate(bandpass(noise, FS), FS, window_s=10, step_s=1)
+    assert np.isnan(estimate.bpm).mean() >= 0.85
+    with pytest.raises(TooShort):
+        estimate_heart_rate(noise[:, :100], FS, window_s=10)
+
+
+def test_hrv_time_domain_matches_heartpy_and_the_definitions():
+    rng = np.random.default_rng(5)
+    ibi_s = 0.8 + 0.05 * np.sin(np.arange(150) * 2 * np.pi * 0.25 * 0.8) + rng.normal(0, 0.02, 150)
+    peaks = np.concatenate([[0.0], np.cumsum(ibi_s)])
+    metrics = hrv_metrics(peaks)
+    ibi_ms = ibi_s * 1000
+    assert metrics["beats"] == 151 and metrics["intervals_used"] == 150
+    assert metrics["sdnn_ms"] == pytest.approx(np.std(ibi_ms, ddof=1))
+    assert metrics["rmssd_ms"] == pytest.approx(np.sqrt(np.mean(np.diff(ibi_ms) ** 2)))
+    assert metrics["mean_hr_bpm"] == pytest.approx(60000 / ibi_ms.mean())
+
+    reference = heartpy.analysis.calc_ts_measures(ibi_ms, np.abs(np.diff(ibi_ms)), np.diff(ibi_ms) ** 2,
+                                                  measures={}, working_data={})[1]
+    assert metrics["rmssd_ms"] == pytest.approx(reference["rmssd"])
+    n = ibi_ms.size  # heartpy's SDNN is the population SD; the Task Force's the sample SD
+    assert metrics["sdnn_ms"] == pytest.approx(reference["sdnn"] * np.sqrt(n / (n - 1)))
+    assert metrics["pnn50_pct"] == pytest.approx(reference["pnn50"] * 100)
+    # Respiratory sinus arrhythmia at 0.2 Hz lands in HF.
+    assert metrics["hf_ms2"] > metrics["lf_ms2"] and metrics["lf_hf"] < 1
+
+
+def test_hrv_drops_artefacts_and_breaks_the_successive_chain_there():
+    peaks = np.cumsum(np.r_[0.0, [0.8] * 20, 0.25, 0.55, [0.8] * 20])  # a spurious beat splits one interval
+    metrics = hrv_metrics(peaks)
+    assert metrics["intervals_used"] == 40 and metrics["rmssd_ms"] == pytest.approx(0.0, abs=1e-9)
+
+
+# --- the job -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rppg") / "face.avi"
+    truth = write_face_video(path, hr_bpm=84.0, seconds=16.0, size=(320, 240), seed=7)
+    return path, truth
+
+
+def submit_video(http, content: bytes, filename: str, params: dict | None = None):
+    return http.post("/api/v1/jobs", data={"kind": "video.rppg", "params": json.dumps(params or {})},
+                     files={"file": (filename, content)})
+
+
+@pytest.mark.usefixtures("worker")
+def test_rppg_job_over_http_finds_the_heart_rate(jobs, http, face_video):
+    path, truth = face_video
+    response = submit_video(http, path.read_bytes(), "face.avi", {"method": "POS"})
+    assert response.status_code == 201, response.text
+    messages = jobs.events(response.json()["id"], timeout_s=120)
+    job = messages[-1]["job"]
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=2.0)
+    assert result["face_fraction"] > 0.95 and result["method"] == "POS"
+    assert result["hrv"]["beats"] >= 0.8 * truth.beat_times_s.size
+    frames = [m for m in messages if m["type"] == "progress" and "decoded" in (m.get("message") or "")]
+    assert len(frames) >= 5 and frames == sorted(frames, key=lambda m: m["seq"])
+    names = {a["name"] for a in job["artifacts"]}
+    assert names == {"plot.png", "pulse.csv", "heart_rate.csv"}
+    png = http.get(f"/api/v1/jobs/{job['id']}/artifacts/plot.png").content
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape[1] > 500
+
+
+def noise_video(path: Path, seconds: float, fps: float, size=(160, 120)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    rng = np.random.default_rng(0)
+    for _ in range(int(seconds * fps)):
+        writer.write(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("case, params, code, detail", [
+    ("no-face", {}, "NO_FACE", "face_fraction"),
+    ("too-short", {"roi": "full"}, "TOO_SHORT", "duration_s"),
+    ("slow", {"roi": "full"}, "FRAME_RATE_TOO_LOW", "fps"),
+    ("garbage-avi", {}, "UNREADABLE_VIDEO", None),
+])
+def test_bad_videos_fail_with_their_codes(jobs, http, tmp_path, case, params, code, detail):
+    if case == "no-face":
+        content = noise_video(tmp_path / "n.avi", 6, 15).read_bytes()
+    elif case == "too-short":
+        content = noise_video(tmp_path / "s.avi", 3, 15).read_bytes()
+    elif case == "slow":
+        content = noise_video(tmp_path / "l.avi", 20, 5).read_bytes()
+    else:
+        content = b"RIFF" + b"\x00" * 4 + b"AVI " + bytes(range(256)) * 40
+    response = submit_video(http, content, f"{case}.avi", params)
+    assert response.status_code == 201, response.text
+    job = jobs.wait_finished(response.json()["id"], timeout_s=60)
+    assert job["status"] == "failed" and job["error"]["code"] == code, job["error"]
+    if detail:
+        assert detail in job["error"]["details"]
+
+
+def test_what_is_not_a_video_is_refused_at_submission(client):
+    response = client.post("/api/v1/jobs", data={"kind": "video.rppg", "params": "{}",
+                                                 "file": (__import__("io").BytesIO(b"hello, world\n" * 99), "a.mp4")})
+    assert response.status_code == 415 and response.get_json()["error"]["code"] == "UNSUPPORTED_FORMAT"
