@@ -17,17 +17,21 @@ does not fit fails with MemoryError instead of taking the machine down.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, bench/ comes first on sys.path, where bench/queue.py would shadow the
+# standard library's queue; the repository root is what is wanted.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
 import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
 FS = 250.0
 BAND = (0.5, 8.0)
 ORDER = 4

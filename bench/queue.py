@@ -17,11 +17,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, where this file would
-# shadow the standard library's ``queue``; the repository root is what is wanted.
+# Run as a script, bench/ comes first on sys.path, where this file would shadow the
+# standard library's queue; the repository root is what is wanted.
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 import argparse
 import json

@@ -34,7 +34,8 @@ def test_kinds_publish_schema_queue_limits_and_uploads(client):
     assert selftest["queue"] == "cpu"
     assert selftest["params_schema"]["properties"]["duration_s"]["maximum"] == 600
     assert selftest["time_limits"]["soft_s"] < selftest["time_limits"]["hard_s"]
-    assert selftest["upload"] == {"required": False, "formats": [], "max_bytes": None}
+    assert selftest["upload"] == {"required": False, "formats": [], "max_bytes": None, "by_content": False}
+    assert kinds["signal.filter"]["upload"]["by_content"] and kinds["video.rppg"]["time_limits"]["scaled_to_input"]
     assert client.get("/api/v1/kinds/diagnostics.selftest").get_json() == selftest
     assert_error(client.get("/api/v1/kinds/nope"), 404, "NOT_FOUND")
 

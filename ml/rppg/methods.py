@@ -12,8 +12,11 @@ The pulse is a relative signal: its sign and scale carry no meaning, only its sh
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.decomposition import FastICA
+from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import InputError
 
@@ -147,8 +150,12 @@ def ica(rgb: np.ndarray, fs: float, seed: int = 0) -> np.ndarray:
     freqs = np.fft.rfftfreq(c.shape[2], 1.0 / fs)
     band = (freqs >= PULSE_BAND_HZ[0]) & (freqs <= PULSE_BAND_HZ[1])
     for e in range(c.shape[0]):
-        sources = FastICA(n_components=3, whiten="unit-variance", random_state=seed, max_iter=500,
-                          tol=1e-4).fit_transform(c[e].T).T  # [3, T]
+        with warnings.catch_warnings():
+            # An unmixing that has not fully converged still ranks its sources by their
+            # spectra, which is all that is asked of it here.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sources = FastICA(n_components=3, whiten="unit-variance", random_state=seed, max_iter=500,
+                              tol=1e-4).fit_transform(c[e].T).T  # [3, T]
         power = np.abs(np.fft.rfft(sources, axis=1)) ** 2
         share = power[:, band].max(axis=1) / np.maximum(power[:, 1:].sum(axis=1), 1e-12)
         out[e] = sources[int(np.argmax(share))]

@@ -35,7 +35,7 @@ class FaceTracker:
     ``detect_every`` frames, moved in between by the median Lucas-Kanade optical flow
     of corner points inside it."""
 
-    def __init__(self, detect_every: int = 10, detect_width: int = 320):
+    def __init__(self, detect_every: int = 10, detect_width: int = 256):
         self.cascade = cv2.CascadeClassifier(str(CASCADE))
         if self.cascade.empty():
             raise RuntimeError(f"face cascade not found at {CASCADE}")
@@ -50,8 +50,9 @@ class FaceTracker:
     def update(self, frame_bgr: np.ndarray) -> np.ndarray | None:
         """The face box (x0, y0, x1, y1) in this frame, or None."""
         scale = min(self.detect_width / frame_bgr.shape[1], 1.0)
-        small = cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame_bgr
-        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        if scale < 1:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         if self._count % self.detect_every == 0 or self.box is None:
             self._detect(gray, scale)
         else:
@@ -61,13 +62,27 @@ class FaceTracker:
         return None if self.box is None else self.box.copy()
 
     def _detect(self, gray: np.ndarray, scale: float) -> None:
+        offset = np.zeros(2, dtype=int)
+        search = gray
+        min_side = max(gray.shape[1] // 10, 24)
+        if self.box is not None and self._misses < 3:
+            # Look around the tracked face only: a fraction of the frame, at the face's scale.
+            x0, y0, x1, y1 = self.box * scale
+            w, h = x1 - x0, y1 - y0
+            offset = np.array([max(int(x0 - 0.5 * w), 0), max(int(y0 - 0.5 * h), 0)])
+            search = gray[offset[1]:int(y1 + 0.5 * h), offset[0]:int(x1 + 0.5 * w)]
+            min_side = max(int(0.6 * min(w, h)), 24)
+        if min(search.shape) < min_side:
+            search, offset, min_side = gray, np.zeros(2, dtype=int), max(gray.shape[1] // 10, 24)
         faces, _levels, weights = self.cascade.detectMultiScale3(
-            gray, scaleFactor=1.15, minNeighbors=5, minSize=(max(gray.shape[1] // 10, 24),) * 2,
-            outputRejectLevels=True)
+            search, scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side), outputRejectLevels=True)
         # Most confident first: the cascade's final-stage weight, not the size, tells a face.
         order = np.argsort(-np.ravel(weights)) if len(faces) else []
-        candidates = [np.array(faces[i][:2].tolist() + (faces[i][:2] + faces[i][2:]).tolist(), dtype=float) / scale
-                      for i in order]
+        candidates = []
+        for i in order:
+            x, y, w, h = faces[i]
+            x, y = x + offset[0], y + offset[1]
+            candidates.append(np.array([x, y, x + w, y + h], dtype=float) / scale)
         if self.box is not None:
             same = [c for c in candidates if _overlap(self.box, c) > 0.3]
             if same:
