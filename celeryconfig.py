@@ -40,5 +40,5 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 worker_send_task_events = True
 
 
-imports = ("tasks.diagnostics", "tasks.filtering", "tasks.rppg")
+imports = ("tasks.diagnostics", "tasks.filtering", "tasks.rppg", "tasks.risk")
 beat_schedule: dict = {}

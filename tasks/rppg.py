@@ -12,6 +12,11 @@ from worker.jobtask import JobContext, JobTask
 
 @shared_task(base=JobTask, name="video.rppg")
 def extract_rppg(job: JobContext) -> dict:
+    return run_rppg(job)
+
+
+def run_rppg(job: JobContext) -> dict:
+    """The rPPG analysis of the job's video, its artifacts written; returns the summary."""
     params = job.params
     result = analyze_video(
         job.input_path, method=params["method"], roi=params["roi"], window_s=params["window_s"],

@@ -10,6 +10,7 @@ embedded Redis started for the session, as ``vitalq up`` does.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def database(settings):
 
 @pytest.fixture
 def clean(database, settings):
-    """No jobs, no vitalq keys in Redis and empty queues, before and after the test.
+    """No jobs, no risk models, no vitalq keys in Redis and empty queues, before and after the test.
 
     Celery's own keys (queue bindings, the control channel) are kept: emptying the whole
     Redis database would cut off the session's worker.
@@ -91,6 +92,7 @@ def clean(database, settings):
     def reset():
         with session_scope() as session:
             session.execute(delete(Job))
+        shutil.rmtree(settings.data_dir / "models", ignore_errors=True)
         keys = list(redis.scan_iter(f"{KEY_PREFIX}*", count=1000))
         if keys:
             redis.delete(*keys)
@@ -139,9 +141,10 @@ class WorkerProcess:
         self.log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(database):
-    """One Celery worker process, concurrency 1, for the whole session."""
+    """A Celery worker process, concurrency 1, for the tests of one module (the others
+    see no worker: a job they submit stays queued)."""
     process = WorkerProcess(concurrency=1)
     yield process
     process.stop()

@@ -59,6 +59,7 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
         settings = get_settings()
         click.echo(f"vitalq: database {_redact(settings.database_url)}: applying migrations")
         db.upgrade()
+        _ensure_default_model()
 
         supervisor = processes.Supervisor(env)
         supervisor.start(processes.web(host, port))
@@ -119,6 +120,26 @@ def db_upgrade() -> None:
     database.upgrade()
     current, head = database.schema_revision()
     click.echo(f"database at revision {current} (head {head})")
+
+
+@main.group()
+def models() -> None:
+    """The risk-model registry."""
+
+
+@models.command("default")
+def models_default() -> None:
+    """Train and register the demonstration model if no model is registered yet."""
+    _ensure_default_model()
+
+
+def _ensure_default_model() -> None:
+    from ml.risk import ensure_default_model
+    from worker.risk_models import registry
+
+    record = ensure_default_model(registry())
+    note = " (demonstration model: not clinically validated)" if record.demo else ""
+    click.echo(f"vitalq: risk model v{record.version} {record.name} active, served by {record.runtime}{note}")
 
 
 # --- using the platform -----------------------------------------------------------------

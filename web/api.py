@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file, url_for
 
-from worker import dispatch, storage, store
-from worker.exceptions import InvalidInput, NotFound
+from worker import dispatch, risk_models, storage, store
+from worker.exceptions import InvalidInput, NotFound, from_input_error
 from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
 
@@ -114,3 +114,30 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidInput(f"{name} must be an integer from {low} to {high}", {"fields": {name: "out of range"}})
     return value
+
+
+@bp.get("/models")
+def list_models():
+    """The risk-model registry: every version, newest last, and which is active."""
+    models = risk_models.registry()
+    return jsonify({"models": [record.to_dict() for record in models.versions()],
+                    "active_version": models.active_version()})
+
+
+@bp.get("/models/<int:version>")
+def get_model(version: int):
+    return jsonify(_model_call(lambda models: models.get(version)).to_dict())
+
+
+@bp.post("/models/<int:version>/activate")
+def activate_model(version: int):
+    return jsonify(_model_call(lambda models: models.activate(version)).to_dict())
+
+
+def _model_call(call):
+    from ml.errors import InputError
+
+    try:
+        return call(risk_models.registry())
+    except InputError as exc:
+        raise from_input_error(exc) from None

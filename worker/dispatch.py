@@ -12,6 +12,7 @@ from typing import Any
 
 import kombu.exceptions
 import redis
+from celery import chain
 
 from . import store
 from .celery_app import app
@@ -84,14 +85,14 @@ def capped_time_limits(soft: float, hard: float) -> tuple[float, float]:
 
 def enqueue(job: Job) -> None:
     """Send the job's message, carrying only its id; the task id is the job id."""
+    # Redis serves priority 0 first; the API's 9 is the most urgent. Every stage of a
+    # chain carries the job id as its task id, so that a forced cancel reaches any of them.
+    options = dict(task_id=job.id, queue=job.queue, priority=9 - job.priority,
+                   soft_time_limit=job.soft_time_limit_s, time_limit=job.time_limit_s)
+    stages = get_kind(job.kind).stages or (job.kind,)
     try:
-        app.send_task(
-            job.kind, args=[job.id], task_id=job.id, queue=job.queue,
-            # Redis serves priority 0 first; the API's 9 is the most urgent.
-            priority=9 - job.priority,
-            soft_time_limit=job.soft_time_limit_s, time_limit=job.time_limit_s,
-            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
+        chain(*(app.signature(stage, args=[job.id], immutable=True, **options) for stage in stages)).apply_async(
+            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
     except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
         log.error("job %s not queued: broker unreachable: %s", job.id, exc)
         error = Unavailable("the broker cannot be reached; the job was not queued, submit it again later")

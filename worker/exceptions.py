@@ -94,7 +94,7 @@ class WorkerLost(VitalqError):
     code = "WORKER_LOST"
 
 
-_STATUS_BY_CODE = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413}
+_STATUS_BY_CODE = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413, "NOT_FOUND": 404}
 
 
 def from_input_error(exc) -> VitalqError:

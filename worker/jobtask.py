@@ -55,6 +55,9 @@ class JobContext:
         self.attempt: int = job.attempts
         self.input: dict[str, Any] | None = job.input
         self.input_path: Path | None = Path(job.input["path"]) if job.input else None
+        #: What earlier stages of a multi-stage job returned (see ``JobTask.final_stage``).
+        self.previous_result: dict[str, Any] = dict(job.result or {})
+        self._span = (0.0, 1.0)
         self._stage = job.progress_stage
         self._db_interval = settings.progress_db_interval_s
         self._last_saved = 0.0
@@ -66,7 +69,8 @@ class JobContext:
         Every call is an event on the job's stream; the job row is updated at most
         every ``VITALQ_PROGRESS_DB_INTERVAL_S`` seconds, and always on a new stage.
         """
-        fraction = min(max(float(fraction), 0.0), 1.0)
+        low, high = self._span
+        fraction = low + (high - low) * min(max(float(fraction), 0.0), 1.0)
         new_stage = stage is not None and stage != self._stage
         self._stage = stage or self._stage
         seq, cancel = progress.publish(self.id, {"type": "progress", "status": JobStatus.RUNNING.value,
@@ -119,10 +123,17 @@ class JobRequest(Request):
 
 
 class JobTask(Task):
+    """Base of every job kind's task. A job of several stages (a Celery chain, see
+    ``JobKind.stages``) declares on each stage's task the part of the progress bar it
+    covers (``progress_span``) and whether it ends the job (``final_stage``); a stage
+    that is not the last hands the job on, queued again, with its result."""
+
     Request = JobRequest
     acks_late = True
     reject_on_worker_lost = True
     typing = False
+    final_stage = True
+    progress_span = (0.0, 1.0)
 
     def __call__(self, job_id: str) -> None:
         settings = get_settings()
@@ -143,6 +154,7 @@ class JobTask(Task):
     def _run_and_record(self, job: Job, settings) -> None:
         job_id = job.id
         context = JobContext(job)
+        context._span = self.progress_span
         try:
             progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
                                       "fraction": job.progress_fraction, "stage": job.progress_stage,
@@ -170,7 +182,10 @@ class JobTask(Task):
             log.exception("job %s (%s) failed", job_id, job.kind)
             self._fail(job_id, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
         else:
-            store.finish(job_id, JobStatus.SUCCEEDED, result=result or {}, artifacts=storage.list_artifacts(job_id))
+            if self.final_stage:
+                store.finish(job_id, JobStatus.SUCCEEDED, result=result or {}, artifacts=storage.list_artifacts(job_id))
+            else:
+                store.hand_off(job_id, result or {})
 
     def _fail(self, job_id: str, status: JobStatus, error: VitalqError) -> None:
         storage.remove_artifacts(job_id)  # partial outputs are not results

@@ -49,6 +49,8 @@ class JobKind:
     queue: str | Callable[[dict[str, Any]], str] = "cpu"
     #: Limits that depend on the input (for example scaled to a video's length).
     time_limits: TimeLimits | None = None
+    #: Celery task names run one after the other as a chain; None: the task named like the kind.
+    stages: tuple[str, ...] | None = None
     #: Checks that a JSON Schema cannot say, across fields and against the uploaded
     #: file (its path, or None): raises InvalidInput or an ``ml.errors.InputError``.
     check: Callable[[dict[str, Any], "Path | None"], None] | None = None
@@ -115,6 +117,7 @@ class JobKind:
                 "hard_s": self.time_limit_s,
                 "scaled_to_input": self.time_limits is not None,
             },
+            "stages": list(self.stages or (self.name,)),
             "upload": None
             if self.upload is None
             else {"required": self.upload.required, "formats": list(self.upload.formats),
@@ -353,5 +356,109 @@ VIDEO_RPPG = register(
         time_limits=_rppg_time_limits,
         upload=Upload(required=True, formats=(".mp4", ".avi", ".mov", ".mkv", ".zip"), by_content=True),
         check=_check_video,
+    )
+)
+
+
+def _check_training(params: dict[str, Any], upload: Path | None) -> None:
+    if upload is not None:
+        from ml.risk.training import read_labelled_csv
+
+        read_labelled_csv(upload)  # a bad file is refused now, naming its line and feature
+
+
+def _check_prediction(params: dict[str, Any], upload: Path | None) -> None:
+    from ml.risk import feature_matrix
+
+    from .risk_models import registry
+
+    if (params.get("rows") is None) == (upload is None):
+        raise InvalidInput("give the features either as rows or as a CSV file, not both or neither",
+                           {"fields": {"rows": "rows or a file"}})
+    if params.get("rows") is not None:
+        feature_matrix(params["rows"])
+    if params.get("model_version") is not None:
+        registry().get(params["model_version"])
+
+
+RISK_TRAIN = register(
+    JobKind(
+        name="risk.train",
+        title="Train a risk model",
+        description=("Trains a scikit-learn pipeline (imputation, scaling, a classifier) on a labelled CSV of HRV "
+                     "features (mean_hr_bpm, sdnn_ms, rmssd_ms, pnn50_pct, lf_ms2, hf_ms2, lf_hf, quality, label), "
+                     "with cross-validated ROC AUC, balanced accuracy and Brier score, and registers it as a new "
+                     "version, served through OpenVINO when it converts and matches."),
+        params_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "model_type": {"enum": ["logistic", "gradient_boosting", "mlp"], "default": "logistic"},
+                "name": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._-]+$",
+                         "default": "hrv-risk"},
+                "activate": {"type": "boolean", "default": True, "description": "Make it the active version."},
+                "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0},
+            },
+        },
+        soft_time_limit_s=600,
+        time_limit_s=900,
+        upload=Upload(required=True, formats=(".csv",), max_bytes=256 * 1024**2),
+        check=_check_training,
+    )
+)
+
+_FEATURE_ROW = {"type": "object", "maxProperties": 32,
+                "additionalProperties": {"type": ["number", "null", "string", "integer"]}}
+
+RISK_PREDICT = register(
+    JobKind(
+        name="risk.predict",
+        title="Predict risk",
+        description=("Class probabilities from HRV features, one row or thousands, with the active (or a chosen) "
+                     "model version, and which runtime served it. The shipped default is a demonstration model, "
+                     "not clinically validated."),
+        params_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "rows": {"type": "array", "minItems": 1, "maxItems": 100_000, "items": _FEATURE_ROW,
+                         "description": "Rows of features (or upload a CSV instead)."},
+                "model_version": {"type": "integer", "minimum": 1, "description": "Default: the active version."},
+            },
+        },
+        soft_time_limit_s=300,
+        time_limit_s=420,
+        upload=Upload(required=False, formats=(".csv",), max_bytes=256 * 1024**2),
+        check=_check_prediction,
+    )
+)
+
+_ANALYZE_PARAMS = {**VIDEO_RPPG.params_schema, "properties": {
+    **VIDEO_RPPG.params_schema["properties"],
+    "model_version": {"type": "integer", "minimum": 1, "description": "Risk model version (default: the active one)."},
+}}
+
+
+def _check_analysis(params: dict[str, Any], upload: Path | None) -> None:
+    _check_video(params, upload)
+    if params.get("model_version") is not None:
+        from .risk_models import registry
+
+        registry().get(params["model_version"])
+
+
+VIDEO_ANALYZE = register(
+    JobKind(
+        name="video.analyze",
+        title="Face video to risk (rPPG, then risk prediction)",
+        description=("Runs video.rppg, then risk.predict on the HRV it found, as one job of two stages (a Celery "
+                     "chain); a failure in either stage fails the job with that stage's error."),
+        params_schema=_ANALYZE_PARAMS,
+        soft_time_limit_s=120,
+        time_limit_s=240,
+        time_limits=_rppg_time_limits,
+        upload=VIDEO_RPPG.upload,
+        stages=("video.analyze.rppg", "video.analyze.risk"),
+        check=_check_analysis,
     )
 )

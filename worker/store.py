@@ -121,6 +121,19 @@ def save_progress(job_id: str, *, fraction: float, stage: str | None, message: s
         )
 
 
+def hand_off(job_id: str, result: dict[str, Any]) -> None:
+    """A stage of a multi-stage job is done: the job waits, queued, for its next stage,
+    carrying what this one returned."""
+    with session_scope() as session:
+        done = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+            .values(status=JobStatus.QUEUED.value, result=result)
+        ).rowcount
+        job = session.get(Job, job_id, populate_existing=True) if done else None
+    if job is not None:
+        _announce(job)
+
+
 def mark_retrying(job_id: str, error: VitalqError) -> None:
     with session_scope() as session:
         job = session.get(Job, job_id)

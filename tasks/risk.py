@@ -1,0 +1,55 @@
+"""``risk.train`` and ``risk.predict``, and ``video.analyze``: rPPG chained into risk prediction."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from ml.risk import ensure_default_model, feature_matrix, from_rppg_summary, predict_rows, read_labelled_csv, train
+from tasks.rppg import run_rppg
+from worker.jobtask import JobContext, JobTask
+from worker.risk_models import registry
+
+
+@shared_task(base=JobTask, name="risk.train")
+def train_model(job: JobContext) -> dict:
+    params = job.params
+    job.progress(0.05, "reading the labelled rows", stage="train")
+    features, labels = read_labelled_csv(job.input_path)
+    job.progress(0.2, f"cross-validating a {params['model_type']} model on {labels.size:,} rows")
+    trained = train(features, labels, params["model_type"], seed=params["seed"])
+    job.progress(0.8, "registering, converting to OpenVINO and checking parity", stage="register")
+    record = registry().register(trained, name=params["name"], training_sha256=job.input["sha256"],
+                                 activate=params["activate"])
+    return {"model": record.to_dict()}
+
+
+@shared_task(base=JobTask, name="risk.predict")
+def predict(job: JobContext) -> dict:
+    params = job.params
+    rows = params.get("rows")
+    if job.input_path is not None:
+        features, _ = read_labelled_csv(job.input_path, labelled=False)
+    else:
+        features = feature_matrix(rows)
+    job.progress(0.3, f"predicting {features.shape[0]:,} rows", stage="predict")
+    models = registry()
+    if params.get("model_version") is None:
+        ensure_default_model(models)
+    return predict_rows(models, features, params.get("model_version"))
+
+
+@shared_task(base=JobTask, name="video.analyze.rppg", final_stage=False, progress_span=(0.0, 0.9))
+def analyze_rppg(job: JobContext) -> dict:
+    return {"rppg": run_rppg(job)}
+
+
+@shared_task(base=JobTask, name="video.analyze.risk", progress_span=(0.9, 1.0))
+def analyze_risk(job: JobContext) -> dict:
+    rppg = job.previous_result["rppg"]
+    job.progress(0.0, "predicting risk from the HRV features", stage="risk")
+    features = feature_matrix([from_rppg_summary(rppg)])
+    models = registry()
+    if job.params.get("model_version") is None:
+        ensure_default_model(models)
+    prediction = predict_rows(models, features, job.params.get("model_version"))
+    return {"rppg": rppg, "risk": {**prediction, "features": from_rppg_summary(rppg)}}

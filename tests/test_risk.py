@@ -1,0 +1,168 @@
+"""Risk models: training, the registry, OpenVINO serving checked against scikit-learn,
+and the jobs over HTTP, including the video.analyze chain."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from bench.synthetic_face import write_face_video
+from ml.errors import ParseError
+from ml.risk import NAMES, InvalidFeature, ModelRegistry, demo_dataset, read_labelled_csv, train
+from ml.risk.serving import PARITY_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def population():
+    return demo_dataset(rows=600, seed=1)
+
+
+@pytest.mark.parametrize("model_type, runtime", [("logistic", "openvino"), ("mlp", "openvino"),
+                                                 ("gradient_boosting", "sklearn")])
+def test_registered_models_are_served_by_openvino_matching_sklearn(model_type, runtime, population, tmp_path):
+    features, labels = population
+    registry = ModelRegistry(tmp_path)
+    record = registry.register(train(features, labels, model_type), name="t", training_sha256="0" * 64)
+    assert record.version == 1 and record.active and record.runtime == runtime
+    assert 0.5 < record.metrics["cv_roc_auc"]["mean"] <= 1 and "cv_brier" in record.metrics
+    assert record.class_balance == {"0": int((labels == 0).sum()), "1": int((labels == 1).sum())}
+    probabilities, used = registry.predict(features)
+    reference = joblib.load(tmp_path / "1" / "model.joblib").predict_proba(features)
+    assert used.version == 1
+    assert np.max(np.abs(probabilities - reference)) <= PARITY_TOLERANCE
+    if runtime == "openvino":
+        assert record.openvino["parity_max_abs_diff"] <= PARITY_TOLERANCE
+    else:
+        assert "tree-ensemble" in record.openvino["refused"]
+
+
+def test_registry_keeps_versions_and_one_active(population, tmp_path):
+    features, labels = population
+    registry = ModelRegistry(tmp_path)
+    first = registry.register(train(features, labels), name="a", training_sha256="1" * 64)
+    second = registry.register(train(features, labels), name="b", training_sha256="2" * 64, activate=False)
+    assert [r.version for r in registry.versions()] == [1, 2] and registry.active_version() == 1
+    assert registry.activate(second.version).active and not registry.get(first.version).active
+
+
+def write_csv(path: Path, features: np.ndarray, labels=None) -> Path:
+    header = list(NAMES) + (["label"] if labels is not None else [])
+    lines = [",".join(header)]
+    for index, row in enumerate(features):
+        cells = ["" if np.isnan(v) else f"{v:.6g}" for v in row]
+        lines.append(",".join(cells + ([str(labels[index])] if labels is not None else [])))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("mutate, error, where", [
+    (lambda text: text.replace(",label", ",outcome", 1), ParseError, {"line": 1}),
+    (lambda text: text.replace("\n", "\n72,abc,", 1).replace("72,abc,", "", 0), None, None),
+])
+def test_bad_training_csv_names_its_line(mutate, error, where, population, tmp_path):
+    features, labels = population
+    path = write_csv(tmp_path / "t.csv", features[:50], labels[:50])
+    if error is None:
+        lines = path.read_text().splitlines()
+        cells = lines[3].split(",")
+        cells[NAMES.index("rmssd_ms")] = "lots"
+        lines[3] = ",".join(cells)
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(InvalidFeature) as failure:
+            read_labelled_csv(path)
+        assert failure.value.details["line"] == 4 and failure.value.details["feature"] == "rmssd_ms"
+        return
+    path.write_text(mutate(path.read_text()))
+    with pytest.raises(error) as failure:
+        read_labelled_csv(path)
+    assert failure.value.details.items() >= where.items()
+
+
+# --- over HTTP, with a worker ----------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("worker")
+def test_train_over_http_then_predict_with_the_new_version(jobs, http, population, tmp_path):
+    features, labels = population
+    content = write_csv(tmp_path / "train.csv", features, labels).read_bytes()
+    response = http.post("/api/v1/jobs", data={"kind": "risk.train", "params": json.dumps({"name": "team-model"})},
+                         files={"file": ("train.csv", content)})
+    assert response.status_code == 201, response.text
+    job = jobs.wait_finished(response.json()["id"], timeout_s=120)
+    assert job["status"] == "succeeded", job["error"]
+    version = job["result"]["model"]["version"]
+
+    listed = http.get("/api/v1/models").json()
+    assert listed["active_version"] == version
+    entry = http.get(f"/api/v1/models/{version}").json()
+    assert entry["name"] == "team-model" and entry["runtime"] == "openvino" and entry["active"]
+    assert len(entry["training_sha256"]) == 64 and entry["created_at"]
+
+    rows = [dict(zip(NAMES, (None if np.isnan(v) else float(v) for v in row))) for row in features[:3]]
+    response = http.post("/api/v1/jobs", json={"kind": "risk.predict", "params": {"rows": rows}})
+    job = jobs.wait_finished(response.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["model"]["version"] == version and result["model"]["runtime"] == "openvino"
+    assert len(result["predictions"]) == 3
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-5 for p in result["predictions"])
+
+    batch = write_csv(tmp_path / "batch.csv", np.tile(features, (5, 1))).read_bytes()
+    response = http.post("/api/v1/jobs", data={"kind": "risk.predict"}, files={"file": ("batch.csv", batch)})
+    assert response.status_code == 201, response.text
+    job = jobs.wait_finished(response.json()["id"])
+    assert job["status"] == "succeeded" and len(job["result"]["predictions"]) == 5 * len(features)
+
+
+@pytest.mark.parametrize("params, feature", [
+    ({"rows": [{"mean_hr_bpm": 70, "sdnn_ms": 40, "rmssd_ms": 30, "pnn50_pct": 10, "quality": 1.5}]}, "quality"),
+    ({"rows": [{"mean_hr_bpm": 70, "sdnn_ms": 40, "pnn50_pct": 10, "quality": 0.5}]}, "rmssd_ms"),
+    ({"rows": [{"mean_hr_bpm": "fast", "sdnn_ms": 40, "rmssd_ms": 3, "pnn50_pct": 10, "quality": 0.5}]}, "mean_hr_bpm"),
+])
+def test_bad_feature_rows_are_refused_naming_the_feature(client, params, feature):
+    response = client.post("/api/v1/jobs", json={"kind": "risk.predict", "params": params})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "INVALID_INPUT" and error["details"]["feature"] == feature
+
+
+def test_unknown_model_version_is_not_found(client):
+    response = client.post("/api/v1/jobs", json={"kind": "risk.predict", "params": {
+        "rows": [{"mean_hr_bpm": 70, "sdnn_ms": 40, "rmssd_ms": 30, "pnn50_pct": 10, "quality": 0.9}],
+        "model_version": 999}})
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "NOT_FOUND"
+    assert client.get("/api/v1/models/999").status_code == 404
+
+
+@pytest.mark.usefixtures("worker")
+def test_video_analyze_chains_rppg_into_risk(jobs, http, tmp_path):
+    path = tmp_path / "face.avi"
+    truth = write_face_video(path, hr_bpm=66.0, seconds=14.0, size=(320, 240), seed=3)
+    response = http.post("/api/v1/jobs", data={"kind": "video.analyze", "params": "{}"},
+                         files={"file": ("face.avi", path.read_bytes())})
+    assert response.status_code == 201, response.text
+    messages = jobs.events(response.json()["id"], timeout_s=120)
+    job = messages[-1]["job"]
+    assert job["status"] == "succeeded", job["error"]
+    stages = [m["stage"] for m in messages if m["type"] == "progress"]
+    assert stages.index("risk") > stages.index("rppg") and set(stages) == {"rppg", "risk"}
+    fractions = [m["fraction"] for m in messages if m["type"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] <= 1.0
+    assert job["result"]["rppg"]["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=3)
+    risk = job["result"]["risk"]
+    assert risk["model"]["demo"] is True and "not clinically validated" in risk["model"]["notice"]
+    assert risk["features"]["mean_hr_bpm"] == job["result"]["rppg"]["hrv"]["mean_hr_bpm"]
+    assert {a["name"] for a in job["artifacts"]} >= {"plot.png", "pulse.csv"}
+
+
+@pytest.mark.usefixtures("worker")
+def test_video_analyze_fails_with_the_rppg_stage_error(jobs, http):
+    response = http.post("/api/v1/jobs", data={"kind": "video.analyze", "params": "{}"},
+                         files={"file": ("x.avi", b"RIFF" + b"\x00" * 4 + b"AVI " + b"\x01" * 5000)})
+    job = jobs.wait_finished(response.json()["id"], timeout_s=60)
+    assert job["status"] == "failed" and job["error"]["code"] == "UNREADABLE_VIDEO"
