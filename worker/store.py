@@ -9,6 +9,7 @@ cares about, a status event goes on the job's progress stream (``worker.progress
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -35,6 +36,18 @@ def _announce(job: Job) -> None:
                                   "stage": job.progress_stage, "message": job.progress_message})
     except redis.RedisError as exc:
         log.warning("job %s is %s, but its status event was not published: %s", job.id, job.status, exc)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON has no such numbers, and
+    PostgreSQL refuses them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def _seconds_since(start: datetime | None, end: datetime) -> float | None:
@@ -127,7 +140,7 @@ def hand_off(job_id: str, result: dict[str, Any]) -> None:
     with session_scope() as session:
         done = session.execute(
             update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-            .values(status=JobStatus.QUEUED.value, result=result)
+            .values(status=JobStatus.QUEUED.value, result=json_safe(result))
         ).rowcount
         job = session.get(Job, job_id, populate_existing=True) if done else None
     if job is not None:
@@ -155,10 +168,10 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
         values: dict[str, Any] = dict(status=status.value, finished_at=now,
                                       run_seconds=_seconds_since(job.started_at, now))
         if status == JobStatus.SUCCEEDED:
-            values.update(result=result, artifacts=artifacts or [], progress_fraction=1.0,
+            values.update(result=json_safe(result), artifacts=artifacts or [], progress_fraction=1.0,
                           error_code=None, error_message=None, error_details=None)
         elif error is not None:
-            values.update(error_code=error.code, error_message=error.message, error_details=error.details)
+            values.update(error_code=error.code, error_message=error.message, error_details=json_safe(error.details))
         done = session.execute(
             update(Job).where(Job.id == job_id, Job.status.not_in(_values(FINISHED))).values(**values)
         ).rowcount

@@ -81,7 +81,12 @@ def read_labelled_csv(path: Path, labelled: bool = True) -> tuple[np.ndarray, np
     except InputError as exc:  # rows are numbered from the first data line: name the file line
         row = exc.details.get("row", 0)
         raise type(exc)(f"line {row + 2}: {exc.message.split(': ', 1)[-1]}", **{**exc.details, "line": row + 2}) from None
-    return features, np.array(labels) if labelled else None
+    if not labelled:
+        return features, None
+    try:  # numeric labels stay numbers, so that "1" is the positive class of 0/1 data
+        return features, np.array([int(label) for label in labels])
+    except ValueError:
+        return features, np.array(labels)
 
 
 @dataclass
