@@ -111,21 +111,20 @@ def main() -> None:
         n = int(size_mb * 1e6 / 4)
         path = workdir / f"signal-{n}.npy"
         make_signal(path, n)
-        outputs = {}
+        outputs, figures = {}, {}
         for method in ("vitalq", "scipy", "vitaldsp"):
             out = workdir / f"{method}-{n}.npy"
-            figures = run(method, path, out, 0 if method == "vitalq" else limit)
-            ok = figures["status"] == "ok"
-            if ok:
+            figures[method] = run(method, path, out, 0 if method == "vitalq" else limit)
+            if figures[method]["status"] == "ok":
                 outputs[method] = out
+        for method, result in figures.items():
+            ok = result["status"] == "ok"
             difference = ""
             if ok and method != "scipy" and "scipy" in outputs:
-                difference = f"{_max_abs_difference(out, outputs['scipy']):.3g}"
-            elif ok and method == "scipy" and "vitalq" in outputs:
-                difference = f"{_max_abs_difference(outputs['vitalq'], out):.3g}"
-            rate = n / figures["seconds"] / 1e6 if ok else float("nan")
-            print(f"{size_mb:>7g}MB {method:10} {figures['seconds']:8.2f} {rate:11.1f} {figures['peak_rss_mb']:12.0f} "
-                  f"{difference:>22}  {figures['status']}", flush=True)
+                difference = f"{_max_abs_difference(outputs[method], outputs['scipy']):.3g}"
+            rate = n / result["seconds"] / 1e6 if ok else float("nan")
+            print(f"{size_mb:>7g}MB {method:10} {result['seconds']:8.2f} {rate:11.1f} {result['peak_rss_mb']:12.0f} "
+                  f"{difference:>22}  {result['status']}", flush=True)
         for out in outputs.values():
             out.unlink(missing_ok=True)
         path.unlink()

@@ -166,3 +166,20 @@ def test_video_analyze_fails_with_the_rppg_stage_error(jobs, http):
                          files={"file": ("x.avi", b"RIFF" + b"\x00" * 4 + b"AVI " + b"\x01" * 5000)})
     job = jobs.wait_finished(response.json()["id"], timeout_s=60)
     assert job["status"] == "failed" and job["error"]["code"] == "UNREADABLE_VIDEO"
+
+
+def test_bad_training_csv_over_http_names_the_line(client, population, tmp_path):
+    features, labels = population
+    lines = write_csv(tmp_path / "t.csv", features[:60], labels[:60]).read_text().splitlines()
+    cells = lines[5].split(",")
+    cells[NAMES.index("sdnn_ms")] = "-40"
+    lines[5] = ",".join(cells)
+    response = client.post("/api/v1/jobs", data={"kind": "risk.train",
+                                                 "file": (io.BytesIO("\n".join(lines).encode()), "t.csv")})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "INVALID_INPUT" and error["details"]["line"] == 6
+    assert error["details"]["feature"] == "sdnn_ms"
+    response = client.post("/api/v1/jobs", data={"kind": "risk.train",
+                                                 "file": (io.BytesIO(b"a,b\n1,2\n"), "t.csv")})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "PARSE_ERROR"

@@ -149,3 +149,24 @@ def test_what_is_not_a_video_is_refused_at_submission(client):
     response = client.post("/api/v1/jobs", data={"kind": "video.rppg", "params": "{}",
                                                  "file": (__import__("io").BytesIO(b"hello, world\n" * 99), "a.mp4")})
     assert response.status_code == 415 and response.get_json()["error"]["code"] == "UNSUPPORTED_FORMAT"
+
+
+def test_image_sequence_in_a_zip_is_read_at_the_given_frame_rate(face_video, tmp_path):
+    import zipfile
+
+    from ml.rppg import analyze_video
+
+    path, truth = face_video
+    capture = cv2.VideoCapture(str(path))
+    with zipfile.ZipFile(tmp_path / "frames.zip", "w") as archive:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            archive.writestr(f"frame{index}.png", cv2.imencode(".png", frame)[1].tobytes())
+            index += 1
+    capture.release()
+    result = analyze_video(tmp_path / "frames.zip", fps=truth.fps)
+    assert result.fs == truth.fps and result.traces.times_s.size == index
+    assert result.heart_rate.overall_bpm == pytest.approx(truth.mean_hr_bpm, abs=2.0)

@@ -134,6 +134,15 @@ class FilterReport:
     padlen: int
     chunks: int = 0
 
+    def saw_input(self, start: int, block: np.ndarray) -> None:
+        self.before.update(block)
+        self.preview_before.update(start, block)
+
+    def wrote_output(self, start: int, block: np.ndarray) -> None:
+        self.after.update(block)
+        self.preview_after.update(start, block)
+        self.chunks += 1
+
 
 class NpyWriter:
     """Writes a ``(n_samples, n_channels)`` ``.npy`` file block by block, at any position."""
@@ -253,8 +262,7 @@ def _zero_phase(source, sos, writer, chunk_size, report: FilterReport, progress,
     for done, (start, stop) in enumerate(blocks, 1):
         states.append(zi)
         raw = source.read(start, stop)
-        report.before.update(raw)
-        report.preview_before.update(start, raw)
+        report.saw_input(start, raw)
         _, zi = signal.sosfilt(sos, fill_non_finite(source, start, raw, nan_policy), axis=0, zi=zi)
         if progress:
             progress(done / total_chunks, f"forward pass: {stop:,} of {n:,} samples")
@@ -267,9 +275,7 @@ def _zero_phase(source, sos, writer, chunk_size, report: FilterReport, progress,
         backward, zi = signal.sosfilt(sos, forward[::-1], axis=0, zi=zi)
         result = backward[::-1]
         writer.write(start, result)
-        report.after.update(result)
-        report.preview_after.update(start, result)
-        report.chunks += 1
+        report.wrote_output(start, result)
         if progress:
             progress(done / total_chunks, f"backward pass: {n - start:,} of {n:,} samples")
 
@@ -279,12 +285,9 @@ def _causal(source, sos, writer, chunk_size, report: FilterReport, progress, nan
     zi = np.zeros((sos.shape[0], 2, source.n_channels))
     for start, stop in _blocks(n, chunk_size):
         raw = source.read(start, stop)
-        report.before.update(raw)
-        report.preview_before.update(start, raw)
+        report.saw_input(start, raw)
         y, zi = signal.sosfilt(sos, fill_non_finite(source, start, raw, nan_policy), axis=0, zi=zi)
         writer.write(start, y)
-        report.after.update(y)
-        report.preview_after.update(start, y)
-        report.chunks += 1
+        report.wrote_output(start, y)
         if progress:
             progress(stop / n, f"{stop:,} of {n:,} samples")
