@@ -61,6 +61,19 @@ def test_zero_phase_equals_sosfiltfilt_to_the_bit(spec, n, channels, chunk, dtyp
                                   signal.sosfiltfilt(sos, x, axis=0))
 
 
+@pytest.mark.parametrize("spec", SPECS[:3] + SPECS[-1:], ids=lambda s: f"{s.family}-{s.btype}")
+@pytest.mark.parametrize("chunk", [7, 1000, 4096])
+def test_forward_pass_recomputed_from_saved_states_is_just_as_exact(spec, chunk, tmp_path, monkeypatch):
+    """Signals too large to keep their forward pass recompute it block by block."""
+    import ml.signals.chunked
+
+    monkeypatch.setattr(ml.signals.chunked, "KEEP_FORWARD_BYTES", 0)
+    sos = design_sos(spec, FS)
+    x = (rng.standard_normal((20_011, 2)) * 50 + 500).astype(np.float32)
+    np.testing.assert_array_equal(run(ArraySignal(x), sos, tmp_path, chunk_size=chunk),
+                                  signal.sosfiltfilt(sos, x, axis=0))
+
+
 def test_causal_equals_sosfilt(tmp_path):
     sos = design_sos(SPECS[0], FS)
     x = rng.standard_normal((9_999, 2))

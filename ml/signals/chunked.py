@@ -15,7 +15,8 @@ from the end, recomputes each chunk's forward output from its saved state (the s
 arithmetic, so the same bits), filters it backwards, and writes the result to an
 ``.npy`` file with positioned writes (no memory map grows the resident set). The source
 is read twice and the forward filter run twice, which costs less than writing and
-reading back a float64 copy of the signal.
+reading back a float64 copy of the signal; a signal whose forward pass fits in
+``KEEP_FORWARD_BYTES`` keeps it in memory instead.
 
 References
 ----------
@@ -40,6 +41,9 @@ from .summary import Envelope, RunningStats
 Progress = Callable[[float, str], None]
 
 DEFAULT_CHUNK = 1 << 20  # samples per channel per chunk
+#: A signal whose forward pass fits in this many bytes keeps it in memory instead of
+#: recomputing it: small files then cost two filter passes, as in sosfiltfilt, not three.
+KEEP_FORWARD_BYTES = 64 * 1024**2
 
 
 class SignalSource(Protocol):
@@ -259,11 +263,16 @@ def _zero_phase(source, sos, writer, chunk_size, report: FilterReport, progress,
     # the same arithmetic gives the same bits, and nothing of size n is written to disk.
     _, zi = signal.sosfilt(sos, left, axis=0, zi=zi_unit * left[0])
     states = []
+    kept: list[np.ndarray] | None = []  # forward outputs, while they fit in KEEP_FORWARD_BYTES
     for done, (start, stop) in enumerate(blocks, 1):
         states.append(zi)
         raw = source.read(start, stop)
         report.saw_input(start, raw)
-        _, zi = signal.sosfilt(sos, fill_non_finite(source, start, raw, nan_policy), axis=0, zi=zi)
+        forward, zi = signal.sosfilt(sos, fill_non_finite(source, start, raw, nan_policy), axis=0, zi=zi)
+        if kept is not None:
+            kept.append(forward)
+            if sum(block.nbytes for block in kept) > KEEP_FORWARD_BYTES:
+                kept = None  # too large to keep: recompute each block from its state instead
         if progress:
             progress(done / total_chunks, f"forward pass: {stop:,} of {n:,} samples")
     forward_right, _ = signal.sosfilt(sos, right, axis=0, zi=zi)
@@ -271,7 +280,10 @@ def _zero_phase(source, sos, writer, chunk_size, report: FilterReport, progress,
     # Backward pass, from the end: through the right padding (then dropped), then each block.
     _, zi = signal.sosfilt(sos, forward_right[::-1], axis=0, zi=zi_unit * forward_right[-1])
     for done, ((start, stop), state) in enumerate(zip(reversed(blocks), reversed(states)), len(blocks) + 1):
-        forward, _ = signal.sosfilt(sos, read(start, stop), axis=0, zi=state)
+        if kept is not None:
+            forward = kept.pop()
+        else:
+            forward, _ = signal.sosfilt(sos, read(start, stop), axis=0, zi=state)
         backward, zi = signal.sosfilt(sos, forward[::-1], axis=0, zi=zi)
         result = backward[::-1]
         writer.write(start, result)
