@@ -164,38 +164,40 @@ class JobTask(Task):
             finally:
                 context.save_progress()  # a failed job keeps the progress it had made
         except JobCancelled as exc:
-            self._fail(job_id, JobStatus.CANCELLED, exc)
+            self._fail(job, JobStatus.CANCELLED, exc)
         except SoftTimeLimitExceeded:
-            self._fail(job_id, JobStatus.FAILED, JobTimeout(
+            self._fail(job, JobStatus.FAILED, JobTimeout(
                 f"exceeded its soft time limit of {job.soft_time_limit_s:g} s",
                 {"soft_time_limit_s": job.soft_time_limit_s}))
         except InputError as exc:
-            self._fail(job_id, JobStatus.FAILED, from_input_error(exc))
+            self._fail(job, JobStatus.FAILED, from_input_error(exc))
         except VitalqError as exc:
             if exc.retryable:
-                self._retry(job_id, exc, settings)
+                self._retry(job, exc, settings)
             else:
-                self._fail(job_id, JobStatus.FAILED, exc)
+                self._fail(job, JobStatus.FAILED, exc)
         except TRANSIENT_FAULTS as exc:
-            self._retry(job_id, TransientError(f"{type(exc).__name__}: {exc}"), settings)
+            self._retry(job, TransientError(f"{type(exc).__name__}: {exc}"), settings)
         except Exception as exc:  # a bug: the user gets a code, the log gets the traceback
             log.exception("job %s (%s) failed", job_id, job.kind)
-            self._fail(job_id, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
+            self._fail(job, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
         else:
             if self.final_stage:
-                store.finish(job_id, JobStatus.SUCCEEDED, result=result or {}, artifacts=storage.list_artifacts(job_id))
+                store.finish(job_id, JobStatus.SUCCEEDED, result=result or {}, artifacts=storage.list_artifacts(job_id),
+                             started_at=job.started_at)
             else:
                 store.hand_off(job_id, result or {})
 
-    def _fail(self, job_id: str, status: JobStatus, error: VitalqError) -> None:
-        storage.remove_artifacts(job_id)  # partial outputs are not results
-        store.finish(job_id, status, error=error)
+    def _fail(self, job: Job, status: JobStatus, error: VitalqError) -> None:
+        storage.remove_artifacts(job.id)  # partial outputs are not results
+        store.finish(job.id, status, error=error, started_at=job.started_at)
 
-    def _retry(self, job_id: str, error: VitalqError, settings) -> None:
+    def _retry(self, job: Job, error: VitalqError, settings) -> None:
         """Retry later with backoff, or fail with the error once retries are spent."""
+        job_id = job.id
         if self.request.retries >= settings.max_retries:
             error.details = {**error.details, "retries": self.request.retries}
-            self._fail(job_id, JobStatus.FAILED, error)
+            self._fail(job, JobStatus.FAILED, error)
             return
         countdown = backoff_with_full_jitter(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
         storage.remove_artifacts(job_id)

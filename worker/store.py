@@ -103,19 +103,19 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Job | None:
     """
     now = utcnow()
     run = dict(status=JobStatus.RUNNING.value, attempts=Job.attempts + 1, started_at=now, worker=worker)
+    fresh = {"populate_existing": True}
     with session_scope() as session:
-        started = session.execute(
-            update(Job).where(Job.id == job_id, Job.status.in_(_values(STARTABLE))).values(**run)
-        ).rowcount
-        if not started:
-            started = session.execute(
+        started = session.scalars(
+            update(Job).where(Job.id == job_id, Job.status.in_(_values(STARTABLE))).values(**run).returning(Job),
+            execution_options=fresh).first()
+        if started is None:
+            started = session.scalars(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.redeliveries < max_redeliveries)
-                .values(redeliveries=Job.redeliveries + 1, **run)
-            ).rowcount
-        if started:
-            session.flush()
-            return session.get(Job, job_id, populate_existing=True)
+                .values(redeliveries=Job.redeliveries + 1, **run).returning(Job),
+                execution_options=fresh).first()
+        if started is not None:
+            return started
         job = session.get(Job, job_id)
         if job is None or job.finished:
             return None
@@ -158,27 +158,29 @@ def mark_retrying(job_id: str, error: VitalqError) -> None:
 
 
 def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = None,
-           artifacts: list[dict[str, Any]] | None = None, error: VitalqError | None = None) -> bool:
-    """Record the job's end, once: returns False if it had already finished."""
+           artifacts: list[dict[str, Any]] | None = None, error: VitalqError | None = None,
+           started_at: datetime | None = None) -> bool:
+    """Record the job's end, once: returns False if it had already finished.
+
+    ``started_at``, when the caller knows it, spares reading the row first."""
     now = utcnow()
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            return False
-        values: dict[str, Any] = dict(status=status.value, finished_at=now,
-                                      run_seconds=_seconds_since(job.started_at, now))
+        if started_at is None:
+            job = session.get(Job, job_id)
+            if job is None:
+                return False
+            started_at = job.started_at
+        values: dict[str, Any] = dict(status=status.value, finished_at=now, run_seconds=_seconds_since(started_at, now))
         if status == JobStatus.SUCCEEDED:
             values.update(result=json_safe(result), artifacts=artifacts or [], progress_fraction=1.0,
                           error_code=None, error_message=None, error_details=None)
         elif error is not None:
             values.update(error_code=error.code, error_message=error.message, error_details=json_safe(error.details))
-        done = session.execute(
-            update(Job).where(Job.id == job_id, Job.status.not_in(_values(FINISHED))).values(**values)
-        ).rowcount
-        if not done:
+        job = session.scalars(
+            update(Job).where(Job.id == job_id, Job.status.not_in(_values(FINISHED))).values(**values).returning(Job),
+            execution_options={"populate_existing": True}).first()
+        if job is None:
             return False
-        session.flush()
-        job = session.get(Job, job_id, populate_existing=True)
     _announce(job)
     return True
 
