@@ -49,7 +49,8 @@ def test_submit_records_and_queues_a_job_with_defaults(client, settings):
     assert response.headers["Location"].endswith(f"/api/v1/jobs/{job['id']}")
     assert job["status"] == "queued" and job["priority"] == 8 and job["queue"] == "cpu"
     assert job["params"] == {"steps": 2, "duration_s": 0.2, "blocking_s": 0, "transient_failures": 0,
-                             "soft_time_limit_s": 60}
+                             "soft_time_limit_s": 60, "ignore_soft_limit": False}
+    assert job["time_limits"] == {"soft_s": 60, "hard_s": 90}
     # Enqueued: its message waits, unless a worker of the session takes it and runs it.
     deadline = time.monotonic() + 10
     while queue_depths(settings.queues)["cpu"] != 1 and time.monotonic() < deadline:
@@ -70,6 +71,8 @@ def test_submit_records_and_queues_a_job_with_defaults(client, settings):
     ({"kind": "diagnostics.selftest", "priority": 10}, "priority"),
     ({"kind": "diagnostics.selftest", "priority": "high"}, "priority"),
     ({"kind": "diagnostics.selftest", "priority": True}, "priority"),
+    ({"kind": "diagnostics.selftest", "params": {"soft_time_limit_s": 5, "hard_time_limit_s": 4}},
+     "hard_time_limit_s"),
 ])
 def test_invalid_submission_is_refused_and_nothing_queued(client, settings, body, field):
     error = assert_error(client.post("/api/v1/jobs", json=body), 400, "INVALID_INPUT")
@@ -169,3 +172,12 @@ def test_liveness_and_index_page(client):
     assert client.get("/health/live").get_json() == {"status": "ok"}
     page = client.get("/").get_data(as_text=True)
     assert "diagnostics.selftest" in page
+
+
+def test_time_limits_stay_under_the_visibility_timeout(settings):
+    from worker.dispatch import capped_time_limits
+
+    ceiling = settings.visibility_timeout_s - 60
+    assert capped_time_limits(1, 3) == (1, 3)
+    assert capped_time_limits(120, 240) == (120, 240)
+    assert capped_time_limits(10 * ceiling, 20 * ceiling) == (ceiling - 30, ceiling)

@@ -119,6 +119,16 @@ def test_soft_time_limit_fails_with_timeout_and_keeps_progress(jobs):
     assert job["artifacts"] == []
 
 
+def test_hard_time_limit_stops_a_job_that_ignores_the_soft_one(jobs):
+    job = jobs.submit({"blocking_s": 60, "soft_time_limit_s": 1, "hard_time_limit_s": 3, "ignore_soft_limit": True})
+    job = jobs.wait_finished(job["id"], timeout_s=20)
+    assert job["status"] == "failed" and job["error"]["code"] == "TIMEOUT"
+    assert "hard time limit" in job["error"]["message"]
+    assert 2.5 < job["run_seconds"] < 10
+    after = jobs.submit({"duration_s": 0})  # a new pool process took over
+    assert jobs.wait_finished(after["id"])["status"] == "succeeded"
+
+
 def test_transient_faults_are_retried_with_backoff(jobs):
     job = jobs.submit({"duration_s": 0, "transient_failures": 2})
     seen = jobs.events(job["id"])

@@ -79,8 +79,9 @@ def capped_time_limits(soft: float, hard: float) -> tuple[float, float]:
     """Time limits kept under the broker's visibility timeout, which would otherwise hand
     a job that is still running to a second worker."""
     ceiling = get_settings().visibility_timeout_s - 60
-    hard = min(hard, ceiling)
-    return min(soft, hard - 30), hard
+    if hard <= ceiling:
+        return soft, hard
+    return min(soft, ceiling - 30), ceiling
 
 
 def enqueue(job: Job) -> None:

@@ -160,6 +160,13 @@ def find_kind(name: str) -> JobKind:
 
 # --- the kinds -------------------------------------------------------------------------
 
+
+def _check_selftest(params: dict[str, Any]) -> None:
+    hard = params.get("hard_time_limit_s")
+    if hard is not None and hard <= params["soft_time_limit_s"]:
+        raise InvalidInput("the hard time limit must be above the soft one",
+                           {"fields": {"hard_time_limit_s": "must exceed soft_time_limit_s"}})
+
 SELFTEST = register(
     JobKind(
         name="diagnostics.selftest",
@@ -194,11 +201,22 @@ SELFTEST = register(
                     "type": "number", "minimum": 1, "maximum": 3600, "default": 60,
                     "description": "Soft time limit of this job, in seconds.",
                 },
+                "hard_time_limit_s": {
+                    "type": "number", "minimum": 2, "maximum": 3630,
+                    "description": "Hard time limit, in seconds (default: the soft limit + 30).",
+                },
+                "ignore_soft_limit": {
+                    "type": "boolean", "default": False,
+                    "description": "Carry on past the soft limit, as a stuck computation would, "
+                                   "until the hard limit stops the process.",
+                },
             },
         },
         soft_time_limit_s=60,
         time_limit_s=90,
-        time_limits=lambda params, _upload: (params["soft_time_limit_s"], params["soft_time_limit_s"] + 30),
+        time_limits=lambda params, _upload: (
+            params["soft_time_limit_s"], params.get("hard_time_limit_s") or params["soft_time_limit_s"] + 30),
+        check=lambda params, _upload: _check_selftest(params),
         upload=Upload(required=False, formats=()),
     )
 )
