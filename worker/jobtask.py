@@ -46,7 +46,7 @@ TRANSIENT_FAULTS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.Op
 class JobContext:
     """What a running job sees: its params, its input file, its folder, and progress."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, span: tuple[float, float] = (0.0, 1.0)):
         settings = get_settings()
         self.id: str = job.id
         self.kind: str = job.kind
@@ -57,7 +57,8 @@ class JobContext:
         self.input_path: Path | None = Path(job.input["path"]) if job.input else None
         #: What earlier stages of a multi-stage job returned (see ``JobTask.final_stage``).
         self.previous_result: dict[str, Any] = dict(job.result or {})
-        self._span = (0.0, 1.0)
+        #: The part of the job's progress bar this task covers (a stage of a chain covers less).
+        self._span = span
         self._stage = job.progress_stage
         self._db_interval = settings.progress_db_interval_s
         self._last_saved = 0.0
@@ -153,8 +154,7 @@ class JobTask(Task):
 
     def _run_and_record(self, job: Job, settings) -> None:
         job_id = job.id
-        context = JobContext(job)
-        context._span = self.progress_span
+        context = JobContext(job, span=self.progress_span)
         try:
             progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
                                       "fraction": job.progress_fraction, "stage": job.progress_stage,
