@@ -32,10 +32,7 @@ def predict(job: JobContext) -> dict:
     else:
         features = feature_matrix(rows)
     job.progress(0.3, f"predicting {features.shape[0]:,} rows", stage="predict")
-    models = registry()
-    if params.get("model_version") is None:
-        ensure_default_model(models)
-    return predict_rows(models, features, params.get("model_version"))
+    return _predict(features, params.get("model_version"))
 
 
 @shared_task(base=JobTask, name="video.analyze.rppg", final_stage=False, progress_span=(0.0, 0.9))
@@ -47,9 +44,14 @@ def analyze_rppg(job: JobContext) -> dict:
 def analyze_risk(job: JobContext) -> dict:
     rppg = job.previous_result["rppg"]
     job.progress(0.0, "predicting risk from the HRV features", stage="risk")
-    features = feature_matrix([from_rppg_summary(rppg)])
+    features = from_rppg_summary(rppg)
+    prediction = _predict(feature_matrix([features]), job.params.get("model_version"))
+    return {"rppg": rppg, "risk": {**prediction, "features": features}}
+
+
+def _predict(features, version: int | None) -> dict:
+    """Predictions by ``version``, or by the active model (the demonstration one if none is registered)."""
     models = registry()
-    if job.params.get("model_version") is None:
+    if version is None:
         ensure_default_model(models)
-    prediction = predict_rows(models, features, job.params.get("model_version"))
-    return {"rppg": rppg, "risk": {**prediction, "features": from_rppg_summary(rppg)}}
+    return predict_rows(models, features, version)

@@ -388,14 +388,19 @@ def _check_training(params: dict[str, Any], upload: Path | None) -> None:
 def _check_prediction(params: dict[str, Any], upload: Path | None) -> None:
     from ml.risk import feature_matrix
 
-    from .risk_models import registry
-
     if (params.get("rows") is None) == (upload is None):
         raise InvalidInput("give the features either as rows or as a CSV file, not both or neither",
                            {"fields": {"rows": "rows or a file"}})
     if params.get("rows") is not None:
         feature_matrix(params["rows"])
+    _check_model_version(params)
+
+
+def _check_model_version(params: dict[str, Any]) -> None:
+    """A chosen risk model must exist (NOT_FOUND otherwise)."""
     if params.get("model_version") is not None:
+        from .risk_models import registry
+
         registry().get(params["model_version"])
 
 
@@ -459,10 +464,7 @@ _ANALYZE_PARAMS = {**VIDEO_RPPG.params_schema, "properties": {
 
 def _check_analysis(params: dict[str, Any], upload: Path | None) -> None:
     _check_video(params, upload)
-    if params.get("model_version") is not None:
-        from .risk_models import registry
-
-        registry().get(params["model_version"])
+    _check_model_version(params)
 
 
 VIDEO_ANALYZE = register(

@@ -117,6 +117,18 @@ def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None, band_hz:
     return bandpass(pulse[None, :], fs, (low, high), order=3)[0] if low < high else pulse
 
 
+def pulse_from_traces(rgb: np.ndarray, fs: float, method: str,
+                      band_hz: tuple[float, float] = DEFAULT_BAND_HZ) -> np.ndarray:
+    """The band-passed pulse ``[estimators, samples]`` of evenly sampled colour traces
+    ``[estimators, 3, samples]`` at ``fs`` Hz by ``method``.
+
+    The traces are first band-passed around their means (as pyVHR pre-filters them):
+    slow drift and motion would otherwise set the methods' projections, not the pulse.
+    """
+    mean = rgb.mean(axis=2, keepdims=True)
+    return bandpass(apply_method(method, mean + bandpass(rgb - mean, fs, band_hz), fs), fs, band_hz)
+
+
 @dataclass
 class RppgResult:
     fs: float
@@ -175,11 +187,7 @@ def analyze_video(path: Path, *, method: str = "POS", roi: str = "face", window_
     clock = time.perf_counter()
     if progress:
         progress(0.9, f"applying {method}")
-    # Pre-filter the colour traces to the pulse band around their means (as pyVHR does):
-    # slow drift and motion would otherwise set the methods' projections, not the pulse.
-    mean = rgb.mean(axis=2, keepdims=True)
-    rgb = mean + bandpass(rgb - mean, fs, band_hz)
-    bvp = bandpass(apply_method(method, rgb, fs), fs, band_hz)
+    bvp = pulse_from_traces(rgb, fs, method, band_hz)
     seconds["method"] = time.perf_counter() - clock
     clock = time.perf_counter()
     heart_rate = estimate_heart_rate(bvp, fs, window_s=window_s, step_s=step_s, band=band_hz, min_quality=min_quality)
