@@ -40,5 +40,10 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 worker_send_task_events = True
 
 
-imports = ("tasks.diagnostics", "tasks.filtering", "tasks.rppg", "tasks.risk")
+imports = ("tasks.diagnostics", "tasks.filtering", "tasks.rppg", "tasks.risk", "tasks.calibration")
+
+# Beat reads each device's calibration schedule from the database (worker.beat), and
+# looks again every few seconds, so a changed schedule needs no restart.
+beat_scheduler = "worker.beat:DeviceScheduler"
+beat_max_loop_interval = _settings.registry_refresh_s
 beat_schedule: dict = {}

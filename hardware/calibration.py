@@ -26,6 +26,7 @@ stage)``. It knows nothing of jobs or queues: a notebook can call it on a camera
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -60,8 +61,9 @@ class CalibrationPlan:
     settle_frames: int = 1
     views: int = 15
     min_views: int = 8
-    #: Frames to look through for views before giving up.
+    #: Frames, and seconds, to look through for views before giving up.
     max_view_frames: int = 600
+    max_view_seconds: float = 60.0
     #: Mean corner movement (px) for a view to count as new.
     min_view_motion_px: float = 20.0
     max_clipped: float = 0.001
@@ -200,9 +202,12 @@ def sweep_gain(camera: Camera, exposure: ControlRange, gain: ControlRange, base:
     target level if ``base`` is dim), scored by its signal-to-noise ratio p99 / sigma.
     Stops once two usable gains in a row score below the best: SNR only falls from there."""
     target = 255 * plan.target_level
+    candidates = {gain.clamp(g) for g in plan.gain_candidates}
     if base.metrics["p99"] >= 0.8 * target:
         target = base.metrics["p99"]
-    candidates = sorted({gain.clamp(g) for g in plan.gain_candidates})
+    else:  # dim even at this exposure: also try the gain that reaches the target at the longest exposure
+        candidates.add(gain.clamp(target / max(base.metrics["p99"], 1.0) * base.value / exposure.maximum))
+    candidates = sorted(candidates)
     points: list[SweepPoint] = []
     worse_in_a_row = 0
     for i, value in enumerate(candidates):
@@ -223,9 +228,23 @@ def sweep_gain(camera: Camera, exposure: ControlRange, gain: ControlRange, base:
 
 
 def _sharpness(camera: Camera, plan: CalibrationPlan) -> tuple[float, float]:
-    frames = _measure(camera, plan)
-    return (float(np.mean([measures.sharpness(f) for f in frames])),
-            float(np.mean([measures.laplacian_variance(f) for f in frames])))
+    """Sharpness from ``frames_per_setting`` pairs of consecutive frames showing the
+    same scene (a pair spanning a move of the target is skipped, up to a few times)."""
+    for _ in range(plan.settle_frames):
+        camera.read()
+    scores, laplacians = [], []
+    previous = measures.grey(camera.read())
+    for _ in range(4 * plan.frames_per_setting + 4):
+        frame = measures.grey(camera.read())
+        if measures.same_scene(previous, frame):
+            scores.append(measures.sharpness(previous, frame))
+            laplacians.append(measures.laplacian_variance(frame))
+            if len(scores) == plan.frames_per_setting:
+                break
+        previous = frame
+    if not scores:
+        raise CalibrationError("the scene never held still for two frames: cannot measure focus")
+    return float(np.mean(scores)), float(np.mean(laplacians))
 
 
 def sweep_focus(camera: Camera, control: ControlRange, plan: CalibrationPlan, report) -> list[SweepPoint]:
@@ -286,7 +305,8 @@ def collect_views(camera: Camera, plan: CalibrationPlan, report) -> Views:
     kept: list[np.ndarray] = []
     size = (0, 0)
     frames = 0
-    while len(kept) < plan.views and frames < plan.max_view_frames:
+    deadline = time.monotonic() + plan.max_view_seconds
+    while len(kept) < plan.views and frames < plan.max_view_frames and time.monotonic() < deadline:
         frame = measures.grey(camera.read())
         frames += 1
         size = (frame.shape[1], frame.shape[0])

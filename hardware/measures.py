@@ -40,22 +40,40 @@ def noise_sigma(frame: np.ndarray) -> float:
     return float(np.sqrt(np.pi / 2) / 6 * response[flat].mean())
 
 
-def sharpness(frame: np.ndarray) -> float:
-    """Focus measure: the variance of the Laplacian over the Tenengrad energy, of the
-    frame smoothed by a Gaussian of ``NOISE_SMOOTHING_PX``; about 1 / (2 w^2) for edges
+def sharpness(frame: np.ndarray, second: np.ndarray) -> float:
+    """Focus measure from two frames of the same scene: the variance of the Laplacian
+    over the Tenengrad energy, both taken as products *across* the frames, so that the
+    sensor noise, independent from frame to frame, drops out; about 1 / (2 w^2) for edges
     of Gaussian width w (px), whatever their length and contrast.
 
     Pech-Pacheco et al., "Diatom autofocusing in brightfield microscopy: a comparative
     study", ICPR 2000 (variance of the Laplacian); Krotkov, "Focusing", IJCV 1(3), 1987
     (Tenengrad). Either alone grows with how much edge is in view and how bright it is;
-    their ratio does not, so settings compare fairly while the target moves.
+    their ratio does not, so settings compare fairly while the target moves. Within one
+    frame, noise has far more Laplacian than gradient energy and reads as sharpness; the
+    frames are smoothed by ``NOISE_SMOOTHING_PX`` as well to keep the estimate steady.
     """
-    image = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), NOISE_SMOOTHING_PX)
-    laplacian = cv2.Laplacian(image, cv2.CV_32F, ksize=1)
-    tenengrad = float((cv2.Sobel(image, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(image, cv2.CV_32F, 0, 1) ** 2).mean())
-    if tenengrad <= 1e-9:
-        return 0.0  # a flat frame: nothing to focus on
-    return 64.0 * float(laplacian.var()) / tenengrad  # a 3x3 Sobel estimates 8x the derivative
+    def derivatives(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        smooth = cv2.GaussianBlur(image.astype(np.float32), (0, 0), NOISE_SMOOTHING_PX)
+        laplacian = cv2.Laplacian(smooth, cv2.CV_32F, ksize=1)
+        return laplacian - laplacian.mean(), cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
+
+    l1, x1, y1 = derivatives(frame)
+    l2, x2, y2 = derivatives(second)
+    tenengrad = float(np.mean(x1 * x2 + y1 * y2))
+    if tenengrad <= 1e-6:
+        return 0.0  # no edges above the noise: nothing to focus on
+    return 64.0 * max(float(np.mean(l1 * l2)), 0.0) / tenengrad  # a 3x3 Sobel estimates 8x the derivative
+
+
+def same_scene(frame: np.ndarray, second: np.ndarray, threshold: float = 0.98) -> bool:
+    """Whether two frames show the scene unmoved: their coarse content (blurred well
+    beyond the noise) correlates above ``threshold``."""
+    a, b = (cv2.resize(f, (0, 0), fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+            for f in (frame, second))
+    a, b = a - a.mean(), b - b.mean()
+    denominator = float(np.sqrt((a @ a) * (b @ b)))
+    return denominator > 0 and float(a @ b) / denominator >= threshold
 
 
 def laplacian_variance(frame: np.ndarray) -> float:

@@ -31,6 +31,7 @@ TEST_SETTINGS = {
     "VITALQ_MAX_RETRIES": "3",
     "VITALQ_MAX_REDELIVERIES": "2",
     "VITALQ_PROGRESS_DB_INTERVAL_S": "0.2",
+    "VITALQ_REGISTRY_REFRESH_S": "0.5",
 }
 
 _embedded_redis = None
@@ -83,21 +84,23 @@ def clean(database, settings):
     """
     from sqlalchemy import delete
 
+    from worker import devices
     from worker.broker import KEY_PREFIX, get_redis
     from worker.db import session_scope
-    from worker.models import Job
+    from worker.models import Device, Job
 
     redis = get_redis()
 
     def reset():
+        for queue in devices.queues():
+            redis.delete(queue, *(f"{queue}:{step}" for step in range(1, 10)))
         with session_scope() as session:
             session.execute(delete(Job))
+            session.execute(delete(Device))
         shutil.rmtree(settings.data_dir / "models", ignore_errors=True)
         keys = list(redis.scan_iter(f"{KEY_PREFIX}*", count=1000))
         if keys:
             redis.delete(*keys)
-        for queue in settings.queues:
-            redis.delete(queue, *(f"{queue}:{step}" for step in range(1, 10)))
 
     reset()
     yield

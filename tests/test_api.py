@@ -17,7 +17,7 @@ from worker.celery_app import queue_depths
 
 
 def nothing_queued(settings) -> bool:
-    return store.find()[1] == 0 and sum(queue_depths(settings.queues).values()) == 0
+    return store.find()[1] == 0 and sum(queue_depths(("cpu",)).values()) == 0
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -53,12 +53,12 @@ def test_submit_records_and_queues_a_job_with_defaults(client, settings):
     assert job["time_limits"] == {"soft_s": 60, "hard_s": 90}
     # Enqueued: its message waits, unless a worker of the session takes it and runs it.
     deadline = time.monotonic() + 10
-    while queue_depths(settings.queues)["cpu"] != 1 and time.monotonic() < deadline:
+    while queue_depths(("cpu",))["cpu"] != 1 and time.monotonic() < deadline:
         if client.get(f"/api/v1/jobs/{job['id']}").get_json()["status"] != "queued":
             break
         time.sleep(0.05)
     else:
-        assert queue_depths(settings.queues)["cpu"] == 1
+        assert queue_depths(("cpu",))["cpu"] == 1
 
 
 @pytest.mark.parametrize("body, field", [

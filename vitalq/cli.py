@@ -61,12 +61,10 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
         db.upgrade()
         _ensure_default_model()
 
-        supervisor = processes.Supervisor(env)
+        supervisor = processes.Supervisor(env, pool=processes.hardware_pool)
         supervisor.start(processes.web(host, port))
         supervisor.start(processes.cpu_worker(concurrency))
-        for device in settings.devices:
-            supervisor.start(processes.hardware_worker(device))
-        supervisor.start(processes.beat(data_dir))
+        supervisor.start(processes.beat())
         if not no_flower:
             supervisor.start(processes.flower(host, flower_port))
         click.echo(f"vitalq: broker {_redact(settings.redis_url)}{' (embedded)' if embedded else ''}")
@@ -88,20 +86,13 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
 @click.option("--concurrency", type=int, default=None)
 def serve(name: str, host: str, port: int | None, concurrency: int | None) -> None:
     """Run one of vitalq's processes in the foreground (as the Procfile does)."""
-    from worker.settings import get_settings
-
-    settings = get_settings()
     if name == "worker-hw":
-        if not settings.devices:
-            raise click.UsageError("no devices: set VITALQ_DEVICES (comma-separated device ids)")
-        supervisor = processes.Supervisor()
-        for device in settings.devices:
-            supervisor.start(processes.hardware_worker(device))
-        sys.exit(supervisor.wait())
+        # The hardware pool: a worker per registered device, following the registry.
+        sys.exit(processes.Supervisor(pool=processes.hardware_pool).wait())
     spec = {
         "web": lambda: processes.web(host, port or int(os.environ.get("PORT", 8000))),
         "worker-cpu": lambda: processes.cpu_worker(concurrency),
-        "beat": lambda: processes.beat(settings.data_dir),
+        "beat": processes.beat,
         "flower": lambda: processes.flower(host, port or 5555),
     }[name]()
     os.execv(spec.argv[0], spec.argv)

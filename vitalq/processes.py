@@ -12,9 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-from worker.settings import hardware_queue
+from typing import Callable
 
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
 
@@ -40,16 +38,23 @@ def cpu_worker(concurrency: int | None = None) -> ProcessSpec:
     return ProcessSpec("worker-cpu", argv)
 
 
-def hardware_worker(device: str) -> ProcessSpec:
+def hardware_worker(device_id: str) -> ProcessSpec:
     # Concurrency 1: a device runs one job at a time; others wait on its queue.
-    return ProcessSpec(f"worker-hw-{device}", CELERY + ["worker", "--queues", hardware_queue(device),
-                                                        "--concurrency", "1", "--hostname", f"hw-{device}@%h",
-                                                        "--loglevel", "INFO"])
+    return ProcessSpec(f"worker-hw-{device_id}", CELERY + ["worker", "--queues", f"hw.{device_id}",
+                                                           "--concurrency", "1", "--hostname", f"hw-{device_id}@%h",
+                                                           "--loglevel", "INFO"])
 
 
-def beat(data_dir: Path) -> ProcessSpec:
-    return ProcessSpec("beat", CELERY + ["beat", "--schedule", str(data_dir / "celerybeat-schedule"),
-                                         "--loglevel", "INFO"])
+def hardware_pool() -> list[ProcessSpec]:
+    """One worker for each registered device this machine serves."""
+    from worker import devices
+
+    return [hardware_worker(device.id) for device in devices.all_devices(host=devices.this_host())]
+
+
+def beat() -> ProcessSpec:
+    # The scheduler (celeryconfig.beat_scheduler) reads schedules from the database.
+    return ProcessSpec("beat", CELERY + ["beat", "--loglevel", "INFO"])
 
 
 def flower(host: str, port: int) -> ProcessSpec:
@@ -57,15 +62,48 @@ def flower(host: str, port: int) -> ProcessSpec:
 
 
 class Supervisor:
-    """Starts processes, and stops them all when one dies or on Ctrl-C / SIGTERM."""
+    """Starts processes, and stops them all when one dies or on Ctrl-C / SIGTERM.
 
-    def __init__(self, env: dict[str, str] | None = None, grace_s: float = 15.0):
+    A ``pool`` (a function returning the processes that should run now, such as
+    ``hardware_pool``) is looked at every ``pool_interval_s``: its new members are
+    started, those gone are stopped, and one that exits is started again.
+    """
+
+    def __init__(self, env: dict[str, str] | None = None, grace_s: float = 15.0,
+                 pool: Callable[[], list[ProcessSpec]] | None = None, pool_interval_s: float | None = None):
         self.env = {**os.environ, **(env or {})}
         self.grace_s = grace_s
         self.running: dict[str, subprocess.Popen] = {}
+        self.pool = pool
+        if pool_interval_s is None:
+            from worker.settings import get_settings
+
+            pool_interval_s = get_settings().registry_refresh_s
+        self.pool_interval_s = pool_interval_s
+        self.pooled: dict[str, subprocess.Popen] = {}
+        self._pool_checked = 0.0
 
     def start(self, spec: ProcessSpec) -> None:
         self.running[spec.name] = subprocess.Popen(spec.argv, env=self.env)
+
+    def _keep_pool(self) -> None:
+        if self.pool is None or time.monotonic() - self._pool_checked < self.pool_interval_s:
+            return
+        self._pool_checked = time.monotonic()
+        try:
+            wanted = {spec.name: spec for spec in self.pool()}
+        except Exception as exc:  # the database is away: keep what runs
+            print(f"vitalq: pool not updated: {exc}", file=sys.stderr)
+            return
+        for name in set(self.pooled) - set(wanted):
+            print(f"vitalq: stopping {name}", file=sys.stderr)
+            _terminate(self.pooled.pop(name), self.grace_s)
+        for name, spec in wanted.items():
+            process = self.pooled.get(name)
+            if process is None or process.poll() is not None:
+                if process is not None:
+                    print(f"vitalq: {name} exited with code {process.returncode}; starting it again", file=sys.stderr)
+                self.pooled[name] = subprocess.Popen(spec.argv, env=self.env)
 
     def wait(self) -> int:
         """Block until a child exits or a stop signal arrives; then stop every child."""
@@ -78,6 +116,7 @@ class Supervisor:
         code = 0
         try:
             while stop["signal"] is None:
+                self._keep_pool()
                 exited = [(name, p.returncode) for name, p in self.running.items() if p.poll() is not None]
                 if exited:
                     name, code = exited[0]
@@ -92,6 +131,8 @@ class Supervisor:
         return code
 
     def stop(self) -> None:
+        self.running.update({f"pool:{name}": process for name, process in self.pooled.items()})
+        self.pooled.clear()
         for process in self.running.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -103,3 +144,13 @@ class Supervisor:
                 print(f"vitalq: {name} did not stop in {self.grace_s:g} s; killing it", file=sys.stderr)
                 process.kill()
                 process.wait()
+
+
+def _terminate(process: subprocess.Popen, grace_s: float) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

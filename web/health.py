@@ -8,11 +8,10 @@ from typing import Any, Callable
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker import db, dispatch, store
+from worker import db, devices, dispatch, store
 from worker.broker import get_redis
 from worker.celery_app import app as celery_app
 from worker.kinds import SELFTEST
-from worker.settings import get_settings
 
 bp = Blueprint("health", __name__)
 
@@ -76,7 +75,7 @@ def _migrations_at_head() -> str:
 
 def _every_queue_served() -> dict[str, list[str]]:
     replies = celery_app.control.inspect(timeout=1.0).active_queues() or {}
-    served: dict[str, list[str]] = {queue: [] for queue in get_settings().queues}
+    served: dict[str, list[str]] = {queue: [] for queue in devices.queues()}
     for worker, queues in replies.items():
         for queue in queues:
             served.setdefault(queue["name"], []).append(worker)

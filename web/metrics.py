@@ -13,9 +13,8 @@ from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
-from worker import store
+from worker import devices, store
 from worker.celery_app import queue_depths
-from worker.settings import get_settings
 
 RUN_SECONDS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -28,7 +27,7 @@ class JobCollector:
         yield jobs
 
         depth = GaugeMetricFamily("vitalq_queue_depth", "Messages waiting in each queue", labels=["queue"])
-        for queue, count in queue_depths(get_settings().queues).items():
+        for queue, count in queue_depths(devices.queues()).items():
             depth.add_metric([queue], count)
         yield depth
 

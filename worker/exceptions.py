@@ -94,6 +94,12 @@ class WorkerLost(VitalqError):
     code = "WORKER_LOST"
 
 
+def from_device_error(exc) -> TransientError:
+    """The job-world error for a device fault (``hardware.errors.DeviceError``): retried."""
+    error_class = DeviceBusy if exc.code == DeviceBusy.code else DeviceUnavailable
+    return error_class(exc.message, dict(exc.details))
+
+
 _STATUS_BY_CODE = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413, "NOT_FOUND": 404}
 
 

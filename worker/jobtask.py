@@ -30,10 +30,11 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
 
+from hardware.errors import DeviceError
 from ml.errors import InputError
 
 from . import progress, storage, store
-from .exceptions import JobCancelled, JobTimeout, TransientError, VitalqError, from_input_error
+from .exceptions import JobCancelled, JobTimeout, TransientError, VitalqError, from_device_error, from_input_error
 from .models import Job, JobStatus
 from .settings import get_settings
 
@@ -171,6 +172,8 @@ class JobTask(Task):
                 {"soft_time_limit_s": job.soft_time_limit_s}))
         except InputError as exc:
             self._fail(job, JobStatus.FAILED, from_input_error(exc))
+        except DeviceError as exc:
+            self._retry(job, from_device_error(exc), settings)
         except VitalqError as exc:
             if exc.retryable:
                 self._retry(job, exc, settings)

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,6 +45,14 @@ STARTABLE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING})
 
 class Base(DeclarativeBase):
     pass
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite drops the zone; every stored time is UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.isoformat()
 
 
 class Job(Base):
@@ -101,14 +109,7 @@ class Job(Base):
 
     def to_dict(self) -> dict[str, Any]:
         """The job as the API shows it."""
-
-        def iso(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:  # SQLite drops the zone; every stored time is UTC
-                value = value.replace(tzinfo=timezone.utc)
-            return value.isoformat()
-
+        iso = _iso
         return {
             "id": self.id,
             "kind": self.kind,
@@ -137,4 +138,73 @@ class Job(Base):
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
             "run_seconds": self.run_seconds,
+        }
+
+
+class Device(Base):
+    """A camera attached to a machine, served by its own queue ``hw.<id>``."""
+
+    __tablename__ = "devices"
+
+    #: Lower-case letters, digits, ``-`` and ``_``: it names the device's queue.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    #: ``opencv`` or ``simulated`` (``hardware.camera.DRIVERS``).
+    driver: Mapped[str] = mapped_column(String(32))
+    #: The driver's settings: a V4L2 index or device path, a stream URL, a simulated scene.
+    connection: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: The calibration plan's settings for this device (board, views, thresholds).
+    calibration: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: When to calibrate: a crontab line (UTC), ``@hourly``-style, ``@every 6h``, or null.
+    schedule: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    #: The machine whose hardware pool serves it (null: any).
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: What the driver reported when the device was last opened.
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    current_profile_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_calibrated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: When celery beat last queued a scheduled calibration (the schedule counts from it).
+    last_scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @property
+    def queue(self) -> str:
+        return f"hw.{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "driver": self.driver, "connection": self.connection,
+            "calibration": self.calibration, "schedule": self.schedule, "host": self.host, "queue": self.queue,
+            "capabilities": self.capabilities, "current_profile_version": self.current_profile_version,
+            "last_calibrated_at": _iso(self.last_calibrated_at), "last_scheduled_at": _iso(self.last_scheduled_at),
+            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
+        }
+
+
+class CameraProfile(Base):
+    """One calibration's outcome, kept for good: versions count up per device."""
+
+    __tablename__ = "camera_profiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    checks: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: exposure (ms), gain (x), focus (steps).
+    settings: Mapped[dict[str, float]] = mapped_column(JSONType, default=dict)
+    intrinsics: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    sweeps: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("device_id", "version", name="uq_camera_profiles_device_version"),)
+
+    def to_dict(self, current: bool = False) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id, "version": self.version, "job_id": self.job_id, "passed": self.passed,
+            "current": current, "reasons": self.reasons, "checks": self.checks, "settings": self.settings,
+            "intrinsics": self.intrinsics, "sweeps": self.sweeps, "created_at": _iso(self.created_at),
         }

@@ -20,17 +20,11 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-def _list(name: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
-
-
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
     redis_url: str
-    #: Hardware devices served by their own queue ``hw.<device>`` (concurrency 1).
-    devices: tuple[str, ...] = ()
     #: Largest upload accepted, in bytes (413 beyond it).
     max_upload_bytes: int = 4 * 1024**3
     #: Retries of a transient fault before the job fails, with exponential backoff.
@@ -48,6 +42,9 @@ class Settings:
     visibility_timeout_s: int = 6 * 3600
     #: Celery ``unacked_restore_interval``: how often workers look for abandoned messages.
     unacked_restore_interval_s: int = 10
+    #: Seconds between two readings of the device registry by celery beat (schedules)
+    #: and by the hardware pool (which devices get a worker).
+    registry_refresh_s: float = 5.0
 
     @property
     def uploads_dir(self) -> Path:
@@ -57,10 +54,6 @@ class Settings:
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
 
-    @property
-    def queues(self) -> tuple[str, ...]:
-        return ("cpu",) + tuple(hardware_queue(d) for d in self.devices)
-
     @classmethod
     def from_env(cls) -> "Settings":
         data_dir = Path(os.environ.get("VITALQ_DATA_DIR", "var")).resolve()
@@ -68,7 +61,7 @@ class Settings:
             data_dir=data_dir,
             database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitalq.db'}",
             redis_url=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-            devices=_list("VITALQ_DEVICES"),
+            registry_refresh_s=_float("VITALQ_REGISTRY_REFRESH_S", 5.0),
             max_upload_bytes=_int("VITALQ_MAX_UPLOAD_BYTES", 4 * 1024**3),
             max_retries=_int("VITALQ_MAX_RETRIES", 5),
             retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),
@@ -79,11 +72,6 @@ class Settings:
             visibility_timeout_s=_int("VITALQ_VISIBILITY_TIMEOUT_S", 6 * 3600),
             unacked_restore_interval_s=_int("VITALQ_UNACKED_RESTORE_INTERVAL_S", 10),
         )
-
-
-def hardware_queue(device: str) -> str:
-    """Name of the queue that serves one hardware device, one job at a time."""
-    return f"hw.{device}"
 
 
 @lru_cache(maxsize=1)

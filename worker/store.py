@@ -227,3 +227,13 @@ def run_seconds_histogram(buckets: Iterable[float]) -> dict[str, tuple[list[int]
             .where(Job.run_seconds.is_not(None)).group_by(Job.kind)
         )
         return {row[0]: ([int(c or 0) for c in row[3:]], int(row[1]), float(row[2] or 0.0)) for row in rows}
+
+
+def waiting_jobs(kind: str, **params: str) -> list[str]:
+    """Ids of the jobs of ``kind`` not yet started (queued or retrying) whose params
+    have these string values."""
+    query = select(Job.id).where(Job.kind == kind, Job.status.in_(_values(STARTABLE)))
+    for name, value in params.items():
+        query = query.where(Job.params[name].as_string() == value)
+    with session_scope() as session:
+        return list(session.scalars(query))

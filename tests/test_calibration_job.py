@@ -1,0 +1,204 @@
+"""Camera calibration as users run it: devices registered over HTTP, served by the
+hardware pool (``vitalq serve worker-hw``: a real Celery worker per device), jobs
+streamed on the websocket, profiles kept and versioned, and celery beat following
+schedules changed while it runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hardware.simulated import SimulatedCamera
+
+SIMULATED = {"width": 640, "height": 400}
+QUICK_PLAN = {"views": 10, "min_views": 6}
+
+
+class Subprocess:
+    """A vitalq process run as the Procfile runs it, logging to the test data folder."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+        self.log_path = Path(os.environ["VITALQ_DATA_DIR"]) / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def hardware_pool(database):
+    pool = Subprocess("worker-hw", [sys.executable, "-m", "vitalq.cli", "serve", "worker-hw"])
+    yield pool
+    pool.stop()
+
+
+def wait_for_device_worker(device_id: str, pool: Subprocess, timeout_s: float = 60.0) -> None:
+    """Until the pool has started the device's worker and it answers."""
+    from worker.celery_app import app
+
+    hostname = f"hw-{device_id}@{socket.gethostname()}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert pool.process.poll() is None, pool.log_path.read_text()[-3000:]
+        if hostname in (app.control.inspect(destination=[hostname], timeout=0.5).ping() or {}):
+            return
+    raise AssertionError(f"no worker for {device_id} after {timeout_s} s: {pool.log_path.read_text()[-3000:]}")
+
+
+def register(http, device_id: str, **fields) -> dict:
+    body = {"id": device_id, "driver": "simulated", "connection": {**SIMULATED, "serial": device_id},
+            "calibration": QUICK_PLAN, **fields}
+    response = http.post("/api/v1/devices", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def calibrate(http, device_id: str, **body) -> dict:
+    response = http.post(f"/api/v1/devices/{device_id}/calibrate", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_calibration_over_http_streams_progress_to_a_passing_profile(http, jobs, hardware_pool):
+    register(http, "bench-cam", name="Bench camera")
+    wait_for_device_worker("bench-cam", hardware_pool)
+    job = calibrate(http, "bench-cam")
+    assert job["queue"] == "hw.bench-cam" and job["params"]["trigger"] == "manual"
+
+    events = jobs.events(job["id"], timeout_s=120)
+    stages = [event.get("stage") for event in events if event["type"] == "progress"]
+    for stage in ("exposure", "gain", "focus", "views", "intrinsics", "verdict"):
+        assert stage in stages, stages
+    fractions = [event["fraction"] for event in events if event["type"] == "progress"]
+    assert fractions == sorted(fractions)
+    assert events[-1]["type"] == "final" and events[-1]["job"]["status"] == "succeeded"
+
+    done = jobs.get(job["id"])
+    result = done["result"]
+    assert result["passed"] and result["profile_version"] == 1 and result["current"]
+    truth = np.array(SimulatedCamera(**SIMULATED).truth()["camera_matrix"])
+    found = np.array(result["intrinsics"]["camera_matrix"])
+    assert np.allclose(found[[0, 1, 0, 1], [0, 1, 2, 2]], truth[[0, 1, 0, 1], [0, 1, 2, 2]], rtol=0.005)
+    assert result["intrinsics"]["reprojection_error_px"] < 0.3
+    assert {artifact["name"] for artifact in done["artifacts"]} == {"profile.json"}
+
+    device = http.get("/api/v1/devices/bench-cam").json()
+    assert device["current_profile_version"] == 1 and device["last_calibrated_at"]
+    assert device["capabilities"]["controls"]["focus"]["unit"] == "steps"
+    current = http.get("/api/v1/devices/bench-cam/profiles/current").json()
+    assert current["settings"] == result["settings"] and current["job_id"] == job["id"]
+
+    # A run whose verdict fails is kept as a new version but does not replace the current one.
+    strict = calibrate(http, "bench-cam", plan={"max_reprojection_px": 0.001})
+    failed_verdict = jobs.wait_finished(strict["id"], timeout_s=120)
+    assert failed_verdict["status"] == "succeeded" and not failed_verdict["result"]["passed"]
+    assert any("reprojection error" in reason for reason in failed_verdict["result"]["reasons"])
+    listing = http.get("/api/v1/devices/bench-cam/profiles").json()
+    assert [(p["version"], p["passed"], p["current"]) for p in listing["profiles"]] == [(1, True, True), (2, False, False)]
+    assert http.get("/api/v1/devices/bench-cam").json()["current_profile_version"] == 1
+
+
+def test_two_jobs_on_one_device_never_run_at_once(http, jobs, hardware_pool):
+    register(http, "shared-cam")
+    wait_for_device_worker("shared-cam", hardware_pool)
+    first, second = calibrate(http, "shared-cam"), calibrate(http, "shared-cam")
+    jobs.wait_running(first["id"])
+    assert jobs.get(second["id"])["status"] == "queued"  # waits its turn on the device's queue
+    first, second = jobs.wait_finished(first["id"], 120), jobs.wait_finished(second["id"], 120)
+    assert first["status"] == second["status"] == "succeeded"
+    assert datetime.fromisoformat(second["started_at"]) >= datetime.fromisoformat(first["finished_at"])
+
+
+def test_a_device_that_fails_to_open_is_retried_then_fails_with_its_code(http, jobs, hardware_pool, settings):
+    register(http, "unplugged-cam", connection={**SIMULATED, "unplugged": True})
+    register(http, "taken-cam")
+    wait_for_device_worker("unplugged-cam", hardware_pool)
+    wait_for_device_worker("taken-cam", hardware_pool)
+    # Another program holds the camera for the whole test.
+    with SimulatedCamera(**SIMULATED, serial="taken-cam", lock_dir=settings.data_dir / "devices"):
+        unplugged, taken = calibrate(http, "unplugged-cam"), calibrate(http, "taken-cam")
+        unplugged, taken = jobs.wait_finished(unplugged["id"], 60), jobs.wait_finished(taken["id"], 60)
+    for job, code in ((unplugged, "DEVICE_UNAVAILABLE"), (taken, "DEVICE_BUSY")):
+        assert job["status"] == "failed" and job["error"]["code"] == code, job["error"]
+        assert job["attempts"] == settings.max_retries + 1
+        assert job["error"]["details"]["retries"] == settings.max_retries
+    assert http.get("/api/v1/devices/unplugged-cam/profiles").json()["profiles"] == []
+
+
+def test_beat_follows_a_schedule_changed_while_it_runs(http, jobs, database):
+    # Served elsewhere: nothing here runs the job, so it stays queued and is seen waiting.
+    register(http, "remote-cam", host="another-machine")
+    beat = Subprocess("beat", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO"])
+    try:
+        def scheduled() -> list[dict]:
+            return http.get("/api/v1/jobs", params={"kind": "camera.calibrate"}).json()["jobs"]
+
+        time.sleep(2.0)
+        assert scheduled() == []  # no schedule yet
+        assert http.patch("/api/v1/devices/remote-cam", json={"schedule": "@every 1s"}).status_code == 200
+        deadline = time.monotonic() + 20
+        while not scheduled() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        found = scheduled()
+        assert len(found) == 1, beat.log_path.read_text()[-3000:]
+        assert found[0]["params"] == {"device": "remote-cam", "trigger": "schedule"}
+        assert found[0]["queue"] == "hw.remote-cam"
+        time.sleep(3.0)
+        assert len(scheduled()) == 1  # still waiting for the device: not queued a second time
+
+        assert http.patch("/api/v1/devices/remote-cam", json={"schedule": None}).status_code == 200
+        time.sleep(2.0)  # beat has read the cleared schedule
+        http.delete(f"/api/v1/jobs/{found[0]['id']}")
+        time.sleep(3.0)
+        assert [job["status"] for job in scheduled()] == ["cancelled"]
+    finally:
+        beat.stop()
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"id": "Bad Id", "driver": "simulated"}, "id"),
+    ({"id": "cam", "driver": "gopro"}, "driver"),
+    ({"id": "cam", "driver": "simulated", "schedule": "every monday"}, "schedule"),
+    ({"id": "cam", "driver": "simulated", "connection": {"lens": "fisheye"}}, "connection"),
+    ({"id": "cam", "driver": "opencv", "connection": {"source": 0, "backend": "directshow"}}, "connection"),
+    ({"id": "cam", "driver": "simulated", "calibration": {"views": 1}}, "calibration.views"),
+])
+def test_bad_registrations_are_refused_naming_the_field(client, body, field):
+    response = client.post("/api/v1/devices", json=body)
+    assert response.status_code == 400, response.json
+    assert response.json["error"]["code"] == "INVALID_INPUT"
+    assert field in response.json["error"]["details"]["fields"]
+    assert client.get("/api/v1/devices").json["devices"] == []
+
+
+def test_device_registry_over_http(client):
+    assert client.post("/api/v1/devices", json={"id": "cam", "driver": "simulated"}).status_code == 201
+    duplicate = client.post("/api/v1/devices", json={"id": "cam", "driver": "simulated"})
+    assert duplicate.status_code == 400 and "id" in duplicate.json["error"]["details"]["fields"]
+    assert client.patch("/api/v1/devices/cam", json={"driver": "opencv"}).status_code == 400
+    changed = client.patch("/api/v1/devices/cam", json={"schedule": "0 3 * * *", "name": "Lab camera"}).json
+    assert (changed["schedule"], changed["name"], changed["queue"]) == ("0 3 * * *", "Lab camera", "hw.cam")
+    assert client.get("/api/v1/devices/cam/profiles/current").status_code == 404
+    assert client.post("/api/v1/devices/nope/calibrate", json={}).status_code == 404
+    job = client.post("/api/v1/jobs", json={"kind": "camera.calibrate", "params": {"device": "nope"}})
+    assert job.status_code == 400 and job.json["error"]["details"]["fields"] == {"device": "no such device"}
+    assert client.delete("/api/v1/devices/cam").status_code == 204
+    assert client.get("/api/v1/devices/cam").status_code == 404

@@ -1,0 +1,86 @@
+"""``/api/v1/devices``: register cameras, calibrate them, and read their profiles."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request, url_for
+
+from worker import devices, dispatch
+from worker.exceptions import InvalidInput, NotFound
+
+bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
+
+
+def _body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
+    return body
+
+
+@bp.get("")
+def list_devices():
+    return jsonify({"devices": [device.to_dict() for device in devices.all_devices()]})
+
+
+@bp.post("")
+def register_device():
+    device = devices.register(_body())
+    response = jsonify(device.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = url_for("devices.get_device", device_id=device.id)
+    return response
+
+
+@bp.get("/<device_id>")
+def get_device(device_id: str):
+    return jsonify(devices.get(device_id).to_dict())
+
+
+@bp.patch("/<device_id>")
+def change_device(device_id: str):
+    """Change name, connection, calibration settings, schedule or host; beat follows a
+    new schedule within ``VITALQ_REGISTRY_REFRESH_S`` seconds."""
+    return jsonify(devices.change(device_id, _body()).to_dict())
+
+
+@bp.delete("/<device_id>")
+def remove_device(device_id: str):
+    devices.remove(device_id)
+    return "", 204
+
+
+@bp.post("/<device_id>/calibrate")
+def calibrate_device(device_id: str):
+    """Queue a calibration now: ``{"priority", "plan"}``, both optional. 201 with the job."""
+    devices.get(device_id)  # 404 for an unknown device
+    body = request.get_json(silent=True) or {}
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
+    params = {"device": device_id, **({"plan": body["plan"]} if "plan" in body else {})}
+    job = dispatch.submit("camera.calibrate", params, body.get("priority"))
+    response = jsonify(job.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    return response
+
+
+@bp.get("/<device_id>/profiles")
+def list_profiles(device_id: str):
+    found, current = devices.profiles(device_id)
+    return jsonify({"profiles": [p.to_dict(current=p.version == current) for p in found],
+                    "current_version": current})
+
+
+@bp.get("/<device_id>/profiles/current")
+def current_profile(device_id: str):
+    current = devices.get(device_id).current_profile_version
+    if current is None:
+        raise NotFound(f"device {device_id!r} has no passing profile yet")
+    found, _ = devices.profile(device_id, current)
+    return jsonify(found.to_dict(current=True))
+
+
+@bp.get("/<device_id>/profiles/<int:version>")
+def get_profile(device_id: str, version: int):
+    found, current = devices.profile(device_id, version)
+    return jsonify(found.to_dict(current=current))

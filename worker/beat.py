@@ -1,0 +1,91 @@
+"""Celery beat's scheduler for vitalq: device calibration schedules from the database.
+
+The device row is the one place a schedule lives. ``DeviceScheduler`` reads every
+device's schedule each ``VITALQ_REGISTRY_REFRESH_S`` seconds, so a schedule set, changed
+or cleared over the API takes effect without restarting beat. (celery-redbeat and
+sqlalchemy-celery-beat would keep a second copy of each schedule to keep in step.)
+Static entries of ``beat_schedule`` in ``celeryconfig`` run beside them as usual.
+
+A due calibration is submitted as a job like any other (``dispatch.submit``), so it
+has its record and waits its turn on the device's queue behind a running job; one
+that is still waiting from an earlier tick is not queued twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+from celery.beat import ScheduleEntry, Scheduler
+
+from . import devices, dispatch, store
+from .exceptions import VitalqError
+from .schedules import parse_schedule
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+
+ENTRY_PREFIX = "calibrate:"
+
+
+class DeviceScheduler(Scheduler):
+    def setup_schedule(self) -> None:
+        self._refreshed_at = 0.0
+        self.data = {}
+        self._refresh()
+
+    @property
+    def schedule(self) -> dict[str, ScheduleEntry]:
+        if time.monotonic() - self._refreshed_at >= get_settings().registry_refresh_s:
+            self._refresh()
+        return self.data
+
+    def _refresh(self) -> None:
+        self._refreshed_at = time.monotonic()
+        try:
+            found = devices.all_devices()
+        except Exception as exc:  # the database is away: keep the schedule we have
+            log.warning("device schedules not refreshed: %s", exc)
+            return
+        entries = {name: entry for name, entry in self.data.items() if not name.startswith(ENTRY_PREFIX)}
+        static = self.app.conf.beat_schedule or {}
+        if set(static) - set(entries):
+            self.merge_inplace(static)
+            entries = {name: entry for name, entry in self.data.items() if not name.startswith(ENTRY_PREFIX)}
+        for device in found:
+            if not device.schedule:
+                continue
+            try:
+                when = parse_schedule(device.schedule)
+            except VitalqError as exc:  # refused at registration; a hand-edited row is logged, not fatal
+                log.error("device %s: %s", device.id, exc.message)
+                continue
+            name = ENTRY_PREFIX + device.id
+            previous = self.data.get(name)
+            if previous is not None and previous.schedule == when:
+                entries[name] = previous
+                continue
+            # A new or changed schedule counts from its last run, or from when it was set.
+            since = device.last_scheduled_at or device.updated_at or datetime.now(timezone.utc)
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=timezone.utc)
+            entries[name] = ScheduleEntry(name=name, task="camera.calibrate", schedule=when,
+                                          kwargs={"device": device.id}, last_run_at=since, app=self.app)
+        self.data = entries
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        if not entry.name.startswith(ENTRY_PREFIX):
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        entry = self.reserve(entry) if advance else entry
+        device_id = entry.kwargs["device"]
+        now = datetime.now(timezone.utc)
+        devices.mark_scheduled(device_id, now)
+        waiting = store.waiting_jobs("camera.calibrate", device=device_id)
+        if waiting:
+            log.info("device %s: a calibration (job %s) is still waiting; not queueing another", device_id, waiting[0])
+            return None
+        job = dispatch.submit("camera.calibrate", {"device": device_id, "trigger": "schedule"})
+        log.info("device %s: scheduled calibration queued as job %s", device_id, job.id)
+        return SimpleNamespace(id=job.id)
