@@ -81,6 +81,17 @@ def cancel_job(job_id: str):
     return jsonify(job.to_dict()), 200 if job.finished else 202
 
 
+@bp.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str):
+    """Run a finished job again, as a new job with the same kind, params and input file."""
+    body = request.get_json(silent=True) or {}
+    job = dispatch.resubmit(job_id, body.get("priority") if isinstance(body, dict) else None)
+    response = jsonify(job.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    return response
+
+
 @bp.get("/jobs/<job_id>/artifacts")
 def list_artifacts(job_id: str):
     return jsonify({"artifacts": store.get(job_id).artifacts or []})

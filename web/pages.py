@@ -1,14 +1,40 @@
-"""The pages people open in a browser."""
+"""The pages people open in a browser: submit a job, the job list, one job, the devices.
+
+Each page is a small HTML shell; its script (``static/js/``) talks to the same HTTP API
+and websocket as any other client, so the pages can do nothing the API cannot.
+Everything is served from here (no CDN, no web font): the pages work offline.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
-from worker.kinds import all_kinds
+from worker import store
 
 bp = Blueprint("pages", __name__)
 
 
+@bp.context_processor
+def _links():
+    return {"flower_url": current_app.config["FLOWER_URL"]}
+
+
 @bp.get("/")
-def index():
-    return render_template("index.html", kinds=all_kinds(), flower_url=current_app.config["FLOWER_URL"])
+def submit():
+    return render_template("submit.html", page="submit")
+
+
+@bp.get("/jobs")
+def jobs():
+    return render_template("jobs.html", page="jobs")
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    store.get(job_id)  # an unknown job is a 404 page, not a page that fails later
+    return render_template("job.html", page="jobs", job_id=job_id)
+
+
+@bp.get("/devices")
+def devices():
+    return render_template("devices.html", page="devices")

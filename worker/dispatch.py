@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import kombu.exceptions
@@ -71,6 +72,25 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
     job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
                        soft_time_limit_s=soft, time_limit_s=hard,
                        input_record=stored.to_record() if stored else None)
+    enqueue(job)
+    return job
+
+
+def resubmit(job_id: str, priority: Any = None) -> Job:
+    """A new job with the kind, params, input file and (unless given) priority of the
+    finished job ``job_id``. Raises NotFound, or InvalidInput for a job still live."""
+    original = store.get(job_id)
+    if not original.finished:
+        raise InvalidInput("the job has not finished; cancel it first to run it again",
+                           {"fields": {"job": "still " + original.status}})
+    kind = get_kind(original.kind)
+    priority = original.priority if priority is None else parse_priority(priority)
+    stored = original.input
+    if stored is not None and not Path(stored["path"]).exists():
+        raise NotFound("the job's input file is no longer stored; submit it again")
+    soft, hard = capped_time_limits(*kind.limits_for(original.params, Path(stored["path"]) if stored else None))
+    job = store.create(kind=kind.name, params=original.params, priority=priority, queue=original.queue,
+                       soft_time_limit_s=soft, time_limit_s=hard, input_record=stored)
     enqueue(job)
     return job
 

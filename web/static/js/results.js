@@ -1,0 +1,123 @@
+// How each job kind's result is drawn on its job page. Charts are uPlot (vendored under
+// static/vendor, served by vitalq): drag across a chart to zoom, double-click to reset.
+import { el } from "./common.js";
+
+function chart(container, title, xLabel, series, data, options = {}) {
+  const box = el("figure", { class: "chart", role: "group", "aria-label": title }, el("h3", {}, title));
+  container.append(box);
+  const width = Math.max(280, Math.min(container.clientWidth || 800, 960));
+  const plot = new uPlot({
+    width, height: options.height || 260,
+    scales: { x: { time: false, distr: options.logX ? 3 : 1 } },
+    axes: [{ label: xLabel }, { label: options.yLabel || "" }],
+    series: [{ label: xLabel }, ...series],
+    cursor: { drag: { x: true, y: false } },
+  }, data, box);
+  box.append(el("figcaption", { class: "help" }, "Drag to zoom; double-click to reset."));
+  return plot;
+}
+
+function table(container, caption, rows) {
+  const body = rows.map(([name, value]) => el("tr", {}, el("th", { scope: "row" }, name), el("td", {}, value)));
+  container.append(el("table", { class: "kv" }, el("caption", {}, caption), el("tbody", {}, body)));
+}
+
+function fixed(value, digits = 2, unit = "") {
+  return value === null || value === undefined || Number.isNaN(value) ? "—" : `${Number(value).toFixed(digits)}${unit}`;
+}
+
+async function csv(job, name) {
+  const text = await (await fetch(`/api/v1/jobs/${job.id}/artifacts/${name}`)).text();
+  const [header, ...lines] = text.trim().split("\n");
+  const columns = header.split(",").map(() => []);
+  for (const line of lines) line.split(",").forEach((cell, i) => columns[i].push(cell === "nan" ? null : Number(cell)));
+  return columns;
+}
+
+async function rppg(job, container, summary = job.result) {
+  table(container, "Heart rate", [
+    ["Overall", fixed(summary.heart_rate_bpm, 1, " bpm")], ["Method", summary.method],
+    ["Signal quality", fixed(summary.quality, 2)],
+    ["Windows used", `${summary.windows.accepted} of ${summary.windows.total}`],
+    ["Duration", fixed(summary.duration_s, 1, " s")], ["Face found in", fixed(100 * (summary.face_fraction ?? 1), 0, " % of frames")],
+  ]);
+  const [t, pulse] = await csv(job, "pulse.csv");
+  chart(container, "Pulse signal (blood-volume pulse)", "time (s)", [{ label: "pulse", stroke: "#0b5cad" }], [t, pulse]);
+  const [ht, bpm, quality] = await csv(job, "heart_rate.csv");
+  chart(container, "Heart rate over time", "time (s)",
+    [{ label: "bpm", stroke: "#a40e26", points: { show: true } }, { label: "quality (x100)", stroke: "#57606a", dash: [4, 4] }],
+    [ht, bpm, quality.map((q) => (q === null ? null : 100 * q))], { yLabel: "bpm" });
+  const hrv = summary.hrv || {};
+  table(container, "Heart-rate variability", [
+    ["Beats used", hrv.beats ?? "—"], ["Mean HR", fixed(hrv.mean_hr_bpm, 1, " bpm")], ["SDNN", fixed(hrv.sdnn_ms, 1, " ms")],
+    ["RMSSD", fixed(hrv.rmssd_ms, 1, " ms")], ["pNN50", fixed(hrv.pnn50_pct, 1, " %")], ["LF", fixed(hrv.lf_ms2, 1, " ms²")],
+    ["HF", fixed(hrv.hf_ms2, 1, " ms²")], ["LF/HF", fixed(hrv.lf_hf, 2)],
+  ]);
+}
+
+async function filtered(job, container) {
+  const result = job.result;
+  table(container, "Filter", [["Sample rate", fixed(result.fs_hz, 3, " Hz")], ["Samples", result.samples.toLocaleString()],
+    ["Duration", fixed(result.duration_s, 1, " s")], ["Zero phase", result.zero_phase ? "yes" : "no"],
+    ["Sections", result.sections]]);
+  const preview = await (await fetch(`/api/v1/jobs/${job.id}/artifacts/preview.json`)).json();
+  for (const channel of preview.channels) {
+    chart(container, `Channel ${channel.name}: before and after (min/max per bin)`, "time (s)", [
+      { label: "before max", stroke: "#8c959f" }, { label: "before min", stroke: "#8c959f" },
+      { label: "after max", stroke: "#0b5cad" }, { label: "after min", stroke: "#0b5cad" },
+    ], [preview.bin_start_s, channel.before.max, channel.before.min, channel.after.max, channel.after.min]);
+  }
+}
+
+async function calibration(job, container) {
+  const result = job.result;
+  const verdict = result.passed ? "✓ passed" : `✗ failed: ${result.reasons.join("; ")}`;
+  table(container, "Verdict", [["Profile", `version ${result.profile_version}${result.current ? " (current)" : ""}`],
+    ["Verdict", verdict], ["Exposure", fixed(result.settings.exposure, 2, " ms")], ["Gain", fixed(result.settings.gain, 2, "x")],
+    ["Focus", fixed(result.settings.focus, 0, " steps")]]);
+  const sweeps = result.sweeps || {};
+  if (sweeps.exposure) {
+    chart(container, "Exposure sweep: contrast-to-noise (0 where it saturates)", "exposure (ms)",
+      [{ label: "score", stroke: "#0b5cad", points: { show: true } }],
+      [sweeps.exposure.map((p) => p.value), sweeps.exposure.map((p) => p.score)], { logX: true });
+  }
+  if (sweeps.focus) {
+    chart(container, "Focus sweep: sharpness", "focus (steps)", [{ label: "sharpness", stroke: "#a40e26", points: { show: true } }],
+      [sweeps.focus.map((p) => p.value), sweeps.focus.map((p) => p.score)]);
+  }
+  const intrinsics = result.intrinsics;
+  if (intrinsics) {
+    const m = intrinsics.camera_matrix, std = intrinsics.std_intrinsics || {};
+    table(container, "Intrinsics", [
+      ["fx", `${fixed(m[0][0], 2)} ± ${fixed(std.fx, 2)} px`], ["fy", `${fixed(m[1][1], 2)} ± ${fixed(std.fy, 2)} px`],
+      ["cx", `${fixed(m[0][2], 2)} ± ${fixed(std.cx, 2)} px`], ["cy", `${fixed(m[1][2], 2)} ± ${fixed(std.cy, 2)} px`],
+      ["Distortion (k1 k2 p1 p2 k3)", intrinsics.dist_coeffs.map((d) => d.toFixed(4)).join("  ")],
+      ["Reprojection error (RMS)", fixed(intrinsics.reprojection_error_px, 3, " px")],
+      ["Views", intrinsics.views], ["Frame coverage", fixed(100 * intrinsics.coverage, 0, " %")],
+    ]);
+  }
+}
+
+function risk(job, container, prediction = job.result) {
+  const model = prediction.model;
+  table(container, "Model", [["Version", model.version], ["Name", model.name], ["Type", model.type], ["Runtime", model.runtime],
+    ...(model.demo ? [["Note", model.notice || "demonstration model, not clinically validated"]] : [])]);
+  const rows = prediction.predictions.slice(0, 200).map((p, i) => el("tr", {}, el("td", {}, i + 1),
+    ...prediction.classes.map((c) => el("td", {}, fixed(p.probabilities[String(c)], 3))), el("td", {}, String(p.predicted))));
+  container.append(el("table", {}, el("caption", {}, `Probabilities (${prediction.predictions.length} rows${prediction.predictions.length > 200 ? ", first 200 shown" : ""})`),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "row"), ...prediction.classes.map((c) => el("th", { scope: "col" }, `P(${c})`)),
+      el("th", { scope: "col" }, "predicted"))), el("tbody", {}, rows)));
+}
+
+function plain(job, container) {
+  container.append(el("pre", {}, JSON.stringify(job.result, null, 2)));
+}
+
+export const RESULT_VIEWS = {
+  "video.rppg": rppg,
+  "video.analyze": async (job, container) => { await rppg(job, container, job.result.rppg); risk(job, container, job.result.risk); },
+  "signal.filter": filtered,
+  "camera.calibrate": calibration,
+  "risk.predict": risk,
+  default: plain,
+};
