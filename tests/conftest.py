@@ -247,3 +247,46 @@ class Jobs:
 @pytest.fixture
 def jobs(http):
     return Jobs(http)
+
+
+# --- a real browser -------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(os.environ.get("VITALQ_SCREENSHOTS", tempfile.gettempdir())) / "vitalq-screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("VITALQ_REQUIRE_BROWSER"):  # CI installs it: a missing browser is a failure there
+            pytest.fail(f"no Chromium at {CHROMIUM}")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server, clean):
+    """A fresh browser tab on the live app; fails the test on any script error."""
+    context = browser.new_context(base_url=live_server, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def shot(page, name: str) -> Path:
+    """Save a full-page screenshot to look at (``$VITALQ_SCREENSHOTS/vitalq-screenshots``)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

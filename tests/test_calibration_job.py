@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shot
 
 from hardware.simulated import SimulatedCamera
 
@@ -77,7 +78,7 @@ def calibrate(http, device_id: str, **body) -> dict:
     return response.json()
 
 
-def test_calibration_over_http_streams_progress_to_a_passing_profile(http, jobs, hardware_pool):
+def test_calibration_over_http_streams_progress_to_a_passing_profile(http, jobs, hardware_pool, page):
     register(http, "bench-cam", name="Bench camera")
     wait_for_device_worker("bench-cam", hardware_pool)
     job = calibrate(http, "bench-cam")
@@ -105,6 +106,14 @@ def test_calibration_over_http_streams_progress_to_a_passing_profile(http, jobs,
     assert device["capabilities"]["controls"]["focus"]["unit"] == "steps"
     current = http.get("/api/v1/devices/bench-cam/profiles/current").json()
     assert current["settings"] == result["settings"] and current["job_id"] == job["id"]
+
+    # Its page draws the sweeps and lists the intrinsics.
+    page.goto(f"/jobs/{job['id']}")
+    page.wait_for_selector("#job[data-rendered=true]")
+    assert page.locator(".chart canvas").count() == 2  # exposure and focus sweeps
+    assert page.locator("th:has-text('Reprojection error') + td").inner_text().endswith("px")
+    assert page.locator("th:has-text('Verdict') + td").inner_text().startswith("✓ passed")
+    shot(page, "calibration-results")
 
     # A run whose verdict fails is kept as a new version but does not replace the current one.
     strict = calibrate(http, "bench-cam", plan={"max_reprojection_px": 0.001})

@@ -1,50 +1,11 @@
 """The pages, in a real headless browser (Debian's Chromium driven by Playwright),
-against the live app and a real worker. Screenshots land in the test data folder
-(``pages-*.png``) to be looked at."""
+against the live app and a real worker. Each test saves screenshots to look at
+(see ``conftest.shot``)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import numpy as np
-import pytest
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-
-SHOTS = Path(os.environ["VITALQ_DATA_DIR"]) / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, live_server, clean):
-    context = browser.new_context(base_url=live_server, viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], errors  # no script error on any page
-
-
-def shot(page, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"pages-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+from conftest import shot
 
 
 def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_path):
@@ -61,7 +22,7 @@ def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_pat
     page.fill("#param-fs", "250")
     page.fill("#param-cutoff_hz", "0.5, 8")
     page.select_option("#priority", "7")
-    shot(page, "submit-filled")
+    shot(page, "pages-submit-filled")
     page.click("#submit")
 
     page.wait_for_url("**/jobs/*")
@@ -72,7 +33,7 @@ def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_pat
     assert page.locator(".chart canvas").count() >= 1  # the before/after preview, drawn
     assert "filtered.npy" in page.inner_text("#artifacts")
     assert "✓ succeeded" in page.inner_text("#status")
-    shot(page, "job-succeeded")
+    shot(page, "pages-job-succeeded")
 
     page.click("text=Jobs")
     page.wait_for_selector("#job-table[data-loaded=true]")
@@ -80,7 +41,7 @@ def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_pat
     assert "signal.filter" in row.inner_text() and "succeeded" in row.inner_text()
     page.select_option("#filter-status", "failed")
     page.wait_for_selector("text=No jobs match.")
-    shot(page, "job-list")
+    shot(page, "pages-job-list")
 
 
 def test_cancel_a_running_job_from_its_page(page, worker, jobs):
@@ -88,17 +49,56 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     page.goto(f"/jobs/{job['id']}")
     page.wait_for_selector("#job[data-status=running]", timeout=30_000)
     page.wait_for_function("document.querySelector('#progress').value > 0")
-    shot(page, "job-running")
+    shot(page, "pages-job-running")
     page.click("#cancel")
     page.wait_for_selector("#job[data-status=cancelled]", timeout=30_000)
     assert "cancelled" in page.inner_text("#status")
     assert page.is_visible("#failure") and "cancelled" in page.inner_text("#failure-plain")
     assert page.is_visible("#retry") and not page.is_visible("#cancel")
-    shot(page, "job-cancelled")
+    shot(page, "pages-job-cancelled")
     page.click("#retry")  # runs it again as a new job
     page.wait_for_url(lambda url: job["id"] not in url)
     page.wait_for_selector("#job[data-status]")
-    jobs.http.delete(page.url.rsplit("/", 1)[1])
+    again = page.url.rsplit("/", 1)[1]
+    assert jobs.get(again)["params"] == job["params"]
+    jobs.http.delete(f"/api/v1/jobs/{again}")
+    assert jobs.wait_finished(again)["status"] == "cancelled"  # the worker is free for the next test
+
+
+def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):
+    job = jobs.submit({"duration_s": 6, "steps": 60})
+    page.goto(f"/jobs/{job['id']}")
+    page.wait_for_function("Number(document.querySelector('#job').dataset.events || 0) >= 5", timeout=30_000)
+    for _ in range(2):  # the connection drops twice while the job runs
+        page.evaluate("window.vitalqSocket.close()")
+        page.wait_for_selector("#connection:has-text('reconnecting')")
+        page.wait_for_selector("#connection:has-text('live')")
+        page.wait_for_timeout(800)
+    page.wait_for_selector("#job[data-status=succeeded]", timeout=30_000)
+    root = page.locator("#job")
+    first, last, received = (int(root.get_attribute(name)) for name in ("data-first-seq", "data-last-seq", "data-events"))
+    assert received == last - first  # every event once: none lost, none twice
+    assert received >= 60  # at least the 60 progress points
+    assert page.inner_text("#percent") == "100 %"
+
+
+def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
+    from bench.synthetic_face import write_face_video
+
+    video = tmp_path / "face.avi"
+    truth = write_face_video(video, hr_bpm=72.0, seconds=14.0, size=(320, 240), seed=3)
+    page.goto("/?kind=video.rppg")
+    page.wait_for_selector("form[data-ready=true]")
+    page.set_input_files("#file", str(video))
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job[data-rendered=true]", timeout=90_000)
+    assert page.locator(".chart canvas").count() >= 2  # pulse, and heart rate over time
+    overall = float(page.locator("th:has-text('Overall') + td").inner_text().split()[0])
+    assert abs(overall - truth.mean_hr_bpm) < 3
+    assert page.locator("th:has-text('RMSSD') + td").inner_text().endswith("ms")
+    assert {"plot.png", "pulse.csv", "heart_rate.csv"} <= set(page.inner_text("#artifacts").split())
+    shot(page, "pages-rppg-results")
 
 
 def test_an_invalid_parameter_is_shown_next_to_its_field(page):
@@ -113,7 +113,7 @@ def test_an_invalid_parameter_is_shown_next_to_its_field(page):
     assert page.get_attribute("#param-hard_time_limit_s", "aria-invalid") == "true"
     assert page.evaluate("document.activeElement.id") == "param-hard_time_limit_s"
     assert page.url.endswith("/?kind=diagnostics.selftest")  # nothing was submitted
-    shot(page, "invalid-field")
+    shot(page, "pages-invalid-field")
 
 
 def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clean, client):
@@ -123,7 +123,7 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clea
     page.goto("/devices")
     page.wait_for_selector("tr[data-device-id=bench-cam]")
     assert "@daily" in page.inner_text("tr[data-device-id=bench-cam]")
-    shot(page, "devices-phone")
+    shot(page, "pages-devices-phone")
     wide = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 376)"
                          ".map(e => e.tagName + '.' + e.className)")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375, wide  # no sideways scrolling
@@ -138,5 +138,5 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clea
     page.goto("/")
     page.wait_for_selector("form[data-ready=true]")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    shot(page, "submit-phone")
+    shot(page, "pages-submit-phone")
     context.close()

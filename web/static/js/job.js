@@ -31,7 +31,8 @@ function showJob(job) {
   showStatus(job.status);
   showProgress(job.progress.fraction, job.progress.stage, job.progress.message);
   $("record").textContent = JSON.stringify(job, null, 2);
-  lastSeq = Math.max(lastSeq, job.progress.seq);
+  // The first snapshot says where the stream starts; after a reconnect, ?after=lastSeq does.
+  if (lastSeq < 0) root.dataset.firstSeq = lastSeq = job.progress.seq;
 }
 
 async function showFinal(job) {
@@ -66,6 +67,7 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const after = lastSeq >= 0 ? `?after=${lastSeq}` : "";
   const socket = new WebSocket(`${scheme}://${location.host}/ws/jobs/${jobId}${after}`);
+  window.vitalqSocket = socket; // for the console and the tests, which drop it on purpose
   socket.onopen = () => { $("connection").textContent = "live"; retryDelay = 500; };
   socket.onmessage = (message) => {
     const event = JSON.parse(message.data);
@@ -75,6 +77,8 @@ function connect() {
       if (event.seq !== undefined) {
         if (event.seq <= lastSeq) return; // already seen before a reconnect
         lastSeq = event.seq;
+        root.dataset.events = Number(root.dataset.events || 0) + 1;
+        root.dataset.lastSeq = lastSeq;
       }
       showStatus(event.status);
       showProgress(event.fraction, event.stage, event.message);
