@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import time
 
 import pytest
@@ -168,10 +169,16 @@ def test_cancel_of_a_queued_job_is_final_and_a_second_cancel_conflicts(client):
     assert_error(client.delete(f"/api/v1/jobs/{job['id']}"), 409, "JOB_FINISHED")
 
 
-def test_liveness_and_index_page(client):
+def test_liveness_and_pages_served_without_outside_resources(client):
     assert client.get("/health/live").get_json() == {"status": "ok"}
-    page = client.get("/").get_data(as_text=True)
-    assert "diagnostics.selftest" in page
+    for path in ("/", "/jobs", "/devices"):
+        page = client.get(path)
+        assert page.status_code == 200 and "<main" in page.get_data(as_text=True)
+        # Offline: every script and stylesheet comes from vitalq itself.
+        assets = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page.get_data(as_text=True))
+        assert assets and all(asset.startswith("/static/") for asset in assets)
+    assert client.get("/jobs/nonexistent").status_code == 404
+    assert client.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
 
 
 def test_time_limits_stay_under_the_visibility_timeout(settings):

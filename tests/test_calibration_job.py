@@ -187,7 +187,9 @@ def test_beat_follows_a_schedule_changed_while_it_runs(http, jobs, database):
     ({"id": "cam", "driver": "gopro"}, "driver"),
     ({"id": "cam", "driver": "simulated", "schedule": "every monday"}, "schedule"),
     ({"id": "cam", "driver": "simulated", "connection": {"lens": "fisheye"}}, "connection"),
-    ({"id": "cam", "driver": "opencv", "connection": {"source": 0, "backend": "directshow"}}, "connection"),
+    ({"id": "cam", "driver": "opencv", "connection": {"source": 0, "backend": "directshow"}}, "connection.backend"),
+    ({"id": "cam", "driver": "opencv"}, "connection"),
+    ({"id": "cam", "driver": "simulated", "connection": {"width": 0}}, "connection.width"),
     ({"id": "cam", "driver": "simulated", "calibration": {"views": 1}}, "calibration.views"),
 ])
 def test_bad_registrations_are_refused_naming_the_field(client, body, field):
@@ -201,7 +203,7 @@ def test_bad_registrations_are_refused_naming_the_field(client, body, field):
 def test_device_registry_over_http(client):
     assert client.post("/api/v1/devices", json={"id": "cam", "driver": "simulated"}).status_code == 201
     duplicate = client.post("/api/v1/devices", json={"id": "cam", "driver": "simulated"})
-    assert duplicate.status_code == 400 and "id" in duplicate.json["error"]["details"]["fields"]
+    assert duplicate.status_code == 409 and duplicate.json["error"]["code"] == "ALREADY_EXISTS"
     assert client.patch("/api/v1/devices/cam", json={"driver": "opencv"}).status_code == 400
     changed = client.patch("/api/v1/devices/cam", json={"schedule": "0 3 * * *", "name": "Lab camera"}).json
     assert (changed["schedule"], changed["name"], changed["queue"]) == ("0 3 * * *", "Lab camera", "hw.cam")

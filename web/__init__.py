@@ -43,13 +43,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
 
-    from . import api, devices, errors, health, metrics, pages, ws
+    from . import api, devices, errors, health, metrics, openapi, pages, ws
 
     errors.init_app(app)
     app.extensions["vitalq_metrics"] = metrics.init_app(app)
     sock.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(devices.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     ws.register(sock)

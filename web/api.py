@@ -55,7 +55,7 @@ def submit_job():
 @bp.get("/jobs")
 def list_jobs():
     kind = request.args.get("kind") or None
-    status = request.args.get("status") or None
+    status = request.args.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
         raise InvalidInput(f"unknown status {status!r}", {"fields": {"status": "unknown status"}})
     limit = _int_arg("limit", 50, 1, MAX_PAGE)

@@ -42,7 +42,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = HTTP_CODES.get(exc.code or 500, "INVALID_INPUT" if (exc.code or 500) < 500 else "INTERNAL")
-        return error_response(code, exc.description or exc.name, exc.code or 500)
+        response, status = error_response(code, exc.description or exc.name, exc.code or 500)
+        if getattr(exc, "valid_methods", None):  # a 405 says what is allowed (RFC 9110)
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response, status
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(sqlalchemy.exc.OperationalError)

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import func, or_, select, update
 
 from .db import session_scope
-from .exceptions import InvalidInput, NotFound
+from .exceptions import AlreadyExists, InvalidInput, NotFound
 from .models import CameraProfile, Device, utcnow
 from .schedules import parse_schedule
 
@@ -50,6 +50,58 @@ _PLAN_SETTINGS = {
 #: The calibration settings a device or a single job may set (``hardware.calibration.CalibrationPlan``).
 PLAN_SCHEMA = {"type": "object", "additionalProperties": False, "properties": _PLAN_SETTINGS}
 
+_CONTROL = {
+    "type": "object", "additionalProperties": False, "required": ["minimum", "maximum", "step", "default"],
+    "properties": {"minimum": {"type": "number"}, "maximum": {"type": "number"},
+                   "step": {"type": "number", "exclusiveMinimum": 0}, "default": {"type": "number"},
+                   "scale": {"type": "number", "exclusiveMinimum": 0,
+                             "description": "Device units per vitalq unit (V4L2 exposure: 10 per ms)."}},
+}
+_SIZE = {"type": "integer", "minimum": 16, "maximum": 16384}
+
+#: Connection settings of each driver (``hardware.opencv_camera``, ``hardware.simulated``).
+CONNECTION_SCHEMAS = {
+    "opencv": {
+        "type": "object", "additionalProperties": False, "required": ["source"],
+        "properties": {
+            "source": {"type": ["integer", "string"], "minimum": 0, "minLength": 1, "maxLength": 1024,
+                       "description": "V4L2 index, device path, stream URL or video file."},
+            "width": _SIZE, "height": _SIZE, "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+            "backend": {"enum": ["any", "v4l2", "ffmpeg", "gstreamer"]}, "loop": {"type": "boolean"},
+            "read_timeout_ms": {"type": "integer", "minimum": 100, "maximum": 600000},
+            "controls": {"type": "object", "additionalProperties": False,
+                         "properties": {"exposure": _CONTROL, "gain": _CONTROL, "focus": _CONTROL}},
+        },
+    },
+    "simulated": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "width": _SIZE, "height": _SIZE, "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+            "serial": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+            "fx": {"type": "number", "minimum": 10, "maximum": 100000},
+            "fy": {"type": "number", "minimum": 10, "maximum": 100000},
+            "cx": {"type": "number", "minimum": 0, "maximum": 16384},
+            "cy": {"type": "number", "minimum": 0, "maximum": 16384},
+            "dist": {"type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "number", "minimum": -1, "maximum": 1}},
+            "vignetting": {"type": "number", "minimum": 0, "maximum": 0.9},
+            "best_focus": {"type": "number", "minimum": 0, "maximum": 255},
+            "blur_px_per_step": {"type": "number", "minimum": 0, "maximum": 1},
+            "base_blur_px": {"type": "number", "minimum": 0, "maximum": 10},
+            "electrons_per_ms": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6},
+            "full_well_e": {"type": "number", "minimum": 100, "maximum": 1e7},
+            "read_noise_e": {"type": "number", "minimum": 0, "maximum": 1000},
+            "adc_noise_dn": {"type": "number", "minimum": 0, "maximum": 50},
+            "cols": {"type": "integer", "minimum": 3, "maximum": 40}, "rows": {"type": "integer", "minimum": 3, "maximum": 40},
+            "square_m": {"type": "number", "minimum": 0.001, "maximum": 1},
+            "poses": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "frames_per_pose": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            "unplugged": {"type": "boolean"},
+            "disconnect_after": {"type": ["integer", "null"], "minimum": 0},
+        },
+    },
+}
+
 DEVICE_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -59,8 +111,7 @@ DEVICE_SCHEMA = {
                "description": "Lower-case letters, digits, - and _; names the device's queue hw.<id>."},
         "name": {"type": "string", "maxLength": 128},
         "driver": {"enum": ["opencv", "simulated"]},
-        "connection": {"type": "object", "maxProperties": 64,
-                       "description": "The driver's settings (see the README's Devices section)."},
+        "connection": {"type": "object", "description": "The driver's settings (see CONNECTION_SCHEMAS)."},
         "calibration": PLAN_SCHEMA,
         "schedule": {"type": ["string", "null"], "maxLength": 128,
                      "description": "Crontab line (UTC), @hourly/@daily/@weekly/@monthly, '@every 6h', or null."},
@@ -68,6 +119,14 @@ DEVICE_SCHEMA = {
                  "description": "The machine whose hardware pool serves the device (null: any)."},
     },
 }
+# Each driver's connection settings, checked with the driver named.
+DEVICE_SCHEMA["allOf"] = [
+    {"if": {"required": ["driver"], "properties": {"driver": {"const": driver}}},
+     "then": {"properties": {"connection": schema}}}
+    for driver, schema in CONNECTION_SCHEMAS.items()
+]
+DEVICE_SCHEMA["allOf"].append({"if": {"required": ["driver"], "properties": {"driver": {"const": "opencv"}}},
+                               "then": {"required": ["connection"]}})
 _UPDATABLE = {"name", "connection", "calibration", "schedule", "host"}
 _validator = Draft202012Validator(DEVICE_SCHEMA)
 
@@ -102,13 +161,13 @@ def _check_connection(driver: str, connection: dict[str, Any]) -> None:
 
 
 def register(fields: dict[str, Any]) -> Device:
-    """Add a device; raises InvalidInput (including a taken id)."""
+    """Add a device; raises InvalidInput, or AlreadyExists for a taken id."""
     fields = _check(fields, partial=False)
     _check_connection(fields["driver"], fields.get("connection") or {})
     with session_scope() as session:
         if session.get(Device, fields["id"]) is not None:
-            raise InvalidInput(f"a device {fields['id']!r} is already registered",
-                               {"fields": {"id": "already registered"}})
+            raise AlreadyExists(f"a device {fields['id']!r} is already registered",
+                                {"fields": {"id": "already registered"}})
         device = Device(id=fields["id"], name=fields.get("name") or fields["id"], driver=fields["driver"],
                         connection=fields.get("connection") or {}, calibration=fields.get("calibration") or {},
                         schedule=fields.get("schedule") or None, host=fields.get("host") or None)
@@ -119,13 +178,13 @@ def register(fields: dict[str, Any]) -> Device:
 
 def change(device_id: str, fields: dict[str, Any]) -> Device:
     """Update the fields given (name, connection, calibration, schedule, host)."""
-    fields = _check(fields, partial=True)
-    fixed = set(fields) - _UPDATABLE
-    if fixed:
+    if isinstance(fields, dict) and set(fields) - _UPDATABLE & {"id", "driver"}:
         raise InvalidInput("id and driver cannot change; register a new device",
-                           {"fields": {name: "cannot change" for name in fixed}})
+                           {"fields": {name: "cannot change" for name in set(fields) & {"id", "driver"}}})
     with session_scope() as session:
         device = _get(session, device_id)
+        _check({**fields, "id": device.id, "driver": device.driver} if isinstance(fields, dict) else fields,
+               partial=True)
         if "connection" in fields:
             _check_connection(device.driver, fields["connection"])
         for name, value in fields.items():

@@ -47,6 +47,13 @@ class NotFound(VitalqError):
     http_status = 404
 
 
+class AlreadyExists(VitalqError):
+    """A resource with this id exists already."""
+
+    code = "ALREADY_EXISTS"
+    http_status = 409
+
+
 class JobFinished(VitalqError):
     """An operation that needs a live job was asked of a finished one."""
 

@@ -1,0 +1,207 @@
+"""The OpenAPI 3.1 description of ``/api/v1``, published at ``/api/v1/openapi.json``.
+
+Written out here rather than generated: the API is small, and its request schemas come
+from the declarations that validate requests (device schema, job kinds), so the
+description and the validation cannot drift apart. ``tests/test_openapi.py`` fuzzes
+the API against it with schemathesis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from worker.devices import DEVICE_SCHEMA, PLAN_SCHEMA
+from worker.kinds import all_kinds
+from worker.models import JobStatus
+
+bp = Blueprint("openapi", __name__)
+
+NULLABLE_STR = {"type": ["string", "null"]}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"description": description or "OK", "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {400: "Invalid input, each bad field named", 404: "Not found", 409: "Conflict with the job's state",
+               413: "Too large", 415: "Unsupported format", 503: "A service is unavailable; retry later"}
+    return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
+
+
+def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+JOB_ID = _path_param("job_id", {"type": "string", "minLength": 1, "maxLength": 64})
+DEVICE_ID = _path_param("device_id", {"type": "string", "minLength": 1, "maxLength": 64})
+VERSION = _path_param("version", {"type": "integer", "minimum": 0})
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message", "details"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"},
+            "request_id": NULLABLE_STR}}},
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "kind", "status", "priority", "queue", "params", "progress", "artifacts", "attempts",
+                     "created_at"],
+        "properties": {
+            "id": {"type": "string"}, "kind": {"type": "string"},
+            "status": {"enum": [s.value for s in JobStatus]},
+            "priority": {"type": "integer", "minimum": 0, "maximum": 9}, "queue": {"type": "string"},
+            "params": {"type": "object"},
+            "input": {"type": ["object", "null"]},
+            "progress": {"type": "object", "properties": {
+                "fraction": {"type": "number", "minimum": 0, "maximum": 1}, "stage": NULLABLE_STR,
+                "message": NULLABLE_STR, "seq": {"type": "integer"}}},
+            "result": {"type": ["object", "null"]},
+            "artifacts": {"type": "array", "items": _ref("Artifact")},
+            "error": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}]},
+            "attempts": {"type": "integer"}, "redeliveries": {"type": "integer"},
+            "cancel_requested": {"type": "boolean"}, "worker": NULLABLE_STR,
+            "time_limits": {"type": "object", "properties": {"soft_s": {"type": "number"}, "hard_s": {"type": "number"}}},
+            "created_at": {"type": "string", "format": "date-time"}, "started_at": TIME, "finished_at": TIME,
+            "run_seconds": {"type": ["number", "null"]},
+        },
+    },
+    "Artifact": {"type": "object", "required": ["name", "size"], "properties": {
+        "name": {"type": "string"}, "size": {"type": "integer"}, "media_type": {"type": "string"}}},
+    "JobList": {"type": "object", "required": ["jobs", "total", "limit", "offset", "next"], "properties": {
+        "jobs": {"type": "array", "items": _ref("Job")}, "total": {"type": "integer"},
+        "limit": {"type": "integer"}, "offset": {"type": "integer"}, "next": NULLABLE_STR}},
+    "Kind": {"type": "object", "required": ["name", "title", "params_schema", "queue"], "properties": {
+        "name": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+        "queue": {"type": "string"}, "params_schema": {"type": "object"}, "time_limits": {"type": "object"},
+        "stages": {"type": "array", "items": {"type": "string"}}, "upload": {"type": ["object", "null"]}}},
+    "NewDevice": DEVICE_SCHEMA,
+    "DeviceChange": {"type": "object", "additionalProperties": False, "properties": {
+        name: spec for name, spec in DEVICE_SCHEMA["properties"].items() if name not in ("id", "driver")}},
+    "Device": {"type": "object", "required": ["id", "name", "driver", "queue"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "driver": {"type": "string"},
+        "connection": {"type": "object"}, "calibration": {"type": "object"}, "schedule": NULLABLE_STR,
+        "host": NULLABLE_STR, "queue": {"type": "string"}, "capabilities": {"type": ["object", "null"]},
+        "current_profile_version": {"type": ["integer", "null"]}, "last_calibrated_at": TIME,
+        "last_scheduled_at": TIME, "created_at": TIME, "updated_at": TIME}},
+    "Profile": {"type": "object", "required": ["device_id", "version", "passed", "current", "settings"], "properties": {
+        "device_id": {"type": "string"}, "version": {"type": "integer"}, "job_id": NULLABLE_STR,
+        "passed": {"type": "boolean"}, "current": {"type": "boolean"},
+        "reasons": {"type": "array", "items": {"type": "string"}}, "checks": {"type": "object"},
+        "settings": {"type": "object"}, "intrinsics": {"type": ["object", "null"]}, "sweeps": {"type": "object"},
+        "created_at": TIME}},
+    "Model": {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer"}}},
+}
+
+
+def _submission_schema() -> dict[str, Any]:
+    return {"type": "object", "required": ["kind"], "properties": {
+        "kind": {"enum": [kind.name for kind in all_kinds()]},
+        "params": {"type": "object", "description": "Checked against the kind's params_schema (GET /kinds/{name})."},
+        "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 9, "default": 5}}}
+
+
+def describe() -> dict[str, Any]:
+    job_ops = {"200": _json(_ref("Job"))}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "vitalq", "version": "1",
+                 "description": "Submit, watch and cancel background jobs; devices and their calibration profiles. "
+                                "Progress streams on the websocket /ws/jobs/{job_id}."},
+        "paths": {
+            "/api/v1/kinds": {"get": {"operationId": "listKinds", "responses": {
+                "200": _json({"type": "object", "required": ["kinds"],
+                              "properties": {"kinds": {"type": "array", "items": _ref("Kind")}}})}}},
+            "/api/v1/kinds/{name}": {"get": {"operationId": "getKind", "parameters": [_path_param("name")],
+                                             "responses": {"200": _json(_ref("Kind")), **_errors(404)}}},
+            "/api/v1/jobs": {
+                "post": {"operationId": "submitJob", "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _submission_schema()},
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["kind"], "properties": {
+                        "kind": {"enum": [kind.name for kind in all_kinds()]}, "params": {"type": "string", "description": "JSON object"},
+                        "priority": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}}}},
+                    "responses": {"201": _json(_ref("Job"), "Queued"), **_errors(400, 404, 413, 415, 503)}},
+                "get": {"operationId": "listJobs", "parameters": [
+                    {"name": "kind", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "schema": {"enum": [s.value for s in JobStatus]}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}}],
+                    "responses": {"200": _json(_ref("JobList")), **_errors(400)}},
+            },
+            "/api/v1/jobs/{job_id}": {
+                "get": {"operationId": "getJob", "parameters": [JOB_ID], "responses": {**job_ops, **_errors(404)}},
+                "delete": {"operationId": "cancelJob", "parameters": [JOB_ID], "responses": {
+                    **job_ops, "202": _json(_ref("Job"), "Asked to stop"), **_errors(404, 409)}},
+            },
+            "/api/v1/jobs/{job_id}/retry": {"post": {
+                "operationId": "retryJob", "parameters": [JOB_ID],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"priority": {"type": ["integer", "null"], "minimum": 0,
+                                                                  "maximum": 9}}}}}},
+                "responses": {"201": _json(_ref("Job"), "Queued again"), **_errors(400, 404, 503)}}},
+            "/api/v1/jobs/{job_id}/artifacts": {"get": {
+                "operationId": "listArtifacts", "parameters": [JOB_ID], "responses": {
+                    "200": _json({"type": "object", "properties": {"artifacts": {"type": "array",
+                                                                                 "items": _ref("Artifact")}}}),
+                    **_errors(404)}}},
+            "/api/v1/jobs/{job_id}/artifacts/{name}": {"get": {
+                "operationId": "getArtifact", "parameters": [JOB_ID, _path_param("name")],
+                "responses": {"200": {"description": "The file", "content": {"*/*": {}}}, **_errors(404)}}},
+            "/api/v1/models": {"get": {"operationId": "listModels", "responses": {"200": _json({
+                "type": "object", "properties": {"models": {"type": "array", "items": _ref("Model")},
+                                                 "active_version": {"type": ["integer", "null"]}}})}}},
+            "/api/v1/models/{version}": {"get": {"operationId": "getModel", "parameters": [VERSION],
+                                                 "responses": {"200": _json(_ref("Model")), **_errors(404)}}},
+            "/api/v1/models/{version}/activate": {"post": {
+                "operationId": "activateModel", "parameters": [VERSION],
+                "responses": {"200": _json(_ref("Model")), **_errors(404)}}},
+            "/api/v1/devices": {
+                "get": {"operationId": "listDevices", "responses": {"200": _json({
+                    "type": "object", "properties": {"devices": {"type": "array", "items": _ref("Device")}}})}},
+                "post": {"operationId": "registerDevice",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewDevice")}}},
+                         "responses": {"201": _json(_ref("Device"), "Registered"), **_errors(400, 409)}},
+            },
+            "/api/v1/devices/{device_id}": {
+                "get": {"operationId": "getDevice", "parameters": [DEVICE_ID],
+                        "responses": {"200": _json(_ref("Device")), **_errors(404)}},
+                "patch": {"operationId": "changeDevice", "parameters": [DEVICE_ID],
+                          "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("DeviceChange")}}},
+                          "responses": {"200": _json(_ref("Device")), **_errors(400, 404)}},
+                "delete": {"operationId": "removeDevice", "parameters": [DEVICE_ID],
+                           "responses": {"204": {"description": "Removed, with its profiles"}, **_errors(404)}},
+            },
+            "/api/v1/devices/{device_id}/calibrate": {"post": {
+                "operationId": "calibrateDevice", "parameters": [DEVICE_ID],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+                                                     "plan": PLAN_SCHEMA}}}}},
+                "responses": {"201": _json(_ref("Job"), "Queued"), **_errors(400, 404, 503)}}},
+            "/api/v1/devices/{device_id}/profiles": {"get": {
+                "operationId": "listProfiles", "parameters": [DEVICE_ID], "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "profiles": {"type": "array", "items": _ref("Profile")},
+                        "current_version": {"type": ["integer", "null"]}}}), **_errors(404)}}},
+            "/api/v1/devices/{device_id}/profiles/current": {"get": {
+                "operationId": "getCurrentProfile", "parameters": [DEVICE_ID],
+                "responses": {"200": _json(_ref("Profile")), **_errors(404)}}},
+            "/api/v1/devices/{device_id}/profiles/{version}": {"get": {
+                "operationId": "getProfile", "parameters": [DEVICE_ID, VERSION],
+                "responses": {"200": _json(_ref("Profile")), **_errors(404)}}},
+        },
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi():
+    return jsonify(describe())
