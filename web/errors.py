@@ -37,7 +37,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(VitalqError)
     def _vitalq_error(exc: VitalqError):
-        return error_response(exc.code, exc.message, exc.http_status, exc.details)
+        response, status = error_response(exc.code, exc.message, exc.http_status, exc.details)
+        if getattr(exc, "retry_after_s", None):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

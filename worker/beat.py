@@ -4,7 +4,9 @@ The device row is the one place a schedule lives. ``DeviceScheduler`` reads ever
 device's schedule each ``VITALQ_REGISTRY_REFRESH_S`` seconds, so a schedule set, changed
 or cleared over the API takes effect without restarting beat. (celery-redbeat and
 sqlalchemy-celery-beat would keep a second copy of each schedule to keep in step.)
-Static entries of ``beat_schedule`` in ``celeryconfig`` run beside them as usual.
+Static entries of ``beat_schedule`` in ``celeryconfig`` run beside them as usual, and
+so does the reconciler (``worker.reconcile``), run in this process every
+``VITALQ_RECONCILE_INTERVAL_S`` seconds so that it needs no free worker.
 
 A due calibration is submitted as a job like any other (``dispatch.submit``), so it
 has its record and waits its turn on the device's queue behind a running job; one
@@ -15,19 +17,22 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 from celery.beat import ScheduleEntry, Scheduler
+from celery.schedules import schedule
 
 from . import devices, dispatch, store
 from .exceptions import VitalqError
+from .reconcile import reconcile
 from .schedules import parse_schedule
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
 ENTRY_PREFIX = "calibrate:"
+RECONCILE_ENTRY = "vitalq:reconcile"
 
 
 class DeviceScheduler(Scheduler):
@@ -50,6 +55,11 @@ class DeviceScheduler(Scheduler):
             log.warning("device schedules not refreshed: %s", exc)
             return
         entries = {name: entry for name, entry in self.data.items() if not name.startswith(ENTRY_PREFIX)}
+        if RECONCILE_ENTRY not in entries:
+            entries[RECONCILE_ENTRY] = ScheduleEntry(
+                name=RECONCILE_ENTRY, task=RECONCILE_ENTRY, app=self.app,
+                schedule=schedule(timedelta(seconds=get_settings().reconcile_interval_s)))
+            self.data[RECONCILE_ENTRY] = entries[RECONCILE_ENTRY]
         static = self.app.conf.beat_schedule or {}
         if set(static) - set(entries):
             self.merge_inplace(static)
@@ -76,6 +86,12 @@ class DeviceScheduler(Scheduler):
         self.data = entries
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        if entry.name == RECONCILE_ENTRY:  # run here: beat is one process, and needs no free worker
+            entry = self.reserve(entry) if advance else entry
+            report = reconcile(min_age_s=get_settings().reconcile_min_age_s)
+            if any(report.values()):
+                log.warning("reconciler: %s", report)
+            return None
         if not entry.name.startswith(ENTRY_PREFIX):
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
         entry = self.reserve(entry) if advance else entry

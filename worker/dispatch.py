@@ -16,8 +16,8 @@ import redis
 from celery import chain
 
 from . import store
-from .celery_app import app
-from .exceptions import InvalidInput, JobCancelled, NotFound, TooLarge, Unavailable, UnsupportedFormat
+from .celery_app import app, queue_depths
+from .exceptions import InvalidInput, JobCancelled, NotFound, QueueFull, TooLarge, Unavailable, UnsupportedFormat
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
@@ -67,6 +67,7 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
             raise TooLarge(f"{kind.name} takes files of at most {kind.upload.max_bytes} bytes",
                            {"fields": {"file": "too large"}, "limit_bytes": kind.upload.max_bytes})
     params = kind.validate({} if params is None else params, upload.path if upload is not None else None)
+    refuse_if_queue_full(kind.queue_for(params))
     stored = upload.commit(filename) if upload is not None else None
     soft, hard = capped_time_limits(*kind.limits_for(params, stored.path if stored else None))
     job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
@@ -88,11 +89,25 @@ def resubmit(job_id: str, priority: Any = None) -> Job:
     stored = original.input
     if stored is not None and not Path(stored["path"]).exists():
         raise NotFound("the job's input file is no longer stored; submit it again")
+    refuse_if_queue_full(original.queue)
     soft, hard = capped_time_limits(*kind.limits_for(original.params, Path(stored["path"]) if stored else None))
     job = store.create(kind=kind.name, params=original.params, priority=priority, queue=original.queue,
                        soft_time_limit_s=soft, time_limit_s=hard, input_record=stored)
     enqueue(job)
     return job
+
+
+def refuse_if_queue_full(queue: str) -> None:
+    """Backpressure: raise QueueFull (503, Retry-After) when ``queue`` is deeper than
+    ``VITALQ_MAX_QUEUE_DEPTH``, rather than let jobs pile up."""
+    limit = get_settings().max_queue_depth
+    try:
+        depth = queue_depths((queue,))[queue]
+    except redis.RedisError as exc:
+        raise Unavailable("the broker cannot be reached; submit the job again later") from exc
+    if depth >= limit:
+        raise QueueFull(f"queue {queue} holds {depth} waiting jobs, its limit; try again later",
+                        {"queue": queue, "depth": depth, "limit": limit})
 
 
 def capped_time_limits(soft: float, hard: float) -> tuple[float, float]:

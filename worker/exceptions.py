@@ -67,6 +67,15 @@ class Unavailable(VitalqError):
     code = "UNAVAILABLE"
     http_status = 503
     retryable = True
+    #: Seconds a client should wait before trying again (the Retry-After header).
+    retry_after_s = 5
+
+
+class QueueFull(Unavailable):
+    """The job's queue holds more waiting jobs than it is configured to."""
+
+    code = "QUEUE_FULL"
+    retry_after_s = 30
 
 
 class TransientError(VitalqError):

@@ -45,6 +45,11 @@ class Settings:
     #: Seconds between two readings of the device registry by celery beat (schedules)
     #: and by the hardware pool (which devices get a worker).
     registry_refresh_s: float = 5.0
+    #: How often beat runs the reconciler, and how old a job must be for it to act.
+    reconcile_interval_s: float = 60.0
+    reconcile_min_age_s: float = 60.0
+    #: Messages waiting in a queue beyond which new submissions get 503 and Retry-After.
+    max_queue_depth: int = 10_000
 
     @property
     def uploads_dir(self) -> Path:
@@ -62,6 +67,9 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitalq.db'}",
             redis_url=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
             registry_refresh_s=_float("VITALQ_REGISTRY_REFRESH_S", 5.0),
+            reconcile_interval_s=_float("VITALQ_RECONCILE_INTERVAL_S", 60.0),
+            reconcile_min_age_s=_float("VITALQ_RECONCILE_MIN_AGE_S", 60.0),
+            max_queue_depth=_int("VITALQ_MAX_QUEUE_DEPTH", 10_000),
             max_upload_bytes=_int("VITALQ_MAX_UPLOAD_BYTES", 4 * 1024**3),
             max_retries=_int("VITALQ_MAX_RETRIES", 5),
             retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),

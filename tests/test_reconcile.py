@@ -1,0 +1,122 @@
+"""Nothing lost: the reconciler makes the broker agree with the job table, and a full
+queue pushes back instead of piling up."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import WorkerProcess
+
+
+def queued_messages(queue: str) -> int:
+    from worker.celery_app import queue_depths
+
+    return queue_depths((queue,))[queue]
+
+
+def test_a_queued_job_whose_message_was_lost_is_queued_again(http, jobs, settings):
+    from worker.broker import get_redis
+    from worker.reconcile import reconcile
+
+    # A device nobody serves: its job waits in hw.ghost, where this test can see it.
+    assert http.post("/api/v1/devices", json={"id": "ghost", "driver": "simulated"}).status_code == 201
+    job = http.post("/api/v1/devices/ghost/calibrate", json={}).json()
+    assert queued_messages("hw.ghost") == 1
+    assert reconcile(min_age_s=0) == {"lost_message": [], "dead_worker": []}  # nothing to do
+    assert queued_messages("hw.ghost") == 1
+
+    # Redis restarted without persistence: the message is gone, the job row says queued.
+    get_redis().delete("hw.ghost", *(f"hw.ghost:{step}" for step in range(1, 10)))
+    assert queued_messages("hw.ghost") == 0
+    assert reconcile(min_age_s=3600)["lost_message"] == []  # too young to judge
+    assert reconcile(min_age_s=0)["lost_message"] == [job["id"]]
+    assert queued_messages("hw.ghost") == 1
+    assert reconcile(min_age_s=0)["lost_message"] == []  # and not twice
+    assert jobs.get(job["id"])["status"] == "queued"
+
+
+def test_a_job_whose_whole_worker_died_is_run_again_and_finishes_once(jobs, worker):
+    """A second worker takes the job, then dies with its pool (SIGKILL); the reconciler
+    hands the job to the module's worker at once instead of after the visibility timeout."""
+    from worker.reconcile import live_workers, reconcile
+
+    doomed = WorkerProcess(concurrency=1)
+    worker.process.send_signal(signal.SIGSTOP)  # so that the doomed worker is the one to take the job
+    try:
+        job = jobs.submit({"duration_s": 4, "steps": 40})
+        running = jobs.wait_running(job["id"])
+    finally:
+        worker.process.send_signal(signal.SIGCONT)
+    assert running["worker"].startswith(doomed.hostname)
+    subprocess.run(["pkill", "-KILL", "-P", str(doomed.process.pid)], check=False)
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    doomed.process.wait()
+    doomed.log.close()
+    deadline = time.monotonic() + 10
+    while doomed.hostname in live_workers(timeout_s=1.0) and time.monotonic() < deadline:
+        pass
+    assert jobs.get(job["id"])["status"] == "running"  # the record still says so
+
+    assert reconcile(min_age_s=0)["dead_worker"] == [job["id"]]
+    done = jobs.wait_finished(job["id"], timeout_s=60)
+    assert done["status"] == "succeeded"
+    assert done["redeliveries"] == 1 and done["attempts"] == 2
+    assert done["worker"].startswith(worker.hostname)
+    time.sleep(1.0)
+    assert jobs.get(job["id"])["finished_at"] == done["finished_at"]  # finished once
+
+
+@pytest.fixture
+def queue_limit_of_two(monkeypatch):
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("VITALQ_MAX_QUEUE_DEPTH", "2")
+    get_settings.cache_clear()  # the live server runs in this process and reads the same settings
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_a_full_queue_answers_503_with_retry_after(http, queue_limit_of_two):
+    assert http.post("/api/v1/devices", json={"id": "ghost", "driver": "simulated"}).status_code == 201
+    for _ in range(2):
+        assert http.post("/api/v1/devices/ghost/calibrate", json={}).status_code == 201
+    refused = http.post("/api/v1/devices/ghost/calibrate", json={})
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
+    assert refused.json()["error"]["code"] == "QUEUE_FULL"
+    assert refused.json()["error"]["details"] == {"queue": "hw.ghost", "depth": 2, "limit": 2}
+    assert http.get("/api/v1/jobs", params={"kind": "camera.calibrate"}).json()["total"] == 2  # nothing recorded
+    # Another queue is not held back by this one.
+    assert http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).status_code == 201
+
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_a_submission_while_the_broker_is_down_gets_503_and_leaves_nothing(client, settings, broker_down):
+    def stored_uploads() -> set:
+        return set(settings.uploads_dir.glob("*")) if settings.uploads_dir.exists() else set()
+
+    before = stored_uploads()
+    response = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest", "params": "{}",
+                                                 "file": (io.BytesIO(b"payload"), "input.bin")})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json["error"]["code"] == "UNAVAILABLE"
+    from worker import store
+
+    assert store.find()[1] == 0  # no job recorded without its message
+    assert stored_uploads() == before  # nor its upload

@@ -1,0 +1,108 @@
+"""The reconciler: the database is the record of truth, and the broker is made to agree.
+
+Run by celery beat (``worker.beat``) every ``VITALQ_RECONCILE_INTERVAL_S`` seconds:
+
+- a job recorded as **queued or retrying** for longer than ``min_age_s`` whose message
+  is nowhere in the broker (not in its queue, not held unacknowledged by a worker), as
+  after Redis restarted without persistence, is queued again;
+- a job recorded as **running** on a worker that no longer answers, for longer than
+  ``min_age_s``, is queued again at once rather than after the broker's visibility
+  timeout (hours): its unacknowledged message is dropped, and a new one sent. When it
+  starts, it counts as a redelivery, as any job whose worker died
+  (``VITALQ_MAX_REDELIVERIES``, then ``WORKER_LOST``).
+
+Either way a job runs to one finish: every status change is conditional (``worker.store``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any, Iterable
+
+from sqlalchemy import select
+
+from . import devices
+from .broker import get_redis
+from .celery_app import app
+from .db import session_scope
+from .dispatch import enqueue
+from .models import Job, JobStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
+
+
+def _message_id(raw: Any) -> str | None:
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):  # unacknowledged: [message, exchange, routing key]
+            message = message[0]
+        return message["headers"]["id"]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def _queue_lists(queues: Iterable[str]) -> list[str]:
+    options = app.conf.broker_transport_options
+    return [queue if step == 0 else f"{queue}{options['sep']}{step}" for queue in queues
+            for step in options["priority_steps"]]
+
+
+def messages_in_broker(queues: Iterable[str]) -> tuple[set[str], dict[str, bytes]]:
+    """Job ids with a message waiting in ``queues``, and the delivery tag of each job id
+    held unacknowledged by a worker."""
+    redis = get_redis()
+    pipe = redis.pipeline()
+    lists = _queue_lists(queues)
+    for name in lists:
+        pipe.lrange(name, 0, -1)
+    waiting = {_message_id(raw) for items in pipe.execute() for raw in items}
+    held = {}
+    for tag, raw in redis.hgetall(UNACKED_KEY).items():
+        job_id = _message_id(raw)
+        if job_id is not None:
+            held[job_id] = tag
+    return waiting - {None}, held
+
+
+def live_workers(timeout_s: float = 2.0) -> set[str]:
+    """Host names of the workers that answer a ping."""
+    return set(app.control.inspect(timeout=timeout_s).ping() or {})
+
+
+def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
+    """Queue again what the broker lost and what dead workers held; returns the job ids
+    acted on, by reason."""
+    cutoff = utcnow() - timedelta(seconds=min_age_s)
+    with session_scope() as session:
+        waiting_jobs = list(session.scalars(select(Job).where(
+            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RETRYING.value]), Job.updated_at < cutoff)))
+        running_jobs = list(session.scalars(select(Job).where(
+            Job.status == JobStatus.RUNNING.value, Job.started_at < cutoff)))
+    report: dict[str, list[str]] = {"lost_message": [], "dead_worker": []}
+    if not waiting_jobs and not running_jobs:
+        return report
+    queues = set(devices.queues()) | {job.queue for job in waiting_jobs + running_jobs}
+    waiting, held = messages_in_broker(queues)
+    for job in waiting_jobs:
+        if job.id not in waiting and job.id not in held:
+            log.warning("job %s is %s but has no message in the broker; queueing it again", job.id, job.status)
+            enqueue(job)
+            report["lost_message"].append(job.id)
+    if running_jobs:
+        alive = live_workers()
+        for job in running_jobs:
+            hostname = (job.worker or "").split("/")[0]
+            if hostname in alive:
+                continue
+            log.warning("job %s runs on %s, which no longer answers; queueing it again", job.id, hostname or "?")
+            tag = held.get(job.id)
+            if tag is not None:  # the dead worker's message would come back after the visibility timeout
+                get_redis().pipeline().hdel(UNACKED_KEY, tag).zrem(UNACKED_INDEX_KEY, tag).execute()
+            enqueue(job)
+            report["dead_worker"].append(job.id)
+    return report
