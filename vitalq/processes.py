@@ -25,10 +25,10 @@ class ProcessSpec:
 
 def web(host: str, port: int, threads: int = 64) -> ProcessSpec:
     # gthread workers serve flask-sock websockets, one thread each; one process keeps
-    # the in-process metrics whole.
+    # the in-process metrics whole. The app logs each request itself, as JSON.
     return ProcessSpec("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
                                "--workers", "1", "--threads", str(threads), "--bind", f"{host}:{port}",
-                               "--access-logfile", "-", "--graceful-timeout", "10", "web:create_app()"])
+                               "--graceful-timeout", "10", "web.wsgi:app"])
 
 
 def cpu_worker(concurrency: int | None = None) -> ProcessSpec:

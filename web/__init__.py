@@ -1,6 +1,6 @@
 """The web tier: ``create_app()`` builds the Flask app (API, websocket, health, pages).
 
-Run it with ``gunicorn -k gthread --threads 64 'web:create_app()'`` (the Procfile and
+Run it with ``gunicorn -k gthread --threads 64 web.wsgi:app`` (the Procfile and
 ``vitalq up`` do). It enqueues and reads jobs through ``worker``; it never imports a
 job's computation.
 """

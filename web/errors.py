@@ -10,9 +10,11 @@ import sqlalchemy.exc
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from worker import logs
 from worker.exceptions import Unavailable, VitalqError
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("vitalq.access")
 
 #: Codes for the HTTP errors Werkzeug raises itself (routing, methods, body size).
 HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "TOO_LARGE",
@@ -29,10 +31,20 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _request_id():
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        g.request_id_token = logs.request_id.set(g.request_id)
+
+    @app.teardown_request
+    def _forget_request_id(_exc):
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            logs.request_id.reset(token)
 
     @app.after_request
     def _echo_request_id(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if not request.path.startswith("/static/"):
+            access_log.info("%s %s %d", request.method, request.path, response.status_code,
+                            extra={"method": request.method, "path": request.path, "status": response.status_code})
         return response
 
     @app.errorhandler(VitalqError)

@@ -7,10 +7,11 @@ in ``tasks/`` and bind to this app when a worker imports them.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
 
 from . import db
 from .broker import get_redis
+from .logs import use_structured_logs
 
 app = Celery("vitalq")
 app.config_from_object("celeryconfig")
@@ -20,6 +21,12 @@ app.config_from_object("celeryconfig")
 def _drop_inherited_connections(**_kwargs) -> None:
     # A pool child is forked from the main worker process: never share its sockets.
     db.forget_inherited_connections()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _structured_logs(logger=None, **_kwargs) -> None:
+    use_structured_logs(*logger.handlers)
 
 
 def queue_depths(queues: tuple[str, ...]) -> dict[str, int]:

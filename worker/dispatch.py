@@ -15,7 +15,7 @@ import kombu.exceptions
 import redis
 from celery import chain
 
-from . import store
+from . import logs, store
 from .celery_app import app, queue_depths
 from .exceptions import InvalidInput, JobCancelled, NotFound, QueueFull, TooLarge, Unavailable, UnsupportedFormat
 from .kinds import get_kind
@@ -127,13 +127,17 @@ def enqueue(job: Job) -> None:
                    soft_time_limit=job.soft_time_limit_s, time_limit=job.time_limit_s)
     stages = get_kind(job.kind).stages or (job.kind,)
     try:
-        chain(*(app.signature(stage, args=[job.id], immutable=True, **options) for stage in stages)).apply_async(
+        # The web request's id travels with the message, so the worker's logs carry it too.
+        kwargs = {"request_id": logs.request_id.get()}
+        chain(*(app.signature(stage, args=[job.id], kwargs=kwargs, immutable=True, **options)
+                for stage in stages)).apply_async(
             retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
     except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
         log.error("job %s not queued: broker unreachable: %s", job.id, exc)
         error = Unavailable("the broker cannot be reached; the job was not queued, submit it again later")
         store.finish(job.id, JobStatus.FAILED, error=error)
         raise error from exc
+    log.info("job queued: %s on %s at priority %d", job.kind, job.queue, job.priority, extra={"job_id": job.id})
 
 
 def cancel(job_id: str) -> Job:

@@ -33,7 +33,7 @@ from celery.worker.request import Request
 from hardware.errors import DeviceError
 from ml.errors import InputError
 
-from . import progress, storage, store
+from . import logs, progress, storage, store
 from .exceptions import JobCancelled, JobTimeout, TransientError, VitalqError, from_device_error, from_input_error
 from .models import Job, JobStatus
 from .settings import get_settings
@@ -137,13 +137,22 @@ class JobTask(Task):
     final_stage = True
     progress_span = (0.0, 1.0)
 
-    def __call__(self, job_id: str) -> None:
+    def __call__(self, job_id: str, request_id: str | None = None) -> None:
+        job_token, request_token = logs.job_id.set(job_id), logs.request_id.set(request_id)
+        try:
+            self._deliver(job_id)
+        finally:
+            logs.job_id.reset(job_token)
+            logs.request_id.reset(request_token)
+
+    def _deliver(self, job_id: str) -> None:
         settings = get_settings()
         job = store.start(job_id, worker=f"{self.request.hostname}/{os.getpid()}",
                           max_redeliveries=settings.max_redeliveries)
         if job is None:
             log.info("job %s is finished or unknown; delivery ignored", job_id)
             return None
+        log.info("job started: %s, attempt %d", job.kind, job.attempts)
         try:
             self._run_and_record(job, settings)
         except Retry:

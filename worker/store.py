@@ -181,6 +181,8 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             execution_options={"populate_existing": True}).first()
         if job is None:
             return False
+    log.info("job %s: %s", job.status, job.error_code or f"{job.run_seconds or 0:.2f} s",
+             extra={"job_id": job_id, "status": job.status, "error_code": job.error_code, "run_seconds": job.run_seconds})
     _announce(job)
     return True
 

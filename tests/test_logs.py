@@ -1,0 +1,56 @@
+"""Structured logs: JSON lines that carry the web request's id and the job's id, from
+the web tier through the worker process."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+
+
+def json_lines(text: str) -> list[dict]:
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # Celery's banner and other plain lines
+    return records
+
+
+def test_a_jobs_log_lines_carry_its_request_id_through_the_worker(http, jobs, worker):
+    response = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"duration_s": 0.1}},
+                         headers={"X-Request-ID": "trace-4f2a"})
+    assert response.headers["X-Request-ID"] == "trace-4f2a"
+    job_id = response.json()["id"]
+    assert jobs.wait_finished(job_id)["status"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while True:
+        records = [r for r in json_lines(worker.log_path.read_text()) if r.get("job_id") == job_id]
+        messages = [r["message"] for r in records]
+        if any(m.startswith("job succeeded") for m in messages) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert any(m.startswith("job started: diagnostics.selftest") for m in messages), messages
+    assert any(m.startswith("job succeeded") for m in messages), messages
+    started = next(r for r in records if r["message"].startswith("job started"))
+    assert started["request_id"] == "trace-4f2a"
+    assert {"time", "level", "logger", "process"} <= set(started)
+
+
+def test_each_web_request_is_logged_as_json_with_its_request_id(client):
+    from worker.logs import use_structured_logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    use_structured_logs(handler)
+    access = logging.getLogger("vitalq.access")
+    access.addHandler(handler)
+    try:
+        client.get("/api/v1/jobs/nope", headers={"X-Request-ID": "trace-77"})
+    finally:
+        access.removeHandler(handler)
+    record = json_lines(stream.getvalue())[-1]
+    assert record["request_id"] == "trace-77" and record["status"] == 404
+    assert record["path"] == "/api/v1/jobs/nope" and record["method"] == "GET" and record["job_id"] is None
