@@ -39,6 +39,8 @@ from vitalq import processes  # noqa: E402
 from worker.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 RAW_APP = "bench.raw_celery"
+#: The bench user's token, for every request and websocket.
+HEADERS: dict[str, str] = {}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,7 +89,7 @@ def sustained(base: str, n: int, clients: int = 8) -> float:
     lock = threading.Lock()
 
     def one(_):
-        with httpx.Client(base_url=base, timeout=60) as http:
+        with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
             job_id = submit(http, {"duration_s": 0, "steps": 1})
             with lock:
                 ids.append(job_id)
@@ -95,7 +97,7 @@ def sustained(base: str, n: int, clients: int = 8) -> float:
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, range(n)))
-    with httpx.Client(base_url=base, timeout=60) as http:
+    with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
         while http.get("/api/v1/jobs", params={"status": "succeeded", "limit": 1}).json()["total"] < n:
             time.sleep(0.01)
     return n / (time.perf_counter() - started)
@@ -120,7 +122,7 @@ def raw_celery(n: int) -> tuple[list[float], float]:
 
 def websocket_latency(base: str, http: httpx.Client, steps: int = 400) -> list[float]:
     job_id = submit(http, {"duration_s": 4, "steps": steps}, priority=9)
-    ws = websocket.create_connection(base.replace("http", "ws", 1) + f"/ws/jobs/{job_id}", timeout=60)
+    ws = websocket.create_connection(base.replace("http", "ws", 1) + f"/ws/jobs/{job_id}", timeout=60, header=HEADERS)
     latencies = []
     try:
         while True:
@@ -149,9 +151,12 @@ def main() -> None:
         os.environ["REDIS_URL"] = embedded.start()
     os.environ["VITALQ_DATA_DIR"] = str(data_dir)
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'vitalq.db'}")
-    from worker import db
+    os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
+    from worker import accounts, db
 
     db.upgrade()
+    token = accounts.create_user("bench", admin=True)[1]
+    HEADERS["Authorization"] = f"Bearer {token}"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT)})
@@ -162,7 +167,7 @@ def main() -> None:
                                                           "--queues", "raw", "--loglevel", "WARNING"]))
     try:
         wait_ready(base)
-        with httpx.Client(base_url=base, timeout=60) as http:
+        with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
             submit_to_start(http, 10)  # warm up
             latency = submit_to_start(http, args.latency_jobs)
             throughput = sustained(base, args.jobs)

@@ -75,6 +75,24 @@ def database(settings):
     return db
 
 
+@pytest.fixture(scope="session")
+def tokens(database) -> dict[str, str]:
+    """API tokens of an admin and of two users, ``alice`` and ``bob``, made once a session."""
+    from worker import accounts
+
+    made = {}
+    for name, admin in (("admin", True), ("alice", False), ("bob", False)):
+        try:
+            made[name] = accounts.create_user(name, admin=admin)[1]
+        except Exception:  # a database kept from an earlier run: a fresh token for the same user
+            made[name] = accounts.issue_token(name)
+    return made
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def clean(database, settings):
     """No jobs, no risk models, no vitalq keys in Redis and empty queues, before and after the test.
@@ -161,9 +179,11 @@ def app(database):
 
 
 @pytest.fixture
-def client(app, clean):
-    """Flask's test client: for what needs no worker and no socket."""
-    return app.test_client()
+def client(app, clean, tokens):
+    """Flask's test client, signed in as the admin: for what needs no worker and no socket."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens['admin']}"
+    return test_client
 
 
 @pytest.fixture(scope="session")
@@ -179,8 +199,9 @@ def live_server(app):
 
 
 @pytest.fixture
-def http(live_server, clean):
-    with httpx.Client(base_url=live_server, timeout=30) as client:
+def http(live_server, clean, tokens):
+    """An HTTP client of the live server, with the admin's token."""
+    with httpx.Client(base_url=live_server, timeout=30, headers=bearer(tokens["admin"])) as client:
         yield client
 
 
@@ -225,7 +246,8 @@ class Jobs:
 
         url = self.http.base_url.copy_with(scheme="ws", path=f"/ws/jobs/{job_id}",
                                            query=None if after is None else f"after={after}".encode())
-        ws = websocket.create_connection(str(url), timeout=timeout_s)
+        ws = websocket.create_connection(str(url), timeout=timeout_s,
+                                         header={"Authorization": self.http.headers["Authorization"]})
         messages = []
         deadline = time.monotonic() + timeout_s
         try:
@@ -272,11 +294,21 @@ def browser():
         browser.close()
 
 
+def sign_in(page, token: str) -> None:
+    """Sign in through the sign-in page, as a person would."""
+    page.goto("/sign-in")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/sign-in" not in url)
+
+
 @pytest.fixture
-def page(browser, live_server, clean):
-    """A fresh browser tab on the live app; fails the test on any script error."""
+def page(browser, live_server, clean, tokens):
+    """A fresh browser tab on the live app, signed in as the admin; fails the test on
+    any script error."""
     context = browser.new_context(base_url=live_server, viewport={"width": 1100, "height": 900})
     page = context.new_page()
+    sign_in(page, tokens["admin"])
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page

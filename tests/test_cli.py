@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,13 +19,16 @@ from worker.embedded_redis import free_port
 VITALQ = [sys.executable, "-m", "vitalq.cli"]
 
 
-def run_cli(*args: str, url: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(VITALQ + list(args), env={**os.environ, "VITALQ_URL": url},
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture
+def run_cli(tokens):
+    def run(*args: str, url: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(VITALQ + list(args), env={**os.environ, "VITALQ_URL": url, "VITALQ_TOKEN": tokens["alice"]},
+                              capture_output=True, text=True, timeout=timeout)
+    return run
 
 
 @pytest.mark.usefixtures("worker")
-def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean):
+def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean, run_cli):
     done = run_cli("submit", "diagnostics.selftest", "-p", "duration_s=0.3", "-p", "steps=3",
                    "--priority", "7", "--wait", url=live_server)
     assert done.returncode == 0, done.stderr
@@ -41,7 +45,7 @@ def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean):
     assert cancelled.returncode == 0, cancelled.stderr
 
 
-def test_command_line_reports_bad_params_with_the_api_error(live_server, clean):
+def test_command_line_reports_bad_params_with_the_api_error(live_server, clean, run_cli):
     wrong_type = run_cli("submit", "diagnostics.selftest", "-p", "steps=many", url=live_server)
     assert wrong_type.returncode == 2 and "not a integer" in wrong_type.stderr
     out_of_range = run_cli("submit", "diagnostics.selftest", "-p", "steps=0", url=live_server)
@@ -72,19 +76,29 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Pat
     up = subprocess.Popen(VITALQ + ["up", "--data-dir", str(tmp_path / "var"), "--port", str(port),
                                     "--flower-port", str(flower_port), "--concurrency", "1"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True).start()
     base = f"http://127.0.0.1:{port}"
     try:
         ready = wait_http(f"{base}/health/ready", 90)
         assert ready.json()["status"] == "ready"
+        # The first start made an admin and printed their token: the platform is usable at once.
+        token = next(line.split("=", 1)[1].strip() for line in lines if "export VITALQ_TOKEN=" in line)
+        assert httpx.get(f"{base}/api/v1/jobs", timeout=5).status_code == 401
         done = subprocess.run(VITALQ + ["submit", "diagnostics.selftest", "--wait", "--url", base],
-                              env=env, capture_output=True, text=True, timeout=60)
+                              env={**env, "VITALQ_TOKEN": token}, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["status"] == "succeeded"
         assert (tmp_path / "var" / "vitalq.db").exists()
-        wait_http(f"http://127.0.0.1:{flower_port}/healthcheck", 60)
+        # Flower, behind its sign-in.
+        flower = f"http://127.0.0.1:{flower_port}/"
+        wait_http(flower, 60, expect=401)
+        user, password = (tmp_path / "var" / "flower-auth").read_text().strip().split(":", 1)
+        assert httpx.get(flower, auth=(user, password), timeout=10).status_code == 200
     finally:
         up.send_signal(signal.SIGINT)
-        output, _ = up.communicate(timeout=60)
+        up.wait(timeout=60)
+    output = "".join(lines)
     assert up.returncode == 0, output[-3000:]
     assert f"http://127.0.0.1:{port}/" in output and f"http://127.0.0.1:{flower_port}/" in output
     with pytest.raises(httpx.TransportError):

@@ -5,7 +5,7 @@ against the live app and a real worker. Each test saves screenshots to look at
 from __future__ import annotations
 
 import numpy as np
-from conftest import shot
+from conftest import shot, sign_in
 
 
 def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_path):
@@ -116,10 +116,11 @@ def test_an_invalid_parameter_is_shown_next_to_its_field(page):
     shot(page, "pages-invalid-field")
 
 
-def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clean, client):
+def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clean, client, tokens):
     client.post("/api/v1/devices", json={"id": "bench-cam", "driver": "simulated", "schedule": "@daily"})
     context = browser.new_context(base_url=live_server, viewport={"width": 375, "height": 740}, is_mobile=True)
     page = context.new_page()
+    sign_in(page, tokens["admin"])
     page.goto("/devices")
     page.wait_for_selector("tr[data-device-id=bench-cam]")
     assert "@daily" in page.inner_text("tr[data-device-id=bench-cam]")
@@ -128,7 +129,7 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clea
                          ".map(e => e.tagName + '.' + e.className)")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375, wide  # no sideways scrolling
     # Keyboard: tab to "Calibrate now" and press Enter.
-    for _ in range(12):
+    for _ in range(20):
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.textContent") == "Calibrate now":
             break

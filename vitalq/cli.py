@@ -60,17 +60,20 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
         click.echo(f"vitalq: database {_redact(settings.database_url)}: applying migrations")
         db.upgrade()
         _ensure_default_model()
+        _first_admin(host, port, data_dir)
 
         supervisor = processes.Supervisor(env, pool=processes.hardware_pool)
         supervisor.start(processes.web(host, port))
         supervisor.start(processes.cpu_worker(concurrency))
         supervisor.start(processes.beat())
         if not no_flower:
-            supervisor.start(processes.flower(host, flower_port))
+            flower_auth = os.environ.get("VITALQ_FLOWER_AUTH") or _flower_password(data_dir)
+            supervisor.start(processes.flower(host, flower_port, flower_auth))
         click.echo(f"vitalq: broker {_redact(settings.redis_url)}{' (embedded)' if embedded else ''}")
         click.echo(f"vitalq: web    http://{host}:{port}/   (API http://{host}:{port}/api/v1)")
         if not no_flower:
-            click.echo(f"vitalq: flower http://{host}:{flower_port}/")
+            click.echo(f"vitalq: flower http://{host}:{flower_port}/   (user {flower_auth.split(':')[0]}, "
+                       f"password in VITALQ_FLOWER_AUTH or {data_dir / 'flower-auth'})")
         click.echo("vitalq: press Ctrl-C to stop")
         code = supervisor.wait()
     finally:
@@ -93,9 +96,70 @@ def serve(name: str, host: str, port: int | None, concurrency: int | None) -> No
         "web": lambda: processes.web(host, port or int(os.environ.get("PORT", 8000))),
         "worker-cpu": lambda: processes.cpu_worker(concurrency),
         "beat": processes.beat,
-        "flower": lambda: processes.flower(host, port or 5555),
+        "flower": lambda: processes.flower(host, port or 5555, _required_flower_auth()),
     }[name]()
     os.execv(spec.argv[0], spec.argv)
+
+
+@main.group()
+def users() -> None:
+    """Accounts and their API tokens (run where DATABASE_URL points at vitalq's database)."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May see every job, and manage devices and models.")
+def users_create(name: str, admin: bool) -> None:
+    """Create the user NAME and print their first token (shown once)."""
+    from worker import accounts
+
+    with _vitalq_errors():
+        user, token = accounts.create_user(name, admin=admin)
+    click.echo(f"vitalq: user {user.name}{' (admin)' if admin else ''} created; their token (shown once):", err=True)
+    click.echo(token)
+
+
+@users.command("token")
+@click.argument("name")
+def users_token(name: str) -> None:
+    """Print a new token for NAME (their other tokens stay valid until revoked)."""
+    from worker import accounts
+
+    with _vitalq_errors():
+        click.echo(accounts.issue_token(name))
+
+
+@users.command("revoke")
+@click.argument("token")
+def users_revoke(token: str) -> None:
+    """Revoke TOKEN, given whole or by the prefix `vitalq users list` shows."""
+    from worker import accounts
+
+    revoked = accounts.revoke(token)
+    click.echo(f"vitalq: {revoked} token(s) revoked", err=True)
+    sys.exit(0 if revoked else 1)
+
+
+@users.command("list")
+def users_list() -> None:
+    """Every user and their tokens (by prefix)."""
+    from worker import accounts
+
+    for user, tokens in accounts.users():
+        live = [t.prefix for t in tokens if t.revoked_at is None]
+        click.echo(f"{user.name}\t{'admin' if user.is_admin else 'user'}\ttokens: {', '.join(live) or 'none'}")
+
+
+class _vitalq_errors:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, _tb):
+        from worker.exceptions import VitalqError
+
+        if exc is not None and isinstance(exc, VitalqError):
+            raise click.ClickException(f"{exc.code}: {exc.message}")
+        return False
 
 
 @main.group()
@@ -124,6 +188,37 @@ def models_default() -> None:
     _ensure_default_model()
 
 
+def _flower_password(data_dir: Path) -> str:
+    """``admin:<password>`` for Flower, made on the first start and kept in the data folder."""
+    import secrets
+
+    path = data_dir / "flower-auth"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(f"admin:{secrets.token_urlsafe(18)}")
+    return path.read_text().strip()
+
+
+def _required_flower_auth() -> str:
+    auth = os.environ.get("VITALQ_FLOWER_AUTH", "")
+    if ":" not in auth:
+        raise click.UsageError("Flower runs only behind a sign-in: set VITALQ_FLOWER_AUTH=user:password")
+    return auth
+
+
+def _first_admin(host: str, port: int, data_dir: Path) -> None:
+    """On the first start, an admin account, so that a fresh install can be used at once."""
+    from worker import accounts
+
+    if accounts.count_users():
+        click.echo("vitalq: sign in with your token (`vitalq users token NAME` makes another)")
+        return
+    _user, token = accounts.create_user("admin", admin=True)
+    click.echo("vitalq: first start: created the user admin. Their token (shown once, keep it):")
+    click.echo(f"        {token}")
+    click.echo(f"vitalq: sign in at http://{host}:{port}/sign-in with it, or export VITALQ_TOKEN={token}")
+
+
 def _ensure_default_model() -> None:
     from ml.risk import ensure_default_model
     from worker.risk_models import registry
@@ -137,6 +232,8 @@ def _ensure_default_model() -> None:
 
 url_option = click.option("--url", envvar="VITALQ_URL", default=DEFAULT_URL, show_default=True,
                           help="vitalq's address (or VITALQ_URL).")
+token_option = click.option("--token", envvar="VITALQ_TOKEN", default=None,
+                            help="Your API token (or VITALQ_TOKEN); see `vitalq users`.")
 
 
 @main.command()
@@ -146,9 +243,11 @@ url_option = click.option("--url", envvar="VITALQ_URL", default=DEFAULT_URL, sho
 @click.option("--priority", type=click.IntRange(0, 9), default=None, help="0 (least urgent) to 9 (most urgent).")
 @click.option("--wait", is_flag=True, help="Follow the job's progress and print its result.")
 @url_option
-def submit(kind: str, file: Path | None, raw_params: tuple[str, ...], priority: int | None, wait: bool, url: str) -> None:
+@token_option
+def submit(kind: str, file: Path | None, raw_params: tuple[str, ...], priority: int | None, wait: bool, url: str,
+           token: str | None) -> None:
     """Submit a job of KIND, with FILE as its input if the kind takes one."""
-    client = Client(url)
+    client = Client(url, token)
     with _api_errors():
         kinds = client.kinds()
         if kind not in kinds:
@@ -178,10 +277,11 @@ def submit(kind: str, file: Path | None, raw_params: tuple[str, ...], priority: 
 @click.option("--status", default=None)
 @click.option("--limit", default=20, show_default=True)
 @url_option
-def jobs(kind: str | None, status: str | None, limit: int, url: str) -> None:
+@token_option
+def jobs(kind: str | None, status: str | None, limit: int, url: str, token: str | None) -> None:
     """List jobs, newest first."""
     with _api_errors():
-        page = Client(url).jobs(kind=kind, status=status, limit=limit)
+        page = Client(url, token).jobs(kind=kind, status=status, limit=limit)
     click.echo(f"{'ID':32}  {'KIND':24} {'STATUS':10} {'PRI':>3} {'PROGRESS':>8}  CREATED")
     for job in page["jobs"]:
         click.echo(f"{job['id']:32}  {job['kind']:24} {job['status']:10} {job['priority']:>3} "
@@ -192,10 +292,11 @@ def jobs(kind: str | None, status: str | None, limit: int, url: str) -> None:
 @main.command()
 @click.argument("job_id")
 @url_option
-def cancel(job_id: str, url: str) -> None:
+@token_option
+def cancel(job_id: str, url: str, token: str | None) -> None:
     """Cancel a job."""
     with _api_errors():
-        job = Client(url).cancel(job_id)
+        job = Client(url, token).cancel(job_id)
     click.echo(f"job {job_id}: {'cancelled' if job['status'] == 'cancelled' else 'asked to stop'}")
 
 

@@ -20,9 +20,10 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout_s: float = 60.0):
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None, timeout_s: float = 60.0):
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=self.headers)
 
     def _call(self, method: str, path: str, **kwargs) -> Any:
         response = self.http.request(method, path, **kwargs)
@@ -61,7 +62,7 @@ class Client:
         url = self.base_url.replace("http", "ws", 1) + f"/ws/jobs/{job_id}"
         if after is not None:
             url += f"?after={after}"
-        ws = websocket.create_connection(url, timeout=timeout_s)
+        ws = websocket.create_connection(url, timeout=timeout_s, header=self.headers)
         try:
             while True:
                 try:

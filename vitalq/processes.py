@@ -57,8 +57,11 @@ def beat() -> ProcessSpec:
     return ProcessSpec("beat", CELERY + ["beat", "--loglevel", "INFO"])
 
 
-def flower(host: str, port: int) -> ProcessSpec:
-    return ProcessSpec("flower", CELERY + ["flower", f"--address={host}", f"--port={port}"])
+def flower(host: str, port: int, basic_auth: str) -> ProcessSpec:
+    """Flower behind HTTP basic authentication (``user:password``); 2.2+ also guards its
+    control API against CSRF."""
+    return ProcessSpec("flower", CELERY + ["flower", f"--address={host}", f"--port={port}",
+                                           f"--basic-auth={basic_auth}"])
 
 
 class Supervisor:

@@ -38,14 +38,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         SOCK_SERVER_OPTIONS={"ping_interval": 25},
         FLOWER_URL="http://127.0.0.1:5555",
+        METRICS_PUBLIC=True,
     )
     app.config.from_prefixed_env("VITALQ")
     if config:
         app.config.update(config)
 
-    from . import api, devices, errors, health, metrics, openapi, pages, ws
+    from . import api, auth, devices, errors, health, metrics, openapi, pages, ws
 
     errors.init_app(app)
+    auth.init_app(app)
     app.extensions["vitalq_metrics"] = metrics.init_app(app)
     sock.init_app(app)
     app.register_blueprint(api.bp)

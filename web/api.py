@@ -12,6 +12,8 @@ from worker.exceptions import InvalidInput, NotFound, from_input_error
 from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
 
+from .auth import current_user, owner_filter, require_admin, visible
+
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 200
@@ -45,7 +47,7 @@ def submit_job():
             raise InvalidInput("the body must be a JSON object (or a multipart form)",
                                {"fields": {"body": "malformed JSON"}})
         kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
-    job = dispatch.submit(kind, params, priority, upload=upload, filename=filename)
+    job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id)
     response = jsonify(job.to_dict())
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)
@@ -60,7 +62,7 @@ def list_jobs():
         raise InvalidInput(f"unknown status {status!r}", {"fields": {"status": "unknown status"}})
     limit = _int_arg("limit", 50, 1, MAX_PAGE)
     offset = _int_arg("offset", 0, 0, 10**9)
-    jobs, total = store.find(kind=kind, status=status, limit=limit, offset=offset)
+    jobs, total = store.find(kind=kind, status=status, owner_id=owner_filter(), limit=limit, offset=offset)
     next_offset = offset + limit if offset + limit < total else None
     return jsonify({
         "jobs": [job.to_dict() for job in jobs], "total": total, "limit": limit, "offset": offset,
@@ -71,12 +73,13 @@ def list_jobs():
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    return jsonify(store.get(job_id).to_dict())
+    return jsonify(visible(store.get(job_id)).to_dict())
 
 
 @bp.delete("/jobs/<job_id>")
 def cancel_job(job_id: str):
     """200 when the job is cancelled; 202 when a running job has been asked to stop."""
+    visible(store.get(job_id))
     job = dispatch.cancel(job_id)
     return jsonify(job.to_dict()), 200 if job.finished else 202
 
@@ -85,7 +88,9 @@ def cancel_job(job_id: str):
 def retry_job(job_id: str):
     """Run a finished job again, as a new job with the same kind, params and input file."""
     body = request.get_json(silent=True) or {}
-    job = dispatch.resubmit(job_id, body.get("priority") if isinstance(body, dict) else None)
+    visible(store.get(job_id))
+    job = dispatch.resubmit(job_id, body.get("priority") if isinstance(body, dict) else None,
+                            owner_id=current_user().id)
     response = jsonify(job.to_dict())
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)
@@ -94,12 +99,12 @@ def retry_job(job_id: str):
 
 @bp.get("/jobs/<job_id>/artifacts")
 def list_artifacts(job_id: str):
-    return jsonify({"artifacts": store.get(job_id).artifacts or []})
+    return jsonify({"artifacts": visible(store.get(job_id)).artifacts or []})
 
 
 @bp.get("/jobs/<job_id>/artifacts/<name>")
 def get_artifact(job_id: str, name: str):
-    job = store.get(job_id)
+    job = visible(store.get(job_id))
     if name not in {artifact["name"] for artifact in job.artifacts or []}:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
     return send_file(storage.artifact_path(job_id, name), as_attachment=request.args.get("download") == "1")
@@ -142,6 +147,7 @@ def get_model(version: int):
 
 @bp.post("/models/<int:version>/activate")
 def activate_model(version: int):
+    require_admin()
     return jsonify(_model_call(lambda models: models.activate(version)).to_dict())
 
 

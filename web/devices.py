@@ -7,6 +7,8 @@ from flask import Blueprint, jsonify, request, url_for
 from worker import devices, dispatch
 from worker.exceptions import InvalidInput, NotFound
 
+from .auth import current_user, require_admin
+
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
 
 
@@ -24,6 +26,7 @@ def list_devices():
 
 @bp.post("")
 def register_device():
+    require_admin()
     device = devices.register(_body())
     response = jsonify(device.to_dict())
     response.status_code = 201
@@ -40,11 +43,13 @@ def get_device(device_id: str):
 def change_device(device_id: str):
     """Change name, connection, calibration settings, schedule or host; beat follows a
     new schedule within ``VITALQ_REGISTRY_REFRESH_S`` seconds."""
+    require_admin()
     return jsonify(devices.change(device_id, _body()).to_dict())
 
 
 @bp.delete("/<device_id>")
 def remove_device(device_id: str):
+    require_admin()
     devices.remove(device_id)
     return "", 204
 
@@ -57,7 +62,7 @@ def calibrate_device(device_id: str):
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
     params = {"device": device_id, **({"plan": body["plan"]} if "plan" in body else {})}
-    job = dispatch.submit("camera.calibrate", params, body.get("priority"))
+    job = dispatch.submit("camera.calibrate", params, body.get("priority"), owner_id=current_user().id)
     response = jsonify(job.to_dict())
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)

@@ -11,10 +11,12 @@ from flask import Blueprint, current_app, render_template
 
 from worker import store
 
+from .auth import visible
+
 bp = Blueprint("pages", __name__)
 
 
-@bp.context_processor
+@bp.app_context_processor
 def _links():
     return {"flower_url": current_app.config["FLOWER_URL"]}
 
@@ -31,7 +33,7 @@ def jobs():
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
-    store.get(job_id)  # an unknown job is a 404 page, not a page that fails later
+    visible(store.get(job_id))  # an unknown (or another's) job is a 404 page, not a page that fails later
     return render_template("job.html", page="jobs", job_id=job_id)
 
 

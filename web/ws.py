@@ -19,6 +19,8 @@ from worker import progress, store
 from worker.exceptions import NotFound
 from worker.models import FINISHED, JobStatus
 
+from .auth import visible
+
 #: How long one wait for new events lasts; also how often a quiet job's row is re-read.
 POLL_MS = 1000
 RECHECK_S = 5.0
@@ -30,7 +32,7 @@ def register(sock: Sock) -> None:
 
 def job_events(ws, job_id: str) -> None:
     try:
-        job = store.get(job_id)
+        job = visible(store.get(job_id))
     except NotFound as exc:
         ws.send(json.dumps({"type": "error", "error": exc.to_dict()}))
         ws.close(reason=1008, message="no such job")

@@ -17,7 +17,8 @@ from celery import chain
 
 from . import logs, store
 from .celery_app import app, queue_depths
-from .exceptions import InvalidInput, JobCancelled, NotFound, QueueFull, TooLarge, Unavailable, UnsupportedFormat
+from .exceptions import (InvalidInput, JobCancelled, NotFound, QueueFull, RateLimited, TooLarge, Unavailable,
+                         UnsupportedFormat)
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
@@ -42,10 +43,11 @@ def parse_priority(value: Any) -> int:
 
 
 def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink | None = None,
-           filename: str | None = None) -> Job:
+           filename: str | None = None, owner_id: int | None = None) -> Job:
     """Validate and queue a job; returns it as recorded.
 
-    Raises InvalidInput, UnsupportedFormat (a file the kind does not take) or
+    Raises InvalidInput, UnsupportedFormat (a file the kind does not take), RateLimited
+    (the owner has ``VITALQ_MAX_QUEUED_PER_USER`` jobs waiting), QueueFull, or
     Unavailable (the broker cannot be reached: the job is recorded as failed, not left
     queued with no message behind it).
     """
@@ -67,17 +69,18 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
             raise TooLarge(f"{kind.name} takes files of at most {kind.upload.max_bytes} bytes",
                            {"fields": {"file": "too large"}, "limit_bytes": kind.upload.max_bytes})
     params = kind.validate({} if params is None else params, upload.path if upload is not None else None)
+    refuse_if_too_many_waiting(owner_id)
     refuse_if_queue_full(kind.queue_for(params))
     stored = upload.commit(filename) if upload is not None else None
     soft, hard = capped_time_limits(*kind.limits_for(params, stored.path if stored else None))
     job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
                        soft_time_limit_s=soft, time_limit_s=hard,
-                       input_record=stored.to_record() if stored else None)
+                       input_record=stored.to_record() if stored else None, owner_id=owner_id)
     enqueue(job)
     return job
 
 
-def resubmit(job_id: str, priority: Any = None) -> Job:
+def resubmit(job_id: str, priority: Any = None, owner_id: int | None = None) -> Job:
     """A new job with the kind, params, input file and (unless given) priority of the
     finished job ``job_id``. Raises NotFound, or InvalidInput for a job still live."""
     original = store.get(job_id)
@@ -89,12 +92,24 @@ def resubmit(job_id: str, priority: Any = None) -> Job:
     stored = original.input
     if stored is not None and not Path(stored["path"]).exists():
         raise NotFound("the job's input file is no longer stored; submit it again")
+    refuse_if_too_many_waiting(owner_id)
     refuse_if_queue_full(original.queue)
     soft, hard = capped_time_limits(*kind.limits_for(original.params, Path(stored["path"]) if stored else None))
     job = store.create(kind=kind.name, params=original.params, priority=priority, queue=original.queue,
-                       soft_time_limit_s=soft, time_limit_s=hard, input_record=stored)
+                       soft_time_limit_s=soft, time_limit_s=hard, input_record=stored, owner_id=owner_id)
     enqueue(job)
     return job
+
+
+def refuse_if_too_many_waiting(owner_id: int | None) -> None:
+    """A cap on the jobs one user has waiting (RateLimited, 429)."""
+    if owner_id is None:
+        return
+    limit = get_settings().max_queued_per_user
+    waiting = store.count_waiting(owner_id)
+    if waiting >= limit:
+        raise RateLimited(f"you have {waiting} jobs waiting, the most allowed; wait for some to start",
+                          {"waiting": waiting, "limit": limit}, retry_after_s=30)
 
 
 def refuse_if_queue_full(queue: str) -> None:

@@ -54,6 +54,29 @@ class AlreadyExists(VitalqError):
     http_status = 409
 
 
+class Unauthenticated(VitalqError):
+    """No credentials, or credentials that are not (or no longer) valid."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class Forbidden(VitalqError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class RateLimited(VitalqError):
+    """Too many requests, or too many jobs waiting, for one user; ``retry_after_s`` says when to try again."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, retry_after_s: int = 60):
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
 class JobFinished(VitalqError):
     """An operation that needs a live job was asked of a finished one."""
 

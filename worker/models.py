@@ -89,6 +89,8 @@ class Job(Base):
     redeliveries: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: Who submitted it (null: vitalq itself, as for scheduled calibrations).
+    owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -101,6 +103,7 @@ class Job(Base):
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_kind_status", "kind", "status"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_owner_status", "owner_id", "status"),
     )
 
     @property
@@ -133,6 +136,7 @@ class Job(Base):
             "redeliveries": self.redeliveries,
             "cancel_requested": self.cancel_requested,
             "worker": self.worker,
+            "owner_id": self.owner_id,
             "time_limits": {"soft_s": self.soft_time_limit_s, "hard_s": self.time_limit_s},
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at),
@@ -208,3 +212,36 @@ class CameraProfile(Base):
             "current": current, "reasons": self.reasons, "checks": self.checks, "settings": self.settings,
             "intrinsics": self.intrinsics, "sweeps": self.sweeps, "created_at": _iso(self.created_at),
         }
+
+
+class User(Base):
+    """Someone who submits jobs. An admin sees and manages everything."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "is_admin": self.is_admin, "created_at": _iso(self.created_at)}
+
+
+class ApiToken(Base):
+    """A bearer token of a user, kept only as its SHA-256 (a token is 256 random bits,
+    so a fast hash is enough); revoked tokens are kept, marked."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The first characters of the token, to tell tokens apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "prefix": self.prefix, "created_at": _iso(self.created_at),
+                "revoked_at": _iso(self.revoked_at)}

@@ -50,6 +50,10 @@ class Settings:
     reconcile_min_age_s: float = 60.0
     #: Messages waiting in a queue beyond which new submissions get 503 and Retry-After.
     max_queue_depth: int = 10_000
+    #: Requests a minute one token (or signed-in user) may make; 0: no limit.
+    rate_limit_per_min: int = 1200
+    #: Jobs one user may have waiting (queued or retrying) at once.
+    max_queued_per_user: int = 1000
 
     @property
     def uploads_dir(self) -> Path:
@@ -70,6 +74,8 @@ class Settings:
             reconcile_interval_s=_float("VITALQ_RECONCILE_INTERVAL_S", 60.0),
             reconcile_min_age_s=_float("VITALQ_RECONCILE_MIN_AGE_S", 60.0),
             max_queue_depth=_int("VITALQ_MAX_QUEUE_DEPTH", 10_000),
+            rate_limit_per_min=_int("VITALQ_RATE_LIMIT_PER_MIN", 1200),
+            max_queued_per_user=_int("VITALQ_MAX_QUEUED_PER_USER", 1000),
             max_upload_bytes=_int("VITALQ_MAX_UPLOAD_BYTES", 4 * 1024**3),
             max_retries=_int("VITALQ_MAX_RETRIES", 5),
             retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),

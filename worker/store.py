@@ -59,10 +59,11 @@ def _seconds_since(start: datetime | None, end: datetime) -> float | None:
 
 
 def create(*, kind: str, params: dict[str, Any], priority: int, queue: str,
-           soft_time_limit_s: float, time_limit_s: float, input_record: dict[str, Any] | None) -> Job:
+           soft_time_limit_s: float, time_limit_s: float, input_record: dict[str, Any] | None,
+           owner_id: int | None = None) -> Job:
     """Insert a queued job and return it."""
     with session_scope() as session:
-        job = Job(kind=kind, params=params, priority=priority, queue=queue, input=input_record,
+        job = Job(kind=kind, params=params, priority=priority, queue=queue, input=input_record, owner_id=owner_id,
                   soft_time_limit_s=soft_time_limit_s, time_limit_s=time_limit_s,
                   status=JobStatus.QUEUED.value, progress_fraction=0.0, progress_seq=0, artifacts=[],
                   attempts=0, redeliveries=0, cancel_requested=False)
@@ -80,9 +81,12 @@ def get(job_id: str) -> Job:
         return job
 
 
-def find(*, kind: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
-    """Jobs newest first, filtered by kind and status, and how many match in all."""
+def find(*, kind: str | None = None, status: str | None = None, owner_id: int | None = None, limit: int = 50,
+         offset: int = 0) -> tuple[list[Job], int]:
+    """Jobs newest first, filtered by kind, status and owner, and how many match in all."""
     query = select(Job)
+    if owner_id is not None:
+        query = query.where(Job.owner_id == owner_id)
     if kind:
         query = query.where(Job.kind == kind)
     if status:
@@ -229,6 +233,13 @@ def run_seconds_histogram(buckets: Iterable[float]) -> dict[str, tuple[list[int]
             .where(Job.run_seconds.is_not(None)).group_by(Job.kind)
         )
         return {row[0]: ([int(c or 0) for c in row[3:]], int(row[1]), float(row[2] or 0.0)) for row in rows}
+
+
+def count_waiting(owner_id: int) -> int:
+    """Jobs of ``owner_id`` not yet started (queued or retrying)."""
+    with session_scope() as session:
+        return int(session.scalar(select(func.count()).select_from(Job).where(
+            Job.owner_id == owner_id, Job.status.in_(_values(STARTABLE)))) or 0)
 
 
 def waiting_jobs(kind: str, **params: str) -> list[str]:

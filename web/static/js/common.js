@@ -10,8 +10,11 @@ export class ApiError extends Error {
   }
 }
 
+// The signed-in session's CSRF token: every request that changes something sends it.
+export const CSRF_TOKEN = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
 export async function api(path, options = {}) {
-  const init = { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } };
+  const init = { ...options, headers: { Accept: "application/json", "X-CSRF-Token": CSRF_TOKEN, ...(options.headers || {}) } };
   if (options.json !== undefined) {
     init.body = JSON.stringify(options.json);
     init.headers["Content-Type"] = "application/json";

@@ -1,6 +1,6 @@
 // The submit page: a form for each job kind, built from the kind's params schema (the
 // same schema the API validates against), sent as multipart with upload progress.
-import { api, el } from "./common.js";
+import { CSRF_TOKEN, api, el } from "./common.js";
 
 const form = document.getElementById("submit-form");
 const kindSelect = document.getElementById("kind");
@@ -129,6 +129,7 @@ function send(formData) {
     const request = new XMLHttpRequest();
     request.open("POST", "/api/v1/jobs");
     request.setRequestHeader("Accept", "application/json");
+    request.setRequestHeader("X-CSRF-Token", CSRF_TOKEN);
     request.upload.onprogress = (event) => {
       if (!event.lengthComputable) return;
       bar.hidden = false;

@@ -1,0 +1,141 @@
+"""Accounts and isolation: every call needs a valid token (or a signed-in page with its
+CSRF token); a user sees and touches only their own jobs, another user's job being a 404
+everywhere; an admin sees all; tokens can be revoked; limits answer 429."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import bearer
+
+
+@pytest.fixture
+def as_user(live_server, clean, tokens):
+    clients = {name: httpx.Client(base_url=live_server, timeout=30, headers=bearer(token))
+               for name, token in tokens.items()}
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+def job_endpoints(job_id: str) -> list[tuple[str, str]]:
+    return [("GET", f"/api/v1/jobs/{job_id}"), ("DELETE", f"/api/v1/jobs/{job_id}"),
+            ("POST", f"/api/v1/jobs/{job_id}/retry"), ("GET", f"/api/v1/jobs/{job_id}/artifacts"),
+            ("GET", f"/api/v1/jobs/{job_id}/artifacts/result.json"), ("GET", f"/jobs/{job_id}")]
+
+
+def test_another_users_job_is_not_found_on_every_endpoint(as_user, live_server):
+    alice, bob, admin = as_user["alice"], as_user["bob"], as_user["admin"]
+    job = alice.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).json()
+    assert job["owner_id"] is not None
+    for method, path in job_endpoints(job["id"]):
+        answer = bob.request(method, path, json={} if method == "POST" else None)
+        assert answer.status_code == 404, (method, path, answer.status_code)
+    # The websocket too.
+    import websocket
+
+    ws = websocket.create_connection(live_server.replace("http", "ws") + f"/ws/jobs/{job['id']}",
+                                     header=dict(bob.headers), timeout=10)
+    assert '"NOT_FOUND"' in ws.recv()
+    ws.close()
+    # Lists: each sees their own; the admin sees everyone's.
+    assert [j["id"] for j in alice.get("/api/v1/jobs").json()["jobs"]] == [job["id"]]
+    assert bob.get("/api/v1/jobs").json()["jobs"] == []
+    assert job["id"] in [j["id"] for j in admin.get("/api/v1/jobs").json()["jobs"]]
+    assert admin.get(f"/api/v1/jobs/{job['id']}").status_code == 200
+    assert alice.get(f"/api/v1/jobs/{job['id']}").status_code == 200
+    assert alice.delete(f"/api/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+
+
+def test_every_endpoint_needs_a_valid_token(live_server, clean, tokens):
+    from web.openapi import describe
+
+    with httpx.Client(base_url=live_server, timeout=30) as anonymous:
+        for path, operations in describe()["paths"].items():
+            concrete = path.replace("{job_id}", "x").replace("{device_id}", "x").replace("{version}", "1") \
+                           .replace("{name}", "x")
+            for method in operations:
+                for headers in ({}, bearer("vq_not-a-real-token"), {"Authorization": "Basic YWRtaW46YWRtaW4="}):
+                    answer = anonymous.request(method.upper(), concrete, headers=headers)
+                    assert answer.status_code == 401, (method, path, headers, answer.status_code)
+                    assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+        assert anonymous.get("/health/live").status_code == 200  # health stays open
+        assert anonymous.get("/metrics").status_code == 200
+        assert anonymous.get("/api/v1/openapi.json").status_code == 200
+        assert anonymous.get("/jobs").status_code == 302 and "/sign-in" in anonymous.get("/jobs").headers["Location"]
+
+
+def test_a_revoked_token_stops_working_and_tokens_are_stored_hashed(live_server, clean, database):
+    from sqlalchemy import select
+
+    from worker import accounts
+    from worker.db import session_scope
+    from worker.models import ApiToken
+
+    _user, token = accounts.create_user(f"carol-{id(object())}")
+    with httpx.Client(base_url=live_server, headers=bearer(token)) as carol:
+        assert carol.get("/api/v1/jobs").status_code == 200
+        with session_scope() as session:
+            stored = [t.token_sha256 for t in session.scalars(select(ApiToken))]
+        assert token not in stored and all(len(h) == 64 for h in stored)
+        assert accounts.revoke(token[:10]) == 1
+        assert carol.get("/api/v1/jobs").status_code == 401
+
+
+def test_only_an_admin_manages_devices_and_models(as_user):
+    alice, admin = as_user["alice"], as_user["admin"]
+    assert alice.post("/api/v1/devices", json={"id": "cam", "driver": "simulated"}).status_code == 403
+    assert admin.post("/api/v1/devices", json={"id": "cam", "driver": "simulated"}).status_code == 201
+    assert alice.get("/api/v1/devices").json()["devices"][0]["id"] == "cam"
+    assert alice.patch("/api/v1/devices/cam", json={"schedule": "@daily"}).status_code == 403
+    assert alice.delete("/api/v1/devices/cam").status_code == 403
+    assert alice.post("/api/v1/models/1/activate").status_code == 403
+    assert alice.post("/api/v1/devices/cam/calibrate", json={}).status_code == 201  # anyone may calibrate
+
+
+def test_signed_in_pages_need_the_csrf_token_to_change_anything(live_server, clean, tokens):
+    import re
+
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        form = browser.get("/sign-in").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        assert browser.post("/sign-in", data={"token": "vq_wrong", "csrf": csrf}).status_code == 401
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
+        signed_in = browser.post("/sign-in?next=//evil.example/", data={"token": tokens["alice"], "csrf": csrf})
+        assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"  # never off-site
+        page = browser.get("/jobs").text
+        session_csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+        # A forged request (another site's form) carries the cookie but not the token.
+        forged = browser.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"})
+        assert forged.status_code == 403 and forged.json()["error"]["code"] == "FORBIDDEN"
+        ok = browser.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}, headers={"X-CSRF-Token": session_csrf})
+        assert ok.status_code == 201
+        assert browser.get("/api/v1/jobs").json()["total"] == 1  # reading needs no CSRF token
+        # A websocket with the cookie from another origin is refused.
+        refused = browser.get(f"/ws/jobs/{ok.json()['id']}", headers={"Origin": "http://evil.example"})
+        assert refused.status_code == 403
+
+
+@pytest.fixture
+def limits(monkeypatch):
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("VITALQ_RATE_LIMIT_PER_MIN", "20")
+    monkeypatch.setenv("VITALQ_MAX_QUEUED_PER_USER", "3")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_rate_limit_and_queued_cap_answer_429_with_retry_after(as_user, limits):
+    alice, bob = as_user["alice"], as_user["bob"]
+    for _ in range(3):
+        assert alice.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).status_code == 201
+    capped = alice.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"})
+    assert capped.status_code == 429 and capped.json()["error"]["code"] == "RATE_LIMITED"
+    assert capped.json()["error"]["details"] == {"waiting": 3, "limit": 3} and int(capped.headers["Retry-After"]) > 0
+    assert bob.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).status_code == 201  # per user
+    answers = [alice.get("/api/v1/kinds").status_code for _ in range(25)]
+    assert answers.count(429) >= 5 and set(answers) == {200, 429}
+    assert bob.get("/api/v1/kinds").status_code == 200  # per token

@@ -1,0 +1,176 @@
+"""Who is asking: API tokens, the pages' signed session cookie, CSRF, and rate limits.
+
+Every request needs a user, except the health checks, ``/metrics`` (unless
+``VITALQ_METRICS_PUBLIC=0``), static files, the OpenAPI description and the sign-in
+page. The API and the websocket take ``Authorization: Bearer <token>``; the pages sign
+in once with a token and then carry a session cookie (HttpOnly, SameSite=Lax), and
+every request they make that changes something must echo the session's CSRF token in
+``X-CSRF-Token``, which another site cannot read. A websocket opened with the cookie
+must come from this site's own origin.
+
+Requests are counted per token (or per signed-in user) in one-minute windows in Redis;
+beyond ``VITALQ_RATE_LIMIT_PER_MIN`` the answer is 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
+
+from worker import accounts
+from worker.broker import KEY_PREFIX, get_redis
+from worker.exceptions import Forbidden, NotFound, RateLimited, Unauthenticated
+from worker.models import Job, User
+from worker.settings import get_settings
+
+bp = Blueprint("auth", __name__)
+
+PUBLIC_PREFIXES = ("/health/", "/static/", "/sign-in", "/api/v1/openapi.json")
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def current_user() -> User:
+    return g.user
+
+
+def owner_filter() -> int | None:
+    """The owner whose jobs the current user may see: themselves, or None (all) for an admin."""
+    return None if g.user.is_admin else g.user.id
+
+
+def visible(job: Job) -> Job:
+    """``job`` if the current user may see it; another user's job is NotFound, as if absent."""
+    if not g.user.is_admin and job.owner_id != g.user.id:
+        raise NotFound(f"no job {job.id!r}")
+    return job
+
+
+def require_admin() -> None:
+    if not g.user.is_admin:
+        raise Forbidden("only an admin may do this")
+
+
+def init_app(app: Flask) -> None:
+    settings = get_settings()
+    app.secret_key = app.config.get("SECRET_KEY") or _secret_key(settings.data_dir)
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def _authenticate():
+        g.user = None
+        path = request.path
+        if path.startswith(PUBLIC_PREFIXES) or (path == "/metrics" and app.config["METRICS_PUBLIC"]):
+            return None
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            g.user = accounts.authenticate(header[7:].strip())
+            if g.user is None:
+                raise Unauthenticated("the token is not valid, or has been revoked")
+            _count(f"token:{header[7:17]}")
+            return None
+        user_id = session.get("user_id")
+        if user_id is not None:
+            g.user = accounts.get_user(user_id)
+            if g.user is None:  # the account is gone
+                session.clear()
+        if g.user is None:
+            if not path.startswith(("/api/", "/ws/", "/metrics")):
+                return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
+            raise Unauthenticated("sign in: send Authorization: Bearer <token>")
+        if request.method not in SAFE_METHODS and not hmac.compare_digest(_csrf_sent(), session.get("csrf", "")):
+            raise Forbidden("missing or wrong X-CSRF-Token for a signed-in page")
+        if path.startswith("/ws/") and not _same_origin():
+            raise Forbidden("a websocket with the session cookie must come from this site")
+        _count(f"user:{g.user.id}")
+        return None
+
+    @app.context_processor
+    def _signed_in():
+        return {"user": g.get("user"), "csrf_token": session.get("csrf", "")}
+
+
+def _csrf_sent() -> str:
+    """The CSRF token the request carries: the header scripts send, or the field of a
+    plain HTML form (only url-encoded forms are read here, never an upload's body)."""
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+    return request.headers.get("X-CSRF-Token", "")
+
+
+def _count(key: str) -> None:
+    limit = get_settings().rate_limit_per_min
+    if limit <= 0:
+        return
+    window = int(time.time() // 60)
+    redis = get_redis()
+    name = f"{KEY_PREFIX}rate:{key}:{window}"
+    count, _ = redis.pipeline().incr(name).expire(name, 120).execute()
+    if count > limit:
+        raise RateLimited(f"more than {limit} requests a minute", {"limit_per_minute": limit},
+                          retry_after_s=60 - int(time.time()) % 60)
+
+
+def _same_origin() -> bool:
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc == request.host
+
+
+def _secret_key(data_dir) -> bytes:
+    """The key that signs session cookies: ``VITALQ_SECRET_KEY``, or one made once and
+    kept in the data folder, so that every web process and restart shares it."""
+    import os
+
+    configured = os.environ.get("VITALQ_SECRET_KEY")
+    if configured:
+        return configured.encode()
+    path = data_dir / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as file:
+        file.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths of this site: never send a signed-in user elsewhere.
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return url_for("pages.submit")
+    return target
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    error = None
+    if request.method == "POST":
+        if not hmac.compare_digest(request.form.get("csrf", ""), session.get("sign_in_csrf", "")):
+            error = "The form expired; try again."
+        else:
+            user = accounts.authenticate(request.form.get("token", "").strip())
+            if user is None:
+                error = "That token is not valid, or has been revoked."
+            else:
+                session.clear()
+                session["user_id"] = user.id
+                session["csrf"] = secrets.token_urlsafe(32)
+                return redirect(_safe_next(request.args.get("next")))
+    # One token per browser session: a second tab (or a redirect) must not void the first form.
+    session.setdefault("sign_in_csrf", secrets.token_urlsafe(32))
+    status = 401 if error else 200
+    return render_template("sign_in.html", page="sign-in", error=error, form_csrf=session["sign_in_csrf"],
+                           next=request.args.get("next", "")), status
+
+
+@bp.post("/sign-out")
+def sign_out():
+    if g.user is not None:
+        session.clear()
+    return redirect(url_for("auth.sign_in"))
