@@ -176,7 +176,7 @@ def test_liveness_and_pages_served_without_outside_resources(client):
         assert page.status_code == 200 and "<main" in page.get_data(as_text=True)
         # Offline: every script and stylesheet comes from vitalq itself.
         assets = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page.get_data(as_text=True))
-        assert assets and all(asset.startswith("/static/") for asset in assets)
+        assert assets and all(asset.startswith("/static/") or asset.startswith("data:") for asset in assets)
     assert client.get("/jobs/nonexistent").status_code == 404
     assert client.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
 

@@ -90,11 +90,14 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Pat
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["status"] == "succeeded"
         assert (tmp_path / "var" / "vitalq.db").exists()
-        # Flower, behind its sign-in.
-        flower = f"http://127.0.0.1:{flower_port}/"
+        # Flower, behind its own basic auth, and through vitalq's sign-in for an admin.
+        flower = f"http://127.0.0.1:{flower_port}/flower/"
         wait_http(flower, 60, expect=401)
         user, password = (tmp_path / "var" / "flower-auth").read_text().strip().split(":", 1)
         assert httpx.get(flower, auth=(user, password), timeout=10).status_code == 200
+        assert "/sign-in" in httpx.get(f"{base}/flower/", timeout=10).headers["Location"]
+        through = httpx.get(f"{base}/flower/workers", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert through.status_code == 200 and "cpu@" in through.text
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

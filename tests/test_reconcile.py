@@ -40,18 +40,14 @@ def test_a_queued_job_whose_message_was_lost_is_queued_again(http, jobs, setting
     assert jobs.get(job["id"])["status"] == "queued"
 
 
-def test_a_job_whose_whole_worker_died_is_run_again_and_finishes_once(jobs, worker):
-    """A second worker takes the job, then dies with its pool (SIGKILL); the reconciler
-    hands the job to the module's worker at once instead of after the visibility timeout."""
+def test_a_job_whose_whole_worker_died_is_run_again_and_finishes_once(jobs):
+    """A worker takes the job, then dies with its pool (SIGKILL); the reconciler hands the
+    job to another worker at once instead of after the visibility timeout."""
     from worker.reconcile import live_workers, reconcile
 
     doomed = WorkerProcess(concurrency=1)
-    worker.process.send_signal(signal.SIGSTOP)  # so that the doomed worker is the one to take the job
-    try:
-        job = jobs.submit({"duration_s": 4, "steps": 40})
-        running = jobs.wait_running(job["id"])
-    finally:
-        worker.process.send_signal(signal.SIGCONT)
+    job = jobs.submit({"duration_s": 4, "steps": 40})
+    running = jobs.wait_running(job["id"])
     assert running["worker"].startswith(doomed.hostname)
     subprocess.run(["pkill", "-KILL", "-P", str(doomed.process.pid)], check=False)
     os.kill(doomed.process.pid, signal.SIGKILL)
@@ -62,13 +58,17 @@ def test_a_job_whose_whole_worker_died_is_run_again_and_finishes_once(jobs, work
         pass
     assert jobs.get(job["id"])["status"] == "running"  # the record still says so
 
-    assert reconcile(min_age_s=0)["dead_worker"] == [job["id"]]
-    done = jobs.wait_finished(job["id"], timeout_s=60)
-    assert done["status"] == "succeeded"
-    assert done["redeliveries"] == 1 and done["attempts"] == 2
-    assert done["worker"].startswith(worker.hostname)
-    time.sleep(1.0)
-    assert jobs.get(job["id"])["finished_at"] == done["finished_at"]  # finished once
+    rescuer = WorkerProcess(concurrency=1)
+    try:
+        assert reconcile(min_age_s=0)["dead_worker"] == [job["id"]]
+        done = jobs.wait_finished(job["id"], timeout_s=60)
+        assert done["status"] == "succeeded"
+        assert done["redeliveries"] == 1 and done["attempts"] == 2
+        assert done["worker"].startswith(rescuer.hostname)
+        time.sleep(1.0)
+        assert jobs.get(job["id"])["finished_at"] == done["finished_at"]  # finished once
+    finally:
+        rescuer.stop()
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {"VITALQ_DATA_DIR": str(data_dir), "VITALQ_FLOWER_URL": f"http://{host}:{flower_port}"}
+    env = {"VITALQ_DATA_DIR": str(data_dir), "VITALQ_FLOWER_UPSTREAM": f"http://127.0.0.1:{flower_port}"}
     os.environ.update(env)
 
     from worker.embedded_redis import EmbeddedRedis
@@ -62,18 +62,19 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
         _ensure_default_model()
         _first_admin(host, port, data_dir)
 
+        flower_auth = os.environ.get("VITALQ_FLOWER_AUTH") or _flower_password(data_dir)
+        env["VITALQ_FLOWER_AUTH"] = flower_auth  # the web tier passes admins through to Flower with it
         supervisor = processes.Supervisor(env, pool=processes.hardware_pool)
         supervisor.start(processes.web(host, port))
         supervisor.start(processes.cpu_worker(concurrency))
         supervisor.start(processes.beat())
         if not no_flower:
-            flower_auth = os.environ.get("VITALQ_FLOWER_AUTH") or _flower_password(data_dir)
             supervisor.start(processes.flower(host, flower_port, flower_auth))
         click.echo(f"vitalq: broker {_redact(settings.redis_url)}{' (embedded)' if embedded else ''}")
         click.echo(f"vitalq: web    http://{host}:{port}/   (API http://{host}:{port}/api/v1)")
         if not no_flower:
-            click.echo(f"vitalq: flower http://{host}:{flower_port}/   (user {flower_auth.split(':')[0]}, "
-                       f"password in VITALQ_FLOWER_AUTH or {data_dir / 'flower-auth'})")
+            click.echo(f"vitalq: flower http://{host}:{port}/flower/ (signed in as an admin), or "
+                       f"http://{host}:{flower_port}/flower/ with the user and password in {data_dir / 'flower-auth'}")
         click.echo("vitalq: press Ctrl-C to stop")
         code = supervisor.wait()
     finally:

@@ -60,7 +60,8 @@ def beat() -> ProcessSpec:
 def flower(host: str, port: int, basic_auth: str) -> ProcessSpec:
     """Flower behind HTTP basic authentication (``user:password``); 2.2+ also guards its
     control API against CSRF."""
-    return ProcessSpec("flower", CELERY + ["flower", f"--address={host}", f"--port={port}",
+    # Served under /flower/ so that the web tier can pass it through behind its sign-in.
+    return ProcessSpec("flower", CELERY + ["flower", f"--address={host}", f"--port={port}", "--url_prefix=flower",
                                            f"--basic-auth={basic_auth}"])
 
 

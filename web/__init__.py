@@ -37,14 +37,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # The multipart parser keeps form fields (not files) in memory: bound them.
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         SOCK_SERVER_OPTIONS={"ping_interval": 25},
-        FLOWER_URL="http://127.0.0.1:5555",
+        # Where the pages link to Flower (through vitalq's sign-in), and where Flower runs.
+        FLOWER_URL="/flower/",
+        FLOWER_UPSTREAM="http://127.0.0.1:5555",
         METRICS_PUBLIC=True,
     )
     app.config.from_prefixed_env("VITALQ")
     if config:
         app.config.update(config)
 
-    from . import api, auth, devices, errors, health, metrics, openapi, pages, ws
+    from . import api, auth, devices, errors, flower, health, metrics, openapi, pages, ws
 
     errors.init_app(app)
     auth.init_app(app)
@@ -53,6 +55,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(devices.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(flower.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     ws.register(sock)
