@@ -13,6 +13,7 @@ from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
 
 from .auth import current_user, owner_filter, require_admin, visible
+from .errors import created
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -48,10 +49,7 @@ def submit_job():
                                {"fields": {"body": "malformed JSON"}})
         kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
     job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id)
-    response = jsonify(job.to_dict())
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
-    return response
+    return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 
 @bp.get("/jobs")
@@ -91,10 +89,7 @@ def retry_job(job_id: str):
     visible(store.get(job_id))
     job = dispatch.resubmit(job_id, body.get("priority") if isinstance(body, dict) else None,
                             owner_id=current_user().id)
-    response = jsonify(job.to_dict())
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
-    return response
+    return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 
 @bp.get("/jobs/<job_id>/artifacts")

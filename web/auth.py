@@ -15,11 +15,12 @@ beyond ``VITALQ_RATE_LIMIT_PER_MIN`` the answer is 429 with ``Retry-After``.
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, g, redirect, render_template, request, session, url_for
 
 from worker import accounts
 from worker.broker import KEY_PREFIX, get_redis
@@ -126,8 +127,6 @@ def _same_origin() -> bool:
 def _secret_key(data_dir) -> bytes:
     """The key that signs session cookies: ``VITALQ_SECRET_KEY``, or one made once and
     kept in the data folder, so that every web process and restart shares it."""
-    import os
-
     configured = os.environ.get("VITALQ_SECRET_KEY")
     if configured:
         return configured.encode()

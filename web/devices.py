@@ -8,6 +8,7 @@ from worker import devices, dispatch
 from worker.exceptions import InvalidInput, NotFound
 
 from .auth import current_user, require_admin
+from .errors import created
 
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
 
@@ -28,10 +29,7 @@ def list_devices():
 def register_device():
     require_admin()
     device = devices.register(_body())
-    response = jsonify(device.to_dict())
-    response.status_code = 201
-    response.headers["Location"] = url_for("devices.get_device", device_id=device.id)
-    return response
+    return created(device.to_dict(), url_for("devices.get_device", device_id=device.id))
 
 
 @bp.get("/<device_id>")
@@ -63,10 +61,7 @@ def calibrate_device(device_id: str):
         raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
     params = {"device": device_id, **({"plan": body["plan"]} if "plan" in body else {})}
     job = dispatch.submit("camera.calibrate", params, body.get("priority"), owner_id=current_user().id)
-    response = jsonify(job.to_dict())
-    response.status_code = 201
-    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
-    return response
+    return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 
 @bp.get("/<device_id>/profiles")

@@ -21,6 +21,14 @@ HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
               415: "UNSUPPORTED_FORMAT", 429: "RATE_LIMITED"}
 
 
+def created(body: dict, location: str):
+    """201 Created with the new resource and where it lives."""
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = location
+    return response
+
+
 def error_response(code: str, message: str, status: int, details: dict | None = None):
     body = {"error": {"code": code, "message": message, "details": details or {},
                       "request_id": g.get("request_id")}}
