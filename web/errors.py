@@ -79,6 +79,12 @@ def init_app(app: Flask) -> None:
         response.headers["Retry-After"] = "5"
         return response, status
 
+    @app.errorhandler(RecursionError)
+    def _nested_too_deeply(_exc: RecursionError):
+        # JSON nested hundreds deep: refused as input, not an internal error.
+        return error_response("INVALID_INPUT", "the JSON is nested too deeply", 400,
+                              {"fields": {"body": "nested too deeply"}})
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)

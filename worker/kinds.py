@@ -323,8 +323,12 @@ def _check_video(params: dict[str, Any], upload: Path | None) -> None:
     if not any(head.startswith(sig) or head[4:8] == sig for sig in _VIDEO_SIGNATURES):
         raise UnsupportedFormat("not a video vitalq can read (mp4, mov, avi, mkv, or a zip of images)",
                                      {"fields": {"file": "not a video"}})
-    if head.startswith(b"PK\x03\x04") and not params.get("fps"):
-        raise InvalidInput("an image sequence needs its frame rate", {"fields": {"fps": "required for a zip"}})
+    if head.startswith(b"PK\x03\x04"):
+        if not params.get("fps"):
+            raise InvalidInput("an image sequence needs its frame rate", {"fields": {"fps": "required for a zip"}})
+        from ml.rppg.video import open_image_archive
+
+        open_image_archive(upload)[0].close()  # its directory alone: too many, too big, or a bomb
     if params["min_hz"] >= params["max_hz"]:
         raise InvalidInput("min_hz must be below max_hz", {"fields": {"min_hz": "must be below max_hz"}})
 

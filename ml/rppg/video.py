@@ -12,12 +12,15 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from ..archives import check_members
 from ..errors import EmptyInput, InputError, TooLarge
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Refused before decoding: a frame larger than this many pixels, or a zip entry larger than this.
 MAX_FRAME_PIXELS = 8192 * 8192
 MAX_IMAGE_BYTES = 64 * 1024**2
+#: Images in one zipped sequence (over an hour at 30 fps).
+MAX_ZIP_IMAGES = 200_000
 
 
 class UnreadableVideo(InputError):
@@ -63,15 +66,7 @@ class VideoFrames:
         return info
 
     def _open_zip(self, fps: float | None) -> VideoInfo:
-        try:
-            self._archive = zipfile.ZipFile(self.path)
-        except zipfile.BadZipFile as exc:
-            raise UnreadableVideo(f"not a readable zip file: {exc}") from None
-        self._members = sorted((m for m in self._archive.infolist()
-                                if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES),
-                               key=lambda m: _natural_key(m.filename))
-        if not self._members:
-            raise EmptyInput("the zip holds no images (png, jpg, bmp, tif)")
+        self._archive, self._members = open_image_archive(self.path)
         if fps is None:
             raise InputError("give the frame rate fps of an image sequence", field="fps")
         first = self._decode(self._members[0])
@@ -115,3 +110,23 @@ class VideoFrames:
 
 def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def open_image_archive(path: Path) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """A zip of images, open, and its images in natural order; raises UnreadableVideo,
+    EmptyInput or TooLarge (too many, too big, or a zip bomb) from the directory alone."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise UnreadableVideo(f"not a readable zip file: {exc}") from None
+    members = sorted((m for m in archive.infolist()
+                      if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES),
+                     key=lambda m: _natural_key(m.filename))
+    try:
+        if not members:
+            raise EmptyInput("the zip holds no images (png, jpg, bmp, tif)")
+        check_members(members, max_total_bytes=MAX_ZIP_IMAGES * MAX_IMAGE_BYTES, max_members=MAX_ZIP_IMAGES)
+    except InputError:
+        archive.close()
+        raise
+    return archive, members

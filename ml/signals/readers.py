@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..archives import check_members
 from ..errors import CorruptFile, EmptyInput, InputError, ParseError, TooLarge, UnsupportedFormat
 
 FORMATS = ("npy", "raw", "csv", "edf", "bdf", "wfdb")
@@ -250,9 +251,7 @@ class WfdbSource:
             raise CorruptFile(f"not a readable zip file: {exc}") from None
         with archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
-            if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-                raise TooLarge("the zip unpacks to more than a WFDB record may hold",
-                               limit_bytes=MAX_UNZIPPED_BYTES, members_limit=MAX_ZIP_MEMBERS)
+            check_members(members, max_total_bytes=MAX_UNZIPPED_BYTES, max_members=MAX_ZIP_MEMBERS)
             headers = [m for m in members if m.filename.lower().endswith(".hea")]
             if len(headers) != 1:
                 raise UnsupportedFormat("a zip must hold exactly one WFDB record (one .hea file and its signal files)")
