@@ -5,11 +5,13 @@ Run by celery beat (``worker.beat``) every ``VITALQ_RECONCILE_INTERVAL_S`` secon
 - a job recorded as **queued or retrying** for longer than ``min_age_s`` whose message
   is nowhere in the broker (not in its queue, not held unacknowledged by a worker), as
   after Redis restarted without persistence, is queued again;
-- a job recorded as **running** on a worker that no longer answers, for longer than
-  ``min_age_s``, is queued again at once rather than after the broker's visibility
-  timeout (hours): its unacknowledged message is dropped, and a new one sent. When it
-  starts, it counts as a redelivery, as any job whose worker died
-  (``VITALQ_MAX_REDELIVERIES``, then ``WORKER_LOST``).
+- a job recorded as **running** for longer than ``min_age_s`` that no live worker is
+  running (its worker no longer answers, or answers but dropped the task, as a worker
+  does when its broker connection breaks under a late-acknowledged task) is queued again
+  at once rather than after the broker's visibility timeout (hours): its
+  unacknowledged message is dropped, and a new one sent. When it starts, it counts as a
+  redelivery, as any job whose worker died (``VITALQ_MAX_REDELIVERIES``, then
+  ``WORKER_LOST``).
 
 Either way a job runs to one finish: every status change is conditional (``worker.store``).
 """
@@ -69,9 +71,10 @@ def messages_in_broker(queues: Iterable[str]) -> tuple[set[str], dict[str, bytes
     return waiting - {None}, held
 
 
-def live_workers(timeout_s: float = 2.0) -> set[str]:
-    """Host names of the workers that answer a ping."""
-    return set(app.control.inspect(timeout=timeout_s).ping() or {})
+def active_tasks(timeout_s: float = 2.0) -> tuple[set[str], set[str]]:
+    """(host names of the workers that answered, ids of the tasks they are running)."""
+    replies = app.control.inspect(timeout=timeout_s).active() or {}
+    return set(replies), {task["id"] for tasks in replies.values() for task in tasks}
 
 
 def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
@@ -83,7 +86,7 @@ def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
             Job.status.in_([JobStatus.QUEUED.value, JobStatus.RETRYING.value]), Job.updated_at < cutoff)))
         running_jobs = list(session.scalars(select(Job).where(
             Job.status == JobStatus.RUNNING.value, Job.started_at < cutoff)))
-    report: dict[str, list[str]] = {"lost_message": [], "dead_worker": []}
+    report: dict[str, list[str]] = {"lost_message": [], "dead_worker": [], "dropped_by_worker": []}
     if not waiting_jobs and not running_jobs:
         return report
     queues = set(devices.queues()) | {job.queue for job in waiting_jobs + running_jobs}
@@ -94,15 +97,17 @@ def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
             enqueue(job)
             report["lost_message"].append(job.id)
     if running_jobs:
-        alive = live_workers()
+        alive, running_now = active_tasks()
         for job in running_jobs:
-            hostname = (job.worker or "").split("/")[0]
-            if hostname in alive:
+            if job.id in running_now:
                 continue
-            log.warning("job %s runs on %s, which no longer answers; queueing it again", job.id, hostname or "?")
+            hostname = (job.worker or "").split("/")[0]
+            reason = "dropped_by_worker" if hostname in alive else "dead_worker"
+            log.warning("job %s is recorded as running on %s, which %s; queueing it again", job.id, hostname or "?",
+                        "no longer runs it" if hostname in alive else "no longer answers")
             tag = held.get(job.id)
-            if tag is not None:  # the dead worker's message would come back after the visibility timeout
+            if tag is not None:  # the message would come back only after the visibility timeout
                 get_redis().pipeline().hdel(UNACKED_KEY, tag).zrem(UNACKED_INDEX_KEY, tag).execute()
             enqueue(job)
-            report["dead_worker"].append(job.id)
+            report[reason].append(job.id)
     return report

@@ -1,0 +1,258 @@
+"""Load, websocket fan-out and soak: vitalq under many clients, in one run.
+
+Starts its own vitalq (gunicorn web, a cpu worker) on PostgreSQL and Redis when
+DATABASE_URL and REDIS_URL are set, else on SQLite and an embedded Redis, then prints:
+
+1. **Load**: ``--clients`` concurrent clients, each its own user and token, for
+   ``--minutes``: submit a selftest job, poll it every 0.25 s until it finishes, again.
+   Requests per second, p50/p95/p99 latency of submissions and of polls, errors (goal:
+   none; submit p95 under 50 ms).
+2. **Websockets**: ``--websockets`` clients held open on ten running jobs (events every
+   0.1 s): event latency from the worker's publish to the client (p50/p95/p99; goal: p95
+   under 50 ms) and events dropped (each client checks its sequence numbers; goal: none).
+3. **Soak**: resident memory of the web and worker processes (with their children) at
+   the start and end of ``--soak-minutes`` of steady load from 20 clients.
+
+    python bench/load.py                       # the full run: 5 min, 1000 websockets, 30 min soak
+    python bench/load.py --minutes 1 --websockets 200 --soak-minutes 2   # a quick look
+
+Every client runs on this same 2-core machine as the server; it takes its share of CPU.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+import websocket  # noqa: E402
+
+from vitalq import processes  # noqa: E402
+from worker.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(int(round(q / 100 * (len(values) - 1))), len(values) - 1)]
+
+
+class Recorder:
+    """Latencies and errors from many threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+
+    def add(self, name: str, ms: float) -> None:
+        with self.lock:
+            self.latencies.setdefault(name, []).append(ms)
+
+    def error(self, what: str) -> None:
+        with self.lock:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+
+def timed(recorder: Recorder, name: str, call):
+    started = time.perf_counter()
+    try:
+        response = call()
+    except httpx.HTTPError as exc:
+        recorder.error(f"{name}: {type(exc).__name__}")
+        return None
+    recorder.add(name, (time.perf_counter() - started) * 1000)
+    if response.status_code >= 400:
+        recorder.error(f"{name}: HTTP {response.status_code}")
+        return None
+    return response
+
+
+def client_loop(base: str, token: str, until: float, recorder: Recorder) -> None:
+    with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+        while time.monotonic() < until:
+            submitted = timed(recorder, "submit", lambda: http.post(
+                "/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"duration_s": 0, "steps": 1}}))
+            if submitted is None:
+                time.sleep(0.5)
+                continue
+            job_id = submitted.json()["id"]
+            while time.monotonic() < until + 60:
+                time.sleep(0.25)
+                polled = timed(recorder, "poll", lambda: http.get(f"/api/v1/jobs/{job_id}"))
+                if polled is not None and polled.json()["finished_at"]:
+                    if polled.json()["status"] != "succeeded":
+                        recorder.error(f"job {polled.json()['status']}")
+                    break
+
+
+def load_phase(base: str, tokens: list[str], minutes: float) -> tuple[Recorder, float]:
+    recorder = Recorder()
+    until = time.monotonic() + minutes * 60
+    started = time.monotonic()
+    threads = [threading.Thread(target=client_loop, args=(base, token, until, recorder)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return recorder, time.monotonic() - started
+
+
+def websocket_phase(base: str, tokens: list[str], clients: int, jobs: int = 10) -> dict:
+    headers = {"Authorization": f"Bearer {tokens[0]}"}
+    with httpx.Client(base_url=base, timeout=30, headers=headers) as http:
+        job_ids = [http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "priority": 9,
+                                                  "params": {"duration_s": 25, "steps": 250}}).json()["id"]
+                   for _ in range(jobs)]
+    recorder = Recorder()
+    counts = {"connected": 0, "dropped": 0, "failed": 0, "events": 0}
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1, timeout=120)
+
+    def listen(index: int) -> None:
+        job_id = job_ids[index % jobs]
+        try:
+            ws = websocket.create_connection(base.replace("http", "ws", 1) + f"/ws/jobs/{job_id}", timeout=120,
+                                             header=headers)
+        except Exception:
+            with lock:
+                counts["failed"] += 1
+            ready.wait()
+            return
+        with lock:
+            counts["connected"] += 1
+        ready.wait()
+        seqs = []
+        try:
+            while True:
+                message = json.loads(ws.recv())
+                if message["type"] == "progress":
+                    recorder.add("event", (time.time() - message["time"]) * 1000)
+                if "seq" in message:
+                    seqs.append(message["seq"])
+                if message["type"] == "final":
+                    break
+        except Exception:
+            with lock:
+                counts["failed"] += 1
+        finally:
+            ws.close()
+        if seqs:
+            missing = (seqs[-1] - seqs[0] + 1) - len(set(seqs))
+            with lock:
+                counts["dropped"] += missing
+                counts["events"] += len(seqs)
+
+    threads = [threading.Thread(target=listen, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    for thread in threads:
+        thread.join(timeout=300)
+    return {"recorder": recorder, **counts}
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants, in MB."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for line in filter(None, (l.split() for l in out)):
+        child, parent, kb = map(int, line)
+        children.setdefault(parent, []).append(child)
+        rss[child] = kb
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        total += rss.get(current, 0)
+        stack.extend(children.get(current, []))
+    return total / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--websockets", type=int, default=1000)
+    parser.add_argument("--soak-minutes", type=float, default=30)
+    parser.add_argument("--concurrency", type=int, default=2, help="processes of the cpu worker")
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="vitalq-load-"))
+    embedded = None
+    if not os.environ.get("REDIS_URL"):
+        embedded = EmbeddedRedis(data_dir / "redis", persist=False)
+        os.environ["REDIS_URL"] = embedded.start()
+    os.environ["VITALQ_DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'vitalq.db'}")
+    from worker import accounts, db
+
+    db.upgrade()
+    tokens = [accounts.create_user(f"load-{i}")[1] for i in range(max(args.clients, 20))]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT), "VITALQ_LOG_FORMAT": "json"})
+    # One thread per websocket (gthread), plus room for the HTTP clients.
+    supervisor.start(processes.web("127.0.0.1", port, threads=args.websockets + args.clients + 64))
+    supervisor.start(processes.cpu_worker(args.concurrency))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("vitalq did not become ready")
+            time.sleep(0.5)
+        web_pid, worker_pid = supervisor.running["web"].pid, supervisor.running["worker-cpu"].pid
+
+        load, load_s = load_phase(base, tokens[: args.clients], args.minutes)
+        sockets = websocket_phase(base, tokens, args.websockets)
+        rss_start = (tree_rss_mb(web_pid), tree_rss_mb(worker_pid))
+        soak, soak_s = load_phase(base, tokens[:20], args.soak_minutes)
+        rss_end = (tree_rss_mb(web_pid), tree_rss_mb(worker_pid))
+    finally:
+        supervisor.stop()
+        if embedded:
+            embedded.stop()
+
+    database = os.environ["DATABASE_URL"].split("://")[0]
+    print(f"\nvitalq load benchmark: database {database}, redis {'embedded' if embedded else 'server'}, "
+          f"{args.concurrency} worker processes, {os.cpu_count()} cores (clients on the same machine)\n")
+    requests = sum(len(v) for v in load.latencies.values())
+    print(f"1. {args.clients} clients for {args.minutes:g} min: {requests / load_s:.1f} requests/s, "
+          f"{len(load.latencies.get('submit', [])) / load_s:.1f} jobs/s, errors {sum(load.errors.values())} "
+          f"{load.errors or ''}")
+    print(f"   {'latency (ms)':28} {'p50':>8} {'p95':>8} {'p99':>8} {'n':>8}")
+    for name in ("submit", "poll"):
+        values = load.latencies.get(name, [])
+        print(f"   {name:28} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} "
+              f"{percentile(values, 99):8.1f} {len(values):8d}")
+    events = sockets["recorder"].latencies.get("event", [])
+    print(f"\n2. {args.websockets} websockets on 10 jobs: connected {sockets['connected']}, failed {sockets['failed']}, "
+          f"events received {sockets['events']}, dropped {sockets['dropped']}")
+    print(f"   {'event latency (ms)':28} {percentile(events, 50):8.1f} {percentile(events, 95):8.1f} "
+          f"{percentile(events, 99):8.1f} {len(events):8d}")
+    print(f"\n3. soak, 20 clients for {args.soak_minutes:g} min ({sum(len(v) for v in soak.latencies.values()) / soak_s:.1f}"
+          f" requests/s, errors {sum(soak.errors.values())}): resident memory (MB)")
+    print(f"   {'process':28} {'start':>8} {'end':>8} {'change':>8}")
+    for name, start, end in (("web (gunicorn)", rss_start[0], rss_end[0]), ("cpu worker (+ pool)", rss_start[1], rss_end[1])):
+        print(f"   {name:28} {start:8.1f} {end:8.1f} {end - start:+8.1f}")
+
+
+if __name__ == "__main__":
+    main()
