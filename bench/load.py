@@ -31,15 +31,15 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
 import httpx  # noqa: E402
 import websocket  # noqa: E402
 
+from bench.stack import prepare_services, wait_ready  # noqa: E402
 from vitalq import processes  # noqa: E402
-from worker.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from worker.embedded_redis import free_port  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -190,16 +190,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="processes of the cpu worker")
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="vitalq-load-"))
-    embedded = None
-    if not os.environ.get("REDIS_URL"):
-        embedded = EmbeddedRedis(data_dir / "redis", persist=False)
-        os.environ["REDIS_URL"] = embedded.start()
-    os.environ["VITALQ_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'vitalq.db'}")
-    from worker import accounts, db
+    embedded = prepare_services("vitalq-load-")
+    from worker import accounts
 
-    db.upgrade()
     tokens = [accounts.create_user(f"load-{i}")[1] for i in range(max(args.clients, 20))]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -208,16 +201,7 @@ def main() -> None:
     supervisor.start(processes.web("127.0.0.1", port, threads=args.websockets + args.clients + 64))
     supervisor.start(processes.cpu_worker(args.concurrency))
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("vitalq did not become ready")
-            time.sleep(0.5)
+        wait_ready(base)
         web_pid, worker_pid = supervisor.running["web"].pid, supervisor.running["worker-cpu"].pid
 
         load, load_s = load_phase(base, tokens[: args.clients], args.minutes)

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +34,9 @@ from datetime import datetime
 import httpx
 import websocket
 
+from bench.stack import prepare_services, wait_ready  # noqa: E402
 from vitalq import processes  # noqa: E402
-from worker.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from worker.embedded_redis import free_port  # noqa: E402
 
 RAW_APP = "bench.raw_celery"
 #: The bench user's token, for every request and websocket.
@@ -46,18 +46,6 @@ HEADERS: dict[str, str] = {}
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(int(round(q / 100 * (len(values) - 1))), len(values) - 1)]
-
-
-def wait_ready(base: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("vitalq did not become ready")
 
 
 def submit(http: httpx.Client, params: dict, priority: int = 5) -> str:
@@ -144,17 +132,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (both workers)")
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="vitalq-bench-"))
-    embedded = None
-    if not os.environ.get("REDIS_URL"):
-        embedded = EmbeddedRedis(data_dir / "redis", persist=False)
-        os.environ["REDIS_URL"] = embedded.start()
-    os.environ["VITALQ_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'vitalq.db'}")
     os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
-    from worker import accounts, db
+    embedded = prepare_services("vitalq-bench-")
+    from worker import accounts
 
-    db.upgrade()
     token = accounts.create_user("bench", admin=True)[1]
     HEADERS["Authorization"] = f"Bearer {token}"
     port = free_port()

@@ -24,7 +24,7 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ml.risk import MODEL_TYPES, ModelRegistry, demo_dataset, train  # noqa: E402
+from ml.risk import MODEL_TYPES, demo_dataset, train  # noqa: E402
 from ml.risk.serving import NotConvertible, openvino_proba, to_openvino  # noqa: E402
 
 import openvino as ov  # noqa: E402

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -157,14 +156,9 @@ class WorkerProcess:
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
-    """SIGTERM (a warm shutdown), then SIGKILL if it takes longer than ``timeout_s``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    from vitalq.processes import terminate
+
+    terminate(process, timeout_s)
 
 
 @pytest.fixture(scope="module")

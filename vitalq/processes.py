@@ -101,7 +101,7 @@ class Supervisor:
             return
         for name in set(self.pooled) - set(wanted):
             print(f"vitalq: stopping {name}", file=sys.stderr)
-            _terminate(self.pooled.pop(name), self.grace_s)
+            terminate(self.pooled.pop(name), self.grace_s)
         for name, spec in wanted.items():
             process = self.pooled.get(name)
             if process is None or process.poll() is not None:
@@ -150,7 +150,8 @@ class Supervisor:
                 process.wait()
 
 
-def _terminate(process: subprocess.Popen, grace_s: float) -> None:
+def terminate(process: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM (a warm shutdown), then SIGKILL after ``grace_s`` seconds."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..archives import check_members
-from ..errors import CorruptFile, EmptyInput, InputError, ParseError, TooLarge, UnsupportedFormat
+from ..errors import CorruptFile, EmptyInput, InputError, ParseError, UnsupportedFormat
 
 FORMATS = ("npy", "raw", "csv", "edf", "bdf", "wfdb")
 RAW_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64")
@@ -64,7 +64,7 @@ def _looks_like_csv(head: bytes) -> bool:
     return bool(lines) and all(line.isprintable() for line in lines) and any(c.isdigit() for c in text)
 
 
-def open_signal(path: Path, params: dict[str, Any], workdir: Path, csv_rows: int | None = None) -> "SignalSource":
+def open_signal(path: Path, params: dict[str, Any], workdir: Path, csv_rows: int | None = None) -> "ArraySource | EdfSource | WfdbSource":
     """A reader of the file at ``path`` as ``params`` describe it.
 
     ``params`` may hold ``format`` ("auto" or one of FORMATS), ``fs`` (Hz), ``channels``

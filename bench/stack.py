@@ -1,0 +1,42 @@
+"""What the benchmarks that run a whole vitalq share: the services to run it on, and
+waiting for it to be ready."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from worker.embedded_redis import EmbeddedRedis
+
+
+def prepare_services(prefix: str) -> EmbeddedRedis | None:
+    """Point this process (and the processes it starts) at PostgreSQL and Redis when
+    DATABASE_URL and REDIS_URL are set, else at SQLite and an embedded Redis in a fresh
+    folder; apply the migrations. Returns the embedded Redis to stop, if one was started."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    embedded = None
+    if not os.environ.get("REDIS_URL"):
+        embedded = EmbeddedRedis(data_dir / "redis", persist=False)
+        os.environ["REDIS_URL"] = embedded.start()
+    os.environ["VITALQ_DATA_DIR"] = str(data_dir)
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'vitalq.db'}")
+    from worker import db
+
+    db.upgrade()
+    return embedded
+
+
+def wait_ready(base: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("vitalq did not become ready")
