@@ -23,12 +23,16 @@ class ProcessSpec:
     argv: list[str]
 
 
-def web(host: str, port: int, threads: int = 64) -> ProcessSpec:
-    # gthread workers serve flask-sock websockets, one thread each; one process keeps
-    # the in-process metrics whole. The app logs each request itself, as JSON.
+def web(host: str, port: int, threads: int | None = None) -> ProcessSpec:
+    """Gunicorn with gthread workers: a websocket (flask-sock) holds one thread for as long
+    as it is open, so ``threads`` (default ``VITALQ_WEB_THREADS``, 256) bounds the open
+    websockets and in-flight requests together; gunicorn's connection limit is raised to
+    match. One process keeps the in-process metrics whole. The app logs each request
+    itself, as JSON."""
+    threads = threads or int(os.environ.get("VITALQ_WEB_THREADS", 256))
     return ProcessSpec("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
-                               "--workers", "1", "--threads", str(threads), "--bind", f"{host}:{port}",
-                               "--graceful-timeout", "10", "web.wsgi:app"])
+                               "--workers", "1", "--threads", str(threads), "--worker-connections", str(threads),
+                               "--bind", f"{host}:{port}", "--graceful-timeout", "10", "web.wsgi:app"])
 
 
 def cpu_worker(concurrency: int | None = None) -> ProcessSpec:

@@ -15,7 +15,10 @@ KEY_PREFIX = "vitalq:"
 @lru_cache(maxsize=None)
 def _client(url: str) -> redis.Redis:
     # redis-py's pool notices a fork and reconnects, so a forked worker child is safe.
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+    # Each open websocket holds a connection while it waits for events (XREAD BLOCK):
+    # redis-py's default pool of 100 would refuse the 101st.
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30,
+                                max_connections=4096)
 
 
 def get_redis() -> redis.Redis:
