@@ -14,7 +14,6 @@ A declared control the device refuses is left out of its capabilities.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import cv2
 import numpy as np
@@ -118,6 +117,3 @@ class OpenCVCamera(Camera):
         if self._capture is None:
             raise DeviceUnavailableError(f"camera {self.source!r} is not open", source=self.source)
         return self._capture
-
-    def describe(self) -> dict[str, Any]:
-        return {"driver": "opencv", "source": self.source, "backend": self.backend}
