@@ -1,13 +1,18 @@
-"""Faults of the services around vitalq: Redis restarted mid-run (with persistence on)
-under a real web server and worker of its own; no queued job is lost."""
+"""Faults of the services around vitalq, each under a real web server and worker of its
+own: Redis restarted mid-run (with persistence on), and PostgreSQL stopped and started
+again. No job is lost."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,26 +32,32 @@ def wait_until(predicate, timeout_s: float, what: str):
     raise AssertionError(f"never: {what}")
 
 
+def start_stack(env: dict[str, str], log_path: Path) -> tuple[str, list[subprocess.Popen]]:
+    """A web server and a one-process worker on ``env``'s services; returns their URL."""
+    port = free_port()
+    log = open(log_path, "ab")
+    web = subprocess.Popen(processes.web("127.0.0.1", port, threads=16).argv, env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "cpu",
+                               "--concurrency", "1", "--hostname", f"faults-{port}@localhost", "--loglevel", "INFO",
+                               "--without-mingle", "--without-gossip"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(f"{base}/health/live"), 60, "the web server answers")
+    return base, [web, worker]
+
+
 @pytest.fixture
 def own_stack(database, settings, tmp_path, clean):
     """A Redis with an append-only file, and a web server and a worker on it."""
     server = EmbeddedRedis(tmp_path / "redis", persist=True)
     server.start()
     env = {**os.environ, "REDIS_URL": server.url, "VITALQ_LOG_FORMAT": "text"}
-    port = free_port()
-    log = open(tmp_path / "stack.log", "wb")
-    web = subprocess.Popen(processes.web("127.0.0.1", port, threads=16).argv, env=env, stdout=log,
-                           stderr=subprocess.STDOUT)
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "cpu",
-                               "--concurrency", "1", "--hostname", f"faults-{port}@localhost", "--loglevel", "INFO",
-                               "--without-mingle", "--without-gossip"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(f"{base}/health/live"), 60, "the web server answers")
+    base, stack = start_stack(env, tmp_path / "stack.log")
     yield server, base, env
-    for process in (web, worker):
+    for process in stack:
         stop_process(process)
     server.stop()
-    log.close()
 
 
 def _answers(url: str) -> bool:
@@ -91,3 +102,107 @@ def test_redis_restarted_mid_run_loses_no_queued_job(own_stack, tokens):
         jobs = [http.get(f"/api/v1/jobs/{i}").json() for i in ids]
     assert [job["status"] for job in jobs] == ["succeeded"] * len(ids), [(j["status"], j["error"]) for j in jobs]
     assert all(job["redeliveries"] == (1 if job["id"] in stuck else 0) for job in jobs)
+
+
+def _postgres_bin() -> Path | None:
+    """The folder of this machine's PostgreSQL server programs, if it has them."""
+    found = shutil.which("pg_config")
+    if found:
+        folder = Path(subprocess.run([found, "--bindir"], capture_output=True, text=True).stdout.strip())
+        if (folder / "pg_ctl").exists():
+            return folder
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or [shutil.which("pg_ctl") or ""]
+    return Path(candidates[-1]).parent if candidates[-1] else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (a cluster in a temporary folder, this
+    machine's server programs), so that stopping it disturbs nothing else. PostgreSQL
+    refuses to run as root; as root it runs as the ``postgres`` user."""
+
+    def __init__(self, bin_dir: Path):
+        self.bin_dir = bin_dir
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="vitalq-pg-"))
+        self.folder.chmod(0o755)
+        self.data = self.folder / "data"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.folder, "postgres")
+        self._run("initdb", "--pgdata", str(self.data), "--auth", "trust", "--username", "postgres", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run(self.as_user + [str(self.bin_dir / program), *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "--pgdata", str(self.data), "--log", str(self.folder / "server.log"), "--wait", "start",
+                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off")
+
+    def stop(self) -> None:
+        """A fast shutdown: every open connection is cut, as in a restart."""
+        self._run("pg_ctl", "--pgdata", str(self.data), "--mode", "fast", "--wait", "stop")
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_stack(tmp_path):
+    """A PostgreSQL and a Redis of the test's own, migrated, with a user; and a web
+    server and a worker on them."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server programs on this machine (pg_ctl)")
+    postgres = PrivatePostgres(bin_dir)
+    postgres.start()
+    redis_server = EmbeddedRedis(tmp_path / "redis", persist=False)
+    redis_server.start()
+    env = {**os.environ, "DATABASE_URL": postgres.url, "REDIS_URL": redis_server.url, "VITALQ_LOG_FORMAT": "text",
+           "VITALQ_DATA_DIR": str(tmp_path / "data")}
+    vitalq = [sys.executable, "-m", "vitalq.cli"]
+    subprocess.run(vitalq + ["db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    token = subprocess.run(vitalq + ["users", "create", "carol"], env=env, check=True, capture_output=True,
+                           text=True, timeout=60).stdout.strip()
+    base, stack = start_stack(env, tmp_path / "stack.log")
+    yield postgres, base, token
+    for process in stack:
+        stop_process(process)
+    redis_server.stop()
+    postgres.remove()
+
+
+def test_postgres_restarted_api_answers_503_then_recovers_and_no_job_is_lost(postgres_stack):
+    postgres, base, token = postgres_stack
+    with httpx.Client(base_url=base, timeout=30, headers=bearer(token)) as http:
+        ids = [http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
+                                               "params": {"duration_s": 0.6, "steps": 6}}).json()["id"]
+               for _ in range(6)]
+        wait_until(lambda: http.get(f"/api/v1/jobs/{ids[0]}").json()["finished_at"], 60, "the first job finishes")
+
+        postgres.stop()  # with jobs queued and one running
+        for response in (http.get(f"/api/v1/jobs/{ids[-1]}"), http.get("/api/v1/jobs"),
+                         http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"})):
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "UNAVAILABLE" and int(response.headers["Retry-After"]) > 0
+        ready = http.get("/health/ready")
+        assert ready.status_code == 503 and not ready.json()["checks"]["database"]["ok"]
+        assert http.get("/health/live").status_code == 200
+        time.sleep(3)  # the worker meets the outage too: the running job cannot record its end
+        postgres.start()
+
+        wait_until(lambda: http.get("/health/ready").json()["checks"]["database"]["ok"], 30, "the database is back")
+        wait_until(lambda: all(http.get(f"/api/v1/jobs/{i}").json()["finished_at"] for i in ids), 120,
+                   "every job finishes")
+        jobs = [http.get(f"/api/v1/jobs/{i}").json() for i in ids]
+        listed = {job["id"] for job in http.get("/api/v1/jobs", params={"limit": 100}).json()["jobs"]}
+    assert [job["status"] for job in jobs] == ["succeeded"] * len(ids), [(j["status"], j["error"]) for j in jobs]
+    assert all(job["result"]["peak_hz"] == job["result"]["expected_peak_hz"] for job in jobs)
+    assert listed == set(ids)  # nothing recorded twice, nothing half-recorded from the refused submission

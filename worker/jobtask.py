@@ -12,6 +12,10 @@ attempts and redeliveries), hands the function its context, and records the end:
 the returned dict as the result and the files in the job folder as artifacts, or the
 error with its code. Transient faults are retried with exponential backoff and full
 jitter; everything else fails at once.
+
+PostgreSQL is the record of truth, so a worker that cannot reach it waits (see
+``wait_for_database``) rather than lose what it has to record: a job's start, or its
+outcome, already computed. Progress is written to the row only when the database answers.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import redis
 import sqlalchemy.exc
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
 
 from hardware.errors import DeviceError
@@ -42,6 +46,25 @@ log = logging.getLogger(__name__)
 
 #: Faults of the services around a job, worth another attempt.
 TRANSIENT_FAULTS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError)
+
+T = TypeVar("T")
+
+
+def wait_for_database(write: Callable[[], T], budget_s: float) -> T:
+    """``write()``, tried again with backoff while the database is unreachable, for up to
+    ``budget_s`` seconds; then the error is raised."""
+    deadline = time.monotonic() + budget_s
+    for attempt in range(1_000_000):
+        try:
+            return write()
+        except sqlalchemy.exc.OperationalError as exc:
+            delay = 0.2 + backoff_with_full_jitter(attempt, 0.5, 5.0)
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the database is unreachable (%s); trying again in %.1f s",
+                        str(exc.orig or exc).strip().splitlines()[0], delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 class JobContext:
@@ -84,11 +107,18 @@ class JobContext:
             raise JobCancelled("cancelled on request")
 
     def save_progress(self) -> None:
-        """Write the latest progress to the job row, if it is not there yet."""
-        if self._unsaved is not None:
+        """Write the latest progress to the job row, if it is not there yet. The row's
+        progress is a convenience (the events carry it): a database outage skips the
+        write, and the job runs on."""
+        if self._unsaved is None:
+            return
+        try:
             store.save_progress(self.id, **self._unsaved)
+        except sqlalchemy.exc.OperationalError as exc:
+            log.warning("job %s: progress not written to the database: %s", self.id, type(exc.orig or exc).__name__)
+        else:
             self._unsaved = None
-            self._last_saved = time.monotonic()
+        self._last_saved = time.monotonic()
 
     def scratch(self) -> tempfile.TemporaryDirectory:
         """A temporary folder under the data folder, removed when the ``with`` block ends."""
@@ -147,8 +177,13 @@ class JobTask(Task):
 
     def _deliver(self, job_id: str) -> None:
         settings = get_settings()
-        job = store.start(job_id, worker=f"{self.request.hostname}/{os.getpid()}",
-                          max_redeliveries=settings.max_redeliveries)
+        try:
+            job = wait_for_database(lambda: store.start(job_id, worker=f"{self.request.hostname}/{os.getpid()}",
+                                                        max_redeliveries=settings.max_redeliveries),
+                                    settings.database_wait_s)
+        except sqlalchemy.exc.OperationalError:
+            log.error("job %s: the database stayed unreachable; the job goes back on its queue", job_id)
+            raise Reject("database unreachable", requeue=True) from None
         if job is None:
             log.info("job %s is finished or unknown; delivery ignored", job_id)
             return None
@@ -159,8 +194,12 @@ class JobTask(Task):
             raise
         except Exception:  # the recording itself broke: settle the job rather than leave it running
             log.exception("job %s: recording its outcome failed", job_id)
-            store.finish(job_id, JobStatus.FAILED, error=VitalqError("internal error while recording the job's outcome"))
+            self._record(lambda: store.finish(job_id, JobStatus.FAILED,
+                                              error=VitalqError("internal error while recording the job's outcome")))
         return None
+
+    def _record(self, write: Callable[[], T]) -> T:
+        return wait_for_database(write, get_settings().database_wait_s)
 
     def _run_and_record(self, job: Job, settings) -> None:
         job_id = job.id
@@ -195,14 +234,15 @@ class JobTask(Task):
             self._fail(job, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
         else:
             if self.final_stage:
-                store.finish(job_id, JobStatus.SUCCEEDED, result=result or {}, artifacts=storage.list_artifacts(job_id),
-                             started_at=job.started_at)
+                artifacts = storage.list_artifacts(job_id)
+                self._record(lambda: store.finish(job_id, JobStatus.SUCCEEDED, result=result or {},
+                                                  artifacts=artifacts, started_at=job.started_at))
             else:
-                store.hand_off(job_id, result or {})
+                self._record(lambda: store.hand_off(job_id, result or {}))
 
     def _fail(self, job: Job, status: JobStatus, error: VitalqError) -> None:
         storage.remove_artifacts(job.id)  # partial outputs are not results
-        store.finish(job.id, status, error=error, started_at=job.started_at)
+        self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at))
 
     def _retry(self, job: Job, error: VitalqError, settings) -> None:
         """Retry later with backoff, or fail with the error once retries are spent."""
@@ -213,6 +253,6 @@ class JobTask(Task):
             return
         countdown = backoff_with_full_jitter(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
         storage.remove_artifacts(job_id)
-        store.mark_retrying(job_id, error)
+        self._record(lambda: store.mark_retrying(job_id, error))
         log.warning("job %s: %s; retry %d in %.1f s", job_id, error.message, self.request.retries + 1, countdown)
         raise self.retry(countdown=countdown, max_retries=settings.max_retries)

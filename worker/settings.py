@@ -33,6 +33,9 @@ class Settings:
     retry_backoff_max_s: float = 120.0
     #: Deliveries of a job whose worker died before it finished, before ``WORKER_LOST``.
     max_redeliveries: int = 3
+    #: Seconds a worker waits out a database outage to record a job's start or outcome
+    #: (a job that cannot start goes back on its queue after that).
+    database_wait_s: float = 300.0
     #: Seconds a running job has to honour a cancel before its process is killed.
     cancel_grace_s: float = 10.0
     #: Minimum seconds between two progress writes to the job row (events are not throttled).
@@ -81,6 +84,7 @@ class Settings:
             retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),
             retry_backoff_max_s=_float("VITALQ_RETRY_BACKOFF_MAX_S", 120.0),
             max_redeliveries=_int("VITALQ_MAX_REDELIVERIES", 3),
+            database_wait_s=_float("VITALQ_DATABASE_WAIT_S", 300.0),
             cancel_grace_s=_float("VITALQ_CANCEL_GRACE_S", 10.0),
             progress_db_interval_s=_float("VITALQ_PROGRESS_DB_INTERVAL_S", 1.0),
             visibility_timeout_s=_int("VITALQ_VISIBILITY_TIMEOUT_S", 6 * 3600),
