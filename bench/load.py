@@ -4,9 +4,15 @@ Starts its own vitalq (gunicorn web, a cpu worker) on PostgreSQL and Redis when
 DATABASE_URL and REDIS_URL are set, else on SQLite and an embedded Redis, then prints:
 
 1. **Load**: ``--clients`` concurrent clients, each its own user and token, for
-   ``--minutes``: submit a selftest job, poll it every 0.25 s until it finishes, again.
-   Requests per second, p50/p95/p99 latency of submissions and of polls, errors (goal:
-   none; submit p95 under 50 ms).
+   ``--minutes``: submit a selftest job, poll it every ``--poll-s`` (1 s) until it
+   finishes, pause about ``--think-s`` (5 s, drawn from 0.5 to 1.5 times that so
+   that the clients do not march in step), again. The first ``--warmup-s`` are not
+   counted (new connections, first imports). Requests per second, p50/p95/p99 latency
+   of submissions and of polls, errors (goal: none; submit p95 under 50 ms).
+   **Capacity**: then, for ``--capacity-minutes``, the same clients with no pause at all
+   (each polls every 0.1 s and submits again at once): the most requests and jobs a
+   second this machine serves. There latency is the queue's length over the rate
+   (Little's law), whatever the code does, so no latency goal applies to it.
 2. **Websockets**: ``--websockets`` clients held open on ten running jobs (events every
    0.1 s): event latency from the worker's publish to the client (p50/p95/p99; goal: p95
    under 50 ms) and events dropped (each client checks its sequence numbers; goal: none).
@@ -30,6 +36,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import random  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -66,48 +73,57 @@ class Recorder:
             self.errors[what] = self.errors.get(what, 0) + 1
 
 
-def timed(recorder: Recorder, name: str, call):
+def timed(recorder: Recorder, name: str, call, counted: bool = True):
     started = time.perf_counter()
     try:
         response = call()
     except httpx.HTTPError as exc:
         recorder.error(f"{name}: {type(exc).__name__}")
         return None
-    recorder.add(name, (time.perf_counter() - started) * 1000)
+    if counted:
+        recorder.add(name, (time.perf_counter() - started) * 1000)
     if response.status_code >= 400:
         recorder.error(f"{name}: HTTP {response.status_code}")
         return None
     return response
 
 
-def client_loop(base: str, token: str, until: float, recorder: Recorder) -> None:
+def client_loop(base: str, token: str, counted_from: float, until: float, recorder: Recorder, poll_s: float,
+                think_s: float) -> None:
     with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+        time.sleep(random.uniform(0, poll_s + think_s))  # clients that did not all start in the same instant
         while time.monotonic() < until:
             submitted = timed(recorder, "submit", lambda: http.post(
-                "/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"duration_s": 0, "steps": 1}}))
+                "/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"duration_s": 0, "steps": 1}}),
+                counted=time.monotonic() >= counted_from)
             if submitted is None:
                 time.sleep(0.5)
                 continue
             job_id = submitted.json()["id"]
             while time.monotonic() < until + 60:
-                time.sleep(0.25)
-                polled = timed(recorder, "poll", lambda: http.get(f"/api/v1/jobs/{job_id}"))
+                time.sleep(poll_s)
+                polled = timed(recorder, "poll", lambda: http.get(f"/api/v1/jobs/{job_id}"),
+                               counted=time.monotonic() >= counted_from)
                 if polled is not None and polled.json()["finished_at"]:
                     if polled.json()["status"] != "succeeded":
                         recorder.error(f"job {polled.json()['status']}")
                     break
+            time.sleep(think_s * random.uniform(0.5, 1.5))
 
 
-def load_phase(base: str, tokens: list[str], minutes: float) -> tuple[Recorder, float]:
+def load_phase(base: str, tokens: list[str], minutes: float, poll_s: float, think_s: float,
+               warmup_s: float = 0.0) -> tuple[Recorder, float]:
+    """Runs ``warmup_s`` uncounted, then ``minutes``; returns the figures and the seconds counted."""
     recorder = Recorder()
-    until = time.monotonic() + minutes * 60
-    started = time.monotonic()
-    threads = [threading.Thread(target=client_loop, args=(base, token, until, recorder)) for token in tokens]
+    counted_from = time.monotonic() + warmup_s
+    until = counted_from + minutes * 60
+    threads = [threading.Thread(target=client_loop, args=(base, token, counted_from, until, recorder, poll_s, think_s))
+               for token in tokens]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return recorder, time.monotonic() - started
+    return recorder, until - counted_from
 
 
 def websocket_phase(base: str, tokens: list[str], clients: int, jobs: int = 10) -> dict:
@@ -185,6 +201,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--minutes", type=float, default=5)
+    parser.add_argument("--poll-s", type=float, default=1.0, help="seconds between two polls of a job")
+    parser.add_argument("--think-s", type=float, default=5.0, help="seconds a client pauses between jobs")
+    parser.add_argument("--capacity-minutes", type=float, default=1)
+    parser.add_argument("--warmup-s", type=float, default=15.0, help="seconds of load not counted, at first")
     parser.add_argument("--websockets", type=int, default=1000)
     parser.add_argument("--soak-minutes", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=2, help="processes of the cpu worker")
@@ -197,17 +217,18 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT), "VITALQ_LOG_FORMAT": "json"})
-    # One thread per websocket (gthread), plus room for the HTTP clients.
-    supervisor.start(processes.web("127.0.0.1", port, threads=args.websockets + args.clients + 64))
+    supervisor.start(processes.web("127.0.0.1", port))
     supervisor.start(processes.cpu_worker(args.concurrency))
     try:
         wait_ready(base)
         web_pid, worker_pid = supervisor.running["web"].pid, supervisor.running["worker-cpu"].pid
 
-        load, load_s = load_phase(base, tokens[: args.clients], args.minutes)
+        load, load_s = load_phase(base, tokens[: args.clients], args.minutes, args.poll_s, args.think_s,
+                                   args.warmup_s)
+        capacity, capacity_s = load_phase(base, tokens[: args.clients], args.capacity_minutes, 0.1, 0.0)
         sockets = websocket_phase(base, tokens, args.websockets)
         rss_start = (tree_rss_mb(web_pid), tree_rss_mb(worker_pid))
-        soak, soak_s = load_phase(base, tokens[:20], args.soak_minutes)
+        soak, soak_s = load_phase(base, tokens[:20], args.soak_minutes, args.poll_s, 0.0)
         rss_end = (tree_rss_mb(web_pid), tree_rss_mb(worker_pid))
     finally:
         supervisor.stop()
@@ -217,21 +238,26 @@ def main() -> None:
     database = os.environ["DATABASE_URL"].split("://")[0]
     print(f"\nvitalq load benchmark: database {database}, redis {'embedded' if embedded else 'server'}, "
           f"{args.concurrency} worker processes, {os.cpu_count()} cores (clients on the same machine)\n")
-    requests = sum(len(v) for v in load.latencies.values())
-    print(f"1. {args.clients} clients for {args.minutes:g} min: {requests / load_s:.1f} requests/s, "
-          f"{len(load.latencies.get('submit', [])) / load_s:.1f} jobs/s, errors {sum(load.errors.values())} "
-          f"{load.errors or ''}")
-    print(f"   {'latency (ms)':28} {'p50':>8} {'p95':>8} {'p99':>8} {'n':>8}")
-    for name in ("submit", "poll"):
-        values = load.latencies.get(name, [])
-        print(f"   {name:28} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} "
-              f"{percentile(values, 99):8.1f} {len(values):8d}")
+    for title, recorder, seconds in (
+            (f"1. {args.clients} clients for {args.minutes:g} min, polling every {args.poll_s:g} s, "
+             f"pausing {args.think_s:g} s between jobs", load, load_s),
+            (f"   capacity: the same clients for {args.capacity_minutes:g} min, polling every 0.1 s, "
+             "no pause", capacity, capacity_s)):
+        requests = sum(len(v) for v in recorder.latencies.values())
+        print(f"{title}: {requests / seconds:.1f} requests/s, "
+              f"{len(recorder.latencies.get('submit', [])) / seconds:.1f} jobs/s, errors "
+              f"{sum(recorder.errors.values())} {recorder.errors or ''}")
+        print(f"   {'latency (ms)':28} {'p50':>8} {'p95':>8} {'p99':>8} {'n':>8}")
+        for name in ("submit", "poll"):
+            values = recorder.latencies.get(name, [])
+            print(f"   {name:28} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} "
+                  f"{percentile(values, 99):8.1f} {len(values):8d}")
     events = sockets["recorder"].latencies.get("event", [])
     print(f"\n2. {args.websockets} websockets on 10 jobs: connected {sockets['connected']}, failed {sockets['failed']}, "
           f"events received {sockets['events']}, dropped {sockets['dropped']}")
     print(f"   {'event latency (ms)':28} {percentile(events, 50):8.1f} {percentile(events, 95):8.1f} "
           f"{percentile(events, 99):8.1f} {len(events):8d}")
-    print(f"\n3. soak, 20 clients for {args.soak_minutes:g} min ({sum(len(v) for v in soak.latencies.values()) / soak_s:.1f}"
+    print(f"\n3. soak, 20 clients polling every {args.poll_s:g} s for {args.soak_minutes:g} min ({sum(len(v) for v in soak.latencies.values()) / soak_s:.1f}"
           f" requests/s, errors {sum(soak.errors.values())}): resident memory (MB)")
     print(f"   {'process':28} {'start':>8} {'end':>8} {'change':>8}")
     for name, start, end in (("web (gunicorn)", rss_start[0], rss_end[0]), ("cpu worker (+ pool)", rss_start[1], rss_end[1])):

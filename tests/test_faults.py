@@ -36,7 +36,7 @@ def start_stack(env: dict[str, str], log_path: Path) -> tuple[str, list[subproce
     """A web server and a one-process worker on ``env``'s services; returns their URL."""
     port = free_port()
     log = open(log_path, "ab")
-    web = subprocess.Popen(processes.web("127.0.0.1", port, threads=16).argv, env=env, stdout=log,
+    web = subprocess.Popen(processes.web("127.0.0.1", port).argv, env=env, stdout=log,
                            stderr=subprocess.STDOUT)
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "cpu",
                                "--concurrency", "1", "--hostname", f"faults-{port}@localhost", "--loglevel", "INFO",

@@ -23,15 +23,16 @@ class ProcessSpec:
     argv: list[str]
 
 
-def web(host: str, port: int, threads: int | None = None) -> ProcessSpec:
-    """Gunicorn with gthread workers: a websocket (flask-sock) holds one thread for as long
-    as it is open, so ``threads`` (default ``VITALQ_WEB_THREADS``, 256) bounds the open
-    websockets and in-flight requests together; gunicorn's connection limit is raised to
-    match. One process keeps the in-process metrics whole. The app logs each request
-    itself, as JSON."""
-    threads = threads or int(os.environ.get("VITALQ_WEB_THREADS", 256))
-    return ProcessSpec("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
-                               "--workers", "1", "--threads", str(threads), "--worker-connections", str(threads),
+def web(host: str, port: int, workers: int | None = None, connections: int | None = None) -> ProcessSpec:
+    """Gunicorn with gevent workers: each request and each open websocket is a greenlet,
+    not a thread, so a process holds thousands of websockets (``connections`` each,
+    default ``VITALQ_WEB_CONNECTIONS``, 4000) and switching between them is cheap.
+    ``workers`` processes (default ``VITALQ_WEB_WORKERS``, 1). The app logs each request
+    itself, as JSON; ``web.wsgi`` makes psycopg2 cooperate with gevent."""
+    workers = workers or int(os.environ.get("VITALQ_WEB_WORKERS", 1))
+    connections = connections or int(os.environ.get("VITALQ_WEB_CONNECTIONS", 4000))
+    return ProcessSpec("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
+                               "--workers", str(workers), "--worker-connections", str(connections),
                                "--bind", f"{host}:{port}", "--graceful-timeout", "10", "web.wsgi:app"])
 
 

@@ -46,11 +46,7 @@ def init_app(app: Flask) -> CollectorRegistry:
                         ["method", "endpoint", "status"], registry=registry,
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
-    @app.before_request
-    def _start_timer():
-        g.request_started = time.perf_counter()
-
-    @app.after_request
+    @app.after_request  # the clock starts in web.errors, before authentication
     def _observe(response):
         if "request_started" in g:
             latency.labels(request.method, request.endpoint or "unmatched", str(response.status_code)).observe(
