@@ -44,9 +44,7 @@ import time  # noqa: E402
 import httpx  # noqa: E402
 import websocket  # noqa: E402
 
-from bench.stack import prepare_services, wait_ready  # noqa: E402
-from vitalq import processes  # noqa: E402
-from worker.embedded_redis import free_port  # noqa: E402
+from bench.stack import prepare_services, start_vitalq  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -214,13 +212,8 @@ def main() -> None:
     from worker import accounts
 
     tokens = [accounts.create_user(f"load-{i}")[1] for i in range(max(args.clients, 20))]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT), "VITALQ_LOG_FORMAT": "json"})
-    supervisor.start(processes.web("127.0.0.1", port))
-    supervisor.start(processes.cpu_worker(args.concurrency))
+    supervisor, base = start_vitalq(args.concurrency, {"VITALQ_LOG_FORMAT": "json"})
     try:
-        wait_ready(base)
         web_pid, worker_pid = supervisor.running["web"].pid, supervisor.running["worker-cpu"].pid
 
         load, load_s = load_phase(base, tokens[: args.clients], args.minutes, args.poll_s, args.think_s,

@@ -34,9 +34,8 @@ from datetime import datetime
 import httpx
 import websocket
 
-from bench.stack import prepare_services, wait_ready  # noqa: E402
+from bench.stack import prepare_services, start_vitalq  # noqa: E402
 from vitalq import processes  # noqa: E402
-from worker.embedded_redis import free_port  # noqa: E402
 
 RAW_APP = "bench.raw_celery"
 #: The bench user's token, for every request and websocket.
@@ -138,16 +137,11 @@ def main() -> None:
 
     token = accounts.create_user("bench", admin=True)[1]
     HEADERS["Authorization"] = f"Bearer {token}"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT)})
-    supervisor.start(processes.web("127.0.0.1", port))
-    supervisor.start(processes.cpu_worker(args.concurrency))
-    supervisor.start(processes.ProcessSpec("raw-celery", [sys.executable, "-m", "celery", "-A", RAW_APP,
-                                                          "worker", "--concurrency", str(args.concurrency),
-                                                          "--queues", "raw", "--loglevel", "WARNING"]))
+    raw_worker = processes.ProcessSpec("raw-celery", [sys.executable, "-m", "celery", "-A", RAW_APP, "worker",
+                                                      "--concurrency", str(args.concurrency), "--queues", "raw",
+                                                      "--loglevel", "WARNING"])
+    supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker,))
     try:
-        wait_ready(base)
         with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
             submit_to_start(http, 10)  # warm up
             latency = submit_to_start(http, args.latency_jobs)

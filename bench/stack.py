@@ -10,7 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from worker.embedded_redis import EmbeddedRedis
+from vitalq import processes
+from worker.embedded_redis import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def prepare_services(prefix: str) -> EmbeddedRedis | None:
@@ -40,3 +43,21 @@ def wait_ready(base: str, timeout_s: float = 90) -> None:
             pass
         time.sleep(0.5)
     raise SystemExit("vitalq did not become ready")
+
+
+def start_vitalq(concurrency: int, env: dict[str, str] | None = None,
+                 extra: tuple[processes.ProcessSpec, ...] = ()) -> tuple[processes.Supervisor, str]:
+    """A web server and a cpu worker of ``concurrency`` processes (and ``extra``
+    processes) on the prepared services. Returns the supervisor, to stop them, and the
+    web server's URL, once vitalq is ready."""
+    port = free_port()
+    supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT), **(env or {})})
+    for spec in (processes.web("127.0.0.1", port), processes.cpu_worker(concurrency), *extra):
+        supervisor.start(spec)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base)
+    except BaseException:
+        supervisor.stop()
+        raise
+    return supervisor, base

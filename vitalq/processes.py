@@ -23,16 +23,15 @@ class ProcessSpec:
     argv: list[str]
 
 
-def web(host: str, port: int, workers: int | None = None, connections: int | None = None) -> ProcessSpec:
-    """Gunicorn with gevent workers: each request and each open websocket is a greenlet,
-    not a thread, so a process holds thousands of websockets (``connections`` each,
-    default ``VITALQ_WEB_CONNECTIONS``, 4000) and switching between them is cheap.
-    ``workers`` processes (default ``VITALQ_WEB_WORKERS``, 1). The app logs each request
-    itself, as JSON; ``web.wsgi`` makes psycopg2 cooperate with gevent."""
-    workers = workers or int(os.environ.get("VITALQ_WEB_WORKERS", 1))
+def web(host: str, port: int, connections: int | None = None) -> ProcessSpec:
+    """Gunicorn with a gevent worker: each request and each open websocket is a greenlet,
+    not a thread, so the process holds thousands of websockets (``connections``, default
+    ``VITALQ_WEB_CONNECTIONS``, 4000) and switching between them is cheap. One process
+    keeps the in-process request metrics whole. The app logs each request itself, as
+    JSON; ``web.wsgi`` makes psycopg2 cooperate with gevent."""
     connections = connections or int(os.environ.get("VITALQ_WEB_CONNECTIONS", 4000))
     return ProcessSpec("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
-                               "--workers", str(workers), "--worker-connections", str(connections),
+                               "--workers", "1", "--worker-connections", str(connections),
                                "--bind", f"{host}:{port}", "--graceful-timeout", "10", "web.wsgi:app"])
 
 

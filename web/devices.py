@@ -13,7 +13,10 @@ from .errors import created
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
 
 
-def _body() -> dict:
+def _body(optional: bool = False) -> dict:
+    """The request's JSON object; with ``optional``, an empty body is ``{}``."""
+    if optional and not request.get_data(cache=True):
+        return {}
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
@@ -56,9 +59,7 @@ def remove_device(device_id: str):
 def calibrate_device(device_id: str):
     """Queue a calibration now: ``{"priority", "plan"}``, both optional. 201 with the job."""
     devices.get(device_id)  # 404 for an unknown device
-    body = request.get_json(silent=True) or {}
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
+    body = _body(optional=True)
     params = {"device": device_id, **({"plan": body["plan"]} if "plan" in body else {})}
     job = dispatch.submit("camera.calibrate", params, body.get("priority"), owner_id=current_user().id)
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
