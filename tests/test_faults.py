@@ -205,4 +205,5 @@ def test_postgres_restarted_api_answers_503_then_recovers_and_no_job_is_lost(pos
         listed = {job["id"] for job in http.get("/api/v1/jobs", params={"limit": 100}).json()["jobs"]}
     assert [job["status"] for job in jobs] == ["succeeded"] * len(ids), [(j["status"], j["error"]) for j in jobs]
     assert all(job["result"]["peak_hz"] == job["result"]["expected_peak_hz"] for job in jobs)
+    assert [(job["attempts"], job["redeliveries"]) for job in jobs] == [(1, 0)] * len(ids)  # each ran once
     assert listed == set(ids)  # nothing recorded twice, nothing half-recorded from the refused submission
