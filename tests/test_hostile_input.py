@@ -28,6 +28,19 @@ def test_deeply_nested_json_is_refused(client, body):
     assert form.status_code == 400
 
 
+def test_a_json_body_beyond_a_megabyte_is_refused_unread(client):
+    # JSON is parsed in memory, in the web process's event loop: large inputs come as files.
+    body = json.dumps({"kind": "diagnostics.selftest", "params": {"pad": "x" * 2_000_000}})
+    answer, seconds = timed(lambda: client.post("/api/v1/jobs", data=body, content_type="application/json"))
+    assert answer.status_code == 413 and answer.json["error"]["code"] == "TOO_LARGE" and seconds < 1
+
+
+def test_more_feature_rows_than_json_takes_are_refused_pointing_to_a_csv(client):
+    row = {"mean_hr_bpm": 70, "sdnn_ms": 40, "rmssd_ms": 30, "pnn50_pct": 10, "quality": 0.9}
+    answer = client.post("/api/v1/jobs", json={"kind": "risk.predict", "params": {"rows": [row] * 1001}})
+    assert answer.status_code == 400 and "rows" in answer.json["error"]["details"]["fields"]
+
+
 def million_columns() -> bytes:
     return (",".join(f"c{i}" for i in range(1_000_000)) + "\n" + ",".join("1" for _ in range(1_000_000)) + "\n").encode()
 

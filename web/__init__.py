@@ -22,6 +22,16 @@ sock = Sock()
 class StreamingUploadRequest(FlaskRequest):
     """Writes each uploaded file part straight to the uploads folder, hashing it as it comes."""
 
+    @property
+    def max_content_length(self) -> int | None:
+        """An upload (multipart) streams to disk and may be as large as MAX_CONTENT_LENGTH;
+        any other body, JSON above all, is parsed in memory and in the web process's one
+        event loop, so it is held to MAX_FORM_MEMORY_SIZE (413 beyond)."""
+        limit = super().max_content_length
+        if self.mimetype == "multipart/form-data":
+            return limit
+        return min(filter(None, (limit, self.max_form_memory_size)), default=None)
+
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         sink = UploadSink(limit=self.max_content_length)
         g.setdefault("upload_sinks", []).append(sink)
@@ -34,7 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.request_class = StreamingUploadRequest
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        # The multipart parser keeps form fields (not files) in memory: bound them.
+        # What is parsed in memory, form fields and JSON bodies, is bounded (uploads are not).
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         SOCK_SERVER_OPTIONS={"ping_interval": 25},
         # Where the pages link to Flower (through vitalq's sign-in), and where Flower runs.

@@ -448,8 +448,9 @@ RISK_PREDICT = register(
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "rows": {"type": "array", "minItems": 1, "maxItems": 100_000, "items": _FEATURE_ROW,
-                         "description": "Rows of features (or upload a CSV instead)."},
+                # Checked in the web process: a larger batch comes as a CSV, read by the worker.
+                "rows": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _FEATURE_ROW,
+                         "description": "Up to 1000 rows of features; upload a CSV for more."},
                 "model_version": {"type": "integer", "minimum": 1, "description": "Default: the active version."},
             },
         },
