@@ -20,6 +20,7 @@ outcome, already computed. Progress is written to the row only when the database
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -54,7 +55,7 @@ def wait_for_database(write: Callable[[], T], budget_s: float) -> T:
     """``write()``, tried again with backoff while the database is unreachable, for up to
     ``budget_s`` seconds; then the error is raised."""
     deadline = time.monotonic() + budget_s
-    for attempt in range(1_000_000):
+    for attempt in itertools.count():
         try:
             return write()
         except sqlalchemy.exc.OperationalError as exc:
@@ -64,7 +65,6 @@ def wait_for_database(write: Callable[[], T], budget_s: float) -> T:
             log.warning("the database is unreachable (%s); trying again in %.1f s",
                         str(exc.orig or exc).strip().splitlines()[0], delay)
             time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 class JobContext:
