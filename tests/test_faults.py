@@ -111,8 +111,9 @@ def _postgres_bin() -> Path | None:
         folder = Path(subprocess.run([found, "--bindir"], capture_output=True, text=True).stdout.strip())
         if (folder / "pg_ctl").exists():
             return folder
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or [shutil.which("pg_ctl") or ""]
-    return Path(candidates[-1]).parent if candidates[-1] else None
+    installed = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))  # Debian's layout, newest last
+    pg_ctl = installed[-1] if installed else shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
 
 
 class PrivatePostgres:

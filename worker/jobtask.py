@@ -178,9 +178,8 @@ class JobTask(Task):
     def _deliver(self, job_id: str) -> None:
         settings = get_settings()
         try:
-            job = wait_for_database(lambda: store.start(job_id, worker=f"{self.request.hostname}/{os.getpid()}",
-                                                        max_redeliveries=settings.max_redeliveries),
-                                    settings.database_wait_s)
+            job = self._record(lambda: store.start(job_id, worker=f"{self.request.hostname}/{os.getpid()}",
+                                                   max_redeliveries=settings.max_redeliveries))
         except sqlalchemy.exc.OperationalError:
             log.error("job %s: the database stayed unreachable; the job goes back on its queue", job_id)
             raise Reject("database unreachable", requeue=True) from None
