@@ -53,6 +53,8 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     page.click("#cancel")
     page.wait_for_selector("#job[data-status=cancelled]", timeout=30_000)
     assert "cancelled" in page.inner_text("#status")
+    # The status event comes first; the error panel is filled by the final event just after.
+    page.wait_for_selector("#failure", state="visible", timeout=10_000)
     assert page.is_visible("#failure") and "cancelled" in page.inner_text("#failure-plain")
     assert page.is_visible("#retry") and not page.is_visible("#cancel")
     shot(page, "pages-job-cancelled")
