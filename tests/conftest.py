@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +31,8 @@ TEST_SETTINGS = {
     "VITALQ_PROGRESS_DB_INTERVAL_S": "0.2",
     "VITALQ_REGISTRY_REFRESH_S": "0.5",
 }
+#: A test's worker starts without waiting to meet other workers: it is ready sooner.
+QUICK_START = ["--without-mingle", "--without-gossip"]
 
 _embedded_redis = None
 
@@ -130,9 +131,9 @@ class WorkerProcess:
     def __init__(self, concurrency: int = 1, extra_env: dict[str, str] | None = None):
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = Path(os.environ["VITALQ_DATA_DIR"]) / f"{self.hostname}.log"
-        argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "cpu",
-                "--concurrency", str(concurrency), "--hostname", self.hostname, "--loglevel", "INFO",
-                "--without-mingle", "--without-gossip"]
+        from vitalq import processes
+
+        argv = processes.cpu_worker(concurrency, self.hostname).argv + QUICK_START
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(argv, env={**os.environ, **(extra_env or {})},
                                         stdout=self.log, stderr=subprocess.STDOUT)

@@ -169,6 +169,25 @@ def test_cancel_of_a_queued_job_is_final_and_a_second_cancel_conflicts(client):
     assert_error(client.delete(f"/api/v1/jobs/{job['id']}"), 409, "JOB_FINISHED")
 
 
+def test_retry_runs_a_finished_job_again_and_refuses_a_malformed_body(client):
+    original = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"steps": 3},
+                                                 "priority": 2}).get_json()
+    live = assert_error(client.post(f"/api/v1/jobs/{original['id']}/retry"), 400, "INVALID_INPUT")
+    assert live["details"]["fields"] == {"job": "still queued"}
+    client.delete(f"/api/v1/jobs/{original['id']}")
+
+    again = client.post(f"/api/v1/jobs/{original['id']}/retry")  # no body: the original's priority
+    assert again.status_code == 201
+    assert again.get_json()["priority"] == 2 and again.get_json()["params"] == original["params"]
+    raised = client.post(f"/api/v1/jobs/{original['id']}/retry", json={"priority": 9}).get_json()
+    assert raised["priority"] == 9 and raised["id"] not in {original["id"], again.get_json()["id"]}
+    for body in ("{not json", "[1, 2]"):
+        error = assert_error(client.post(f"/api/v1/jobs/{original['id']}/retry", data=body,
+                                         content_type="application/json"), 400, "INVALID_INPUT")
+        assert error["details"]["fields"] == {"body": "malformed JSON"}
+    assert store.find(kind="diagnostics.selftest")[1] == 3  # the refused ones made no job
+
+
 def test_liveness_and_pages_served_without_outside_resources(client):
     assert client.get("/health/live").get_json() == {"status": "ok"}
     for path in ("/", "/jobs", "/devices"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import bearer, stop_process
+from conftest import QUICK_START, bearer, stop_process
 
 from vitalq import processes
 from worker.embedded_redis import EmbeddedRedis, free_port
@@ -38,9 +38,8 @@ def start_stack(env: dict[str, str], log_path: Path) -> tuple[str, list[subproce
     log = open(log_path, "ab")
     web = subprocess.Popen(processes.web("127.0.0.1", port).argv, env=env, stdout=log,
                            stderr=subprocess.STDOUT)
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "cpu",
-                               "--concurrency", "1", "--hostname", f"faults-{port}@localhost", "--loglevel", "INFO",
-                               "--without-mingle", "--without-gossip"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(processes.cpu_worker(1, f"faults-{port}@localhost").argv + QUICK_START, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
     log.close()
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: _answers(f"{base}/health/live"), 60, "the web server answers")

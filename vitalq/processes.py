@@ -35,8 +35,8 @@ def web(host: str, port: int, connections: int | None = None) -> ProcessSpec:
                                "--bind", f"{host}:{port}", "--graceful-timeout", "10", "web.wsgi:app"])
 
 
-def cpu_worker(concurrency: int | None = None) -> ProcessSpec:
-    argv = CELERY + ["worker", "--queues", "cpu", "--hostname", "cpu@%h", "--loglevel", "INFO"]
+def cpu_worker(concurrency: int | None = None, hostname: str = "cpu@%h") -> ProcessSpec:
+    argv = CELERY + ["worker", "--queues", "cpu", "--hostname", hostname, "--loglevel", "INFO"]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     return ProcessSpec("worker-cpu", argv)

@@ -13,7 +13,7 @@ from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
 
 from .auth import current_user, owner_filter, require_admin, visible
-from .errors import created
+from .errors import created, json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -43,10 +43,7 @@ def submit_job():
         if file is not None and file.filename:
             upload, filename = file.stream, file.filename
     else:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise InvalidInput("the body must be a JSON object (or a multipart form)",
-                               {"fields": {"body": "malformed JSON"}})
+        body = json_body()
         kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
     job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id)
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
@@ -85,10 +82,9 @@ def cancel_job(job_id: str):
 @bp.post("/jobs/<job_id>/retry")
 def retry_job(job_id: str):
     """Run a finished job again, as a new job with the same kind, params and input file."""
-    body = request.get_json(silent=True) or {}
+    priority = json_body(optional=True).get("priority")
     visible(store.get(job_id))
-    job = dispatch.resubmit(job_id, body.get("priority") if isinstance(body, dict) else None,
-                            owner_id=current_user().id)
+    job = dispatch.resubmit(job_id, priority, owner_id=current_user().id)
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, jsonify, url_for
 
 from worker import devices, dispatch
-from worker.exceptions import InvalidInput, NotFound
+from worker.exceptions import NotFound
 
 from .auth import current_user, require_admin
-from .errors import created
+from .errors import created, json_body
 
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
-
-
-def _body(optional: bool = False) -> dict:
-    """The request's JSON object; with ``optional``, an empty body is ``{}``."""
-    if optional and not request.get_data(cache=True):
-        return {}
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
-    return body
 
 
 @bp.get("")
@@ -31,7 +21,7 @@ def list_devices():
 @bp.post("")
 def register_device():
     require_admin()
-    device = devices.register(_body())
+    device = devices.register(json_body())
     return created(device.to_dict(), url_for("devices.get_device", device_id=device.id))
 
 
@@ -45,7 +35,7 @@ def change_device(device_id: str):
     """Change name, connection, calibration settings, schedule or host; beat follows a
     new schedule within ``VITALQ_REGISTRY_REFRESH_S`` seconds."""
     require_admin()
-    return jsonify(devices.change(device_id, _body()).to_dict())
+    return jsonify(devices.change(device_id, json_body()).to_dict())
 
 
 @bp.delete("/<device_id>")
@@ -59,7 +49,7 @@ def remove_device(device_id: str):
 def calibrate_device(device_id: str):
     """Queue a calibration now: ``{"priority", "plan"}``, both optional. 201 with the job."""
     devices.get(device_id)  # 404 for an unknown device
-    body = _body(optional=True)
+    body = json_body(optional=True)
     params = {"device": device_id, **({"plan": body["plan"]} if "plan" in body else {})}
     job = dispatch.submit("camera.calibrate", params, body.get("priority"), owner_id=current_user().id)
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))

@@ -12,7 +12,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from worker import logs
-from worker.exceptions import Unavailable, VitalqError
+from worker.exceptions import InvalidInput, Unavailable, VitalqError
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("vitalq.access")
@@ -28,6 +28,16 @@ def created(body: dict, location: str):
     response.status_code = 201
     response.headers["Location"] = location
     return response
+
+
+def json_body(optional: bool = False) -> dict:
+    """The request's JSON object, else INVALID_INPUT; with ``optional``, no body is ``{}``."""
+    if optional and not request.get_data(cache=True):
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
+    return body
 
 
 def error_response(code: str, message: str, status: int, details: dict | None = None):
