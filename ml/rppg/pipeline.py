@@ -27,6 +27,9 @@ Progress = Callable[[float, str], None]
 MIN_FPS = 8.0
 #: Below this share of frames with a face, the video is refused.
 MIN_FACE_FRACTION = 0.5
+#: Beats are timed on the pulse within this distance of the heart rate (Hz): heart-rate
+#: variability up to 0.3 Hz (breathing up to 18 a minute) is kept, faster is attenuated.
+HRV_HALF_BAND_HZ = 0.3
 
 
 class NoFaceFound(InputError):
@@ -106,15 +109,21 @@ def uniform(traces: Traces, nominal_fps: float) -> tuple[np.ndarray, np.ndarray,
     return grid, out.reshape(traces.rgb.shape[0], 3, grid.size), fs
 
 
-def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None, band_hz: tuple[float, float]) -> np.ndarray:
-    """The pulse narrowed to 0.7-1.6 times the heart rate, for timing beats: noise and the
-    dicrotic wave otherwise move or split the peaks (HRV from 30 fps video is
-    sensitive to every frame of timing error)."""
+def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None) -> np.ndarray:
+    """The pulse narrowed to the heart rate ± HRV_HALF_BAND_HZ, for timing beats.
+
+    A beat interval that varies is a frequency modulation of the pulse: its sidebands
+    lie at the heart rate ± the modulation's frequency (0.04-0.15 Hz for LF, about
+    0.25 Hz for breathing at rest), so this band keeps them. What lies further out is
+    noise, motion and the dicrotic wave, and each of them moves or splits the peaks: in
+    a band of 0.7 to 1.6 times the heart rate, RMSSD of synthetic faces came out two to
+    four times too high (``bench/rppg.py`` measures it).
+    """
     if not bpm:
         return pulse
     f = bpm / 60.0
-    low, high = max(0.7 * f, band_hz[0] * 0.8), min(1.6 * f, 0.45 * fs)
-    return bandpass(pulse[None, :], fs, (low, high), order=3)[0] if low < high else pulse
+    low, high = max(f - HRV_HALF_BAND_HZ, 0.5 * f), min(f + HRV_HALF_BAND_HZ, 0.45 * fs)
+    return bandpass(pulse[None, :], fs, (low, high), order=4)[0] if low < high else pulse
 
 
 def pulse_from_traces(rgb: np.ndarray, fs: float, method: str,
@@ -193,7 +202,7 @@ def analyze_video(path: Path, *, method: str = "POS", roi: str = "face", window_
     heart_rate = estimate_heart_rate(bvp, fs, window_s=window_s, step_s=step_s, band=band_hz, min_quality=min_quality)
     z = (bvp - bvp.mean(axis=1, keepdims=True)) / np.maximum(bvp.std(axis=1, keepdims=True), 1e-12)
     pulse = z.mean(axis=0)
-    peaks = pulse_peaks(_around_heart_rate(pulse, fs, heart_rate.overall_bpm, band_hz), fs, heart_rate.overall_bpm)
+    peaks = pulse_peaks(_around_heart_rate(pulse, fs, heart_rate.overall_bpm), fs, heart_rate.overall_bpm)
     hrv = hrv_metrics(peaks)
     spectrum = pulse_spectrum(bvp, fs, band_hz)
     seconds["hr"] = time.perf_counter() - clock
