@@ -182,3 +182,34 @@ def test_image_sequence_in_a_zip_is_read_at_the_given_frame_rate(face_video, tmp
     result = analyze_video(tmp_path / "frames.zip", fps=truth.fps)
     assert result.fs == truth.fps and result.traces.times_s.size == index
     assert result.heart_rate.overall_bpm == pytest.approx(truth.mean_hr_bpm, abs=2.0)
+
+
+def test_frames_are_decoded_ahead_on_a_thread_that_never_outlives_the_reader(face_video, tmp_path):
+    import threading
+    import zipfile
+
+    from ml.rppg import UnreadableVideo, VideoFrames
+
+    def decoders() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("decode ")]
+
+    path, _truth = face_video
+    with VideoFrames(path) as frames:
+        stamps = [stamp for stamp, _frame in frames]
+    assert stamps == sorted(stamps) and len(stamps) == frames.info.frames
+    with VideoFrames(path) as frames:
+        for index, _ in enumerate(frames):
+            if index == 3:
+                break  # the reader stops early; the decoder must stop too
+    assert decoders() == []
+
+    png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    with zipfile.ZipFile(tmp_path / "broken.zip", "w") as archive:
+        for index in range(20):
+            archive.writestr(f"frame{index}.png", png if index != 12 else b"not an image")
+    with VideoFrames(tmp_path / "broken.zip", fps=10) as frames:
+        seen = []
+        with pytest.raises(UnreadableVideo, match="frame12.png"):
+            for stamp, _frame in frames:
+                seen.append(stamp)
+    assert len(seen) == 12 and decoders() == []

@@ -59,12 +59,13 @@ def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int 
     tracker = FaceTracker(detect_every=detect_every) if roi == "face" else None
     regions = ["forehead", "left_cheek", "right_cheek"] if tracker else ["full"]
     times, samples, with_face = [], [], 0
-    spent = {"decode": 0.0, "detect": 0.0, "trace": 0.0}
+    # "decode_wait": time spent waiting for the decoding thread's next frame.
+    spent = {"decode_wait": 0.0, "detect": 0.0, "trace": 0.0}
     declared = frames.info.frames
     clock = time.perf_counter()
     for index, (stamp, frame) in enumerate(frames):
         now = time.perf_counter()
-        spent["decode"] += now - clock
+        spent["decode_wait"] += now - clock
         if tracker is None:
             b, g, r, _ = cv2.mean(frame)
             sample = np.array([[r, g, b]])

@@ -144,11 +144,12 @@ def region_boxes(face_box: np.ndarray, frame_shape: tuple[int, ...]) -> dict[str
     x0, y0, x1, y1 = face_box
     w, h = x1 - x0, y1 - y0
     height, width = frame_shape[:2]
-    boxes = {}
-    for name, (a, b, c, d) in REGIONS.items():
-        boxes[name] = (int(np.clip(x0 + a * w, 0, width - 1)), int(np.clip(y0 + b * h, 0, height - 1)),
-                       int(np.clip(x0 + c * w, 1, width)), int(np.clip(y0 + d * h, 1, height)))
-    return boxes
+    def clip(value: float, low: int, high: int) -> int:  # on scalars, np.clip costs more than the rest
+        return int(min(max(value, low), high))
+
+    return {name: (clip(x0 + a * w, 0, width - 1), clip(y0 + b * h, 0, height - 1),
+                   clip(x0 + c * w, 1, width), clip(y0 + d * h, 1, height))
+            for name, (a, b, c, d) in REGIONS.items()}
 
 
 def mean_skin_rgb(frame_bgr: np.ndarray, box: tuple[int, int, int, int], skin_mask: bool = True) -> np.ndarray:

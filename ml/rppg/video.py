@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,10 @@ MAX_FRAME_PIXELS = 8192 * 8192
 MAX_IMAGE_BYTES = 64 * 1024**2
 #: Images in one zipped sequence (over an hour at 30 fps).
 MAX_ZIP_IMAGES = 200_000
+#: Frames decoded ahead of the analysis: enough to smooth out uneven decoding times, few
+#: enough that memory holds a handful of frames, never the video.
+READ_AHEAD = 8
+_END = object()
 
 
 class UnreadableVideo(InputError):
@@ -49,6 +55,7 @@ class VideoFrames:
         if not head:
             raise EmptyInput("the video file is empty")
         self._zip = head == b"PK\x03\x04"
+        self._decoder: threading.Thread | None = None
         self.info = self._open_zip(fps) if self._zip else self._open_container()
 
     def _open_container(self) -> VideoInfo:
@@ -81,6 +88,46 @@ class VideoFrames:
         return image
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Frames decoded on a thread of their own, up to READ_AHEAD ahead of their use:
+        OpenCV lets go of the GIL while it decodes, so decoding overlaps the analysis."""
+        frames: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+        self._stop = threading.Event()
+
+        def put(item) -> bool:
+            while not self._stop.is_set():
+                try:
+                    frames.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def decode() -> None:
+            try:
+                for item in self._decoded():
+                    if not put(item):
+                        return
+                put(_END)
+            except BaseException as exc:  # raised again in the reading thread
+                put(exc)
+
+        self._decoder = threading.Thread(target=decode, name=f"decode {self.path.name}", daemon=True)
+        self._decoder.start()
+        try:
+            while (item := frames.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop_decoding()
+
+    def _stop_decoding(self) -> None:
+        if self._decoder is not None:
+            self._stop.set()
+            self._decoder.join()
+            self._decoder = None
+
+    def _decoded(self) -> Iterator[tuple[float, np.ndarray]]:
         if self._zip:
             for index, member in enumerate(self._members):
                 yield index / self.info.fps, self._decode(member)
@@ -96,6 +143,7 @@ class VideoFrames:
             index += 1
 
     def close(self) -> None:
+        self._stop_decoding()  # before the decoder's source goes away under it
         if self._zip:
             self._archive.close()
         else:
