@@ -184,6 +184,19 @@ def test_image_sequence_in_a_zip_is_read_at_the_given_frame_rate(face_video, tmp
     assert result.heart_rate.overall_bpm == pytest.approx(truth.mean_hr_bpm, abs=2.0)
 
 
+def test_a_variable_frame_rate_video_is_read_on_its_own_timestamps(tmp_path):
+    """A phone's camera that drops frames: nominally 30 fps, frames 33 or 67 ms apart (about
+    22 fps). Read at the nominal rate, the pulse would come out a third too fast."""
+    gaps = np.random.default_rng(3).choice([1 / 30, 2 / 30], size=500, p=[0.65, 0.35])
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    times = times[times < 20.0]
+    path = tmp_path / "phone.mkv"
+    truth = write_face_video(path, hr_bpm=70.0, fps=30.0, size=(320, 240), frame_times_s=times, seed=4)
+    result = analyze_video(path)
+    assert result.traces.times_s == pytest.approx(times, abs=0.002)
+    assert result.heart_rate.overall_bpm == pytest.approx(truth.mean_hr_bpm, abs=2.0)
+
+
 def test_frames_are_decoded_ahead_on_a_thread_that_never_outlives_the_reader(face_video, tmp_path):
     import threading
     import zipfile
