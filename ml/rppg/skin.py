@@ -144,6 +144,7 @@ def region_boxes(face_box: np.ndarray, frame_shape: tuple[int, ...]) -> dict[str
     x0, y0, x1, y1 = face_box
     w, h = x1 - x0, y1 - y0
     height, width = frame_shape[:2]
+
     def clip(value: float, low: int, high: int) -> int:  # on scalars, np.clip costs more than the rest
         return int(min(max(value, low), high))
 
