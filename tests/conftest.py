@@ -156,6 +156,17 @@ class WorkerProcess:
         self.log.close()
 
 
+def wait_until(predicate, timeout_s: float, what: str):
+    """The predicate's first true value, polled every 0.2 s; else an AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"never: {what}")
+
+
 def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
     from vitalq.processes import terminate
 

@@ -16,20 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import QUICK_START, bearer, stop_process
+from conftest import QUICK_START, bearer, stop_process, wait_until
 
 from vitalq import processes
 from worker.embedded_redis import EmbeddedRedis, free_port
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"never: {what}")
 
 
 def start_stack(env: dict[str, str], log_path: Path) -> tuple[str, list[subprocess.Popen]]:

@@ -6,8 +6,11 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import websocket
+from conftest import wait_until
 
 from worker import progress
 from worker.celery_app import app as celery_app
@@ -53,6 +56,49 @@ def test_late_client_gets_snapshot_and_final_and_a_reconnect_resumes(jobs):
     resumed = jobs.events(job["id"], after=2)
     assert [m["seq"] for m in resumed[1:-1]] == [3, 4, 5, 6]  # what came after seq 2
     assert resumed[-1]["type"] == "final"
+
+
+def gauge(http, name: str) -> float:
+    """A gauge's value on /metrics."""
+    [line] = [line for line in http.get("/metrics").text.splitlines() if line.startswith(f"{name} ")]
+    return float(line.split()[1])
+
+
+def test_sockets_on_one_job_share_one_reader_and_each_gets_every_event(jobs, http):
+    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 5, "earlier tests' feeds end")
+    job = jobs.submit({"duration_s": 4, "steps": 40})
+    with ThreadPoolExecutor(4) as pool:
+        watching = [pool.submit(jobs.events, job["id"]) for _ in range(4)]
+        wait_until(lambda: gauge(http, "vitalq_websockets") == 4, 5, "four sockets open")
+        assert gauge(http, "vitalq_websocket_feeds") == 1  # one Redis reader for the four
+        streams = [future.result() for future in watching]
+    for messages in streams:
+        assert messages[-1]["type"] == "final" and messages[-1]["job"]["status"] == "succeeded"
+        seqs = [event["seq"] for event in messages[1:-1]]
+        first = messages[0]["job"]["progress"]["seq"] + 1  # what the snapshot had not seen
+        assert seqs == list(range(first, seqs[-1] + 1))  # every event after it, once, in order
+    assert len({messages[-2]["seq"] for messages in streams}) == 1  # all saw the same last event
+    # The reader ends with its last socket (within one blocking read).
+    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 3, "the job's feed ends")
+    assert gauge(http, "vitalq_websockets") == 0
+
+
+def test_a_socket_closed_while_its_job_waits_is_let_go(jobs, http, live_server):
+    from web.ws import RECHECK_S
+
+    blocker = jobs.submit({"duration_s": 20, "steps": 20})  # the worker runs one job at a time
+    jobs.wait_running(blocker["id"])
+    waiting = jobs.submit({"duration_s": 0})
+    ws = websocket.create_connection(live_server.replace("http", "ws", 1) + f"/ws/jobs/{waiting['id']}",
+                                     header={"Authorization": http.headers["Authorization"]}, timeout=10)
+    assert json.loads(ws.recv())["job"]["status"] == "queued"
+    wait_until(lambda: gauge(http, "vitalq_websockets") == 1, 5, "the socket is watched")
+    ws.close()  # long before the job will run: the server notices at its next quiet check
+    wait_until(lambda: gauge(http, "vitalq_websockets") == 0, RECHECK_S + 3, "the socket is let go")
+    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 3, "the job's feed ends")
+    for job in (waiting, blocker):
+        http.delete(f"/api/v1/jobs/{job['id']}")
+    jobs.wait_finished(blocker["id"])
 
 
 def test_uploaded_file_reaches_the_job_intact(jobs, http):

@@ -16,6 +16,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from worker import devices, store
 from worker.celery_app import queue_depths
 
+from . import feeds
+
 RUN_SECONDS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -37,6 +39,12 @@ class JobCollector:
             buckets = [(str(bound), n) for bound, n in zip(RUN_SECONDS_BUCKETS, cumulative)]
             runs.add_metric([kind], buckets + [("+Inf", count)], total)
         yield runs
+
+        # This web process's own: the live websockets, and the Redis readers they share.
+        yield GaugeMetricFamily("vitalq_websockets", "Job websockets open in this web process",
+                                value=feeds.watchers())
+        yield GaugeMetricFamily("vitalq_websocket_feeds", "Jobs this web process reads events for, "
+                                "one Redis reader each, shared by their websockets", value=feeds.feed_count())
 
 
 def init_app(app: Flask) -> CollectorRegistry:

@@ -4,25 +4,28 @@ On connect the client gets ``{"type": "snapshot", "job": {...}}``, then each eve
 order (``{"type": "progress" | "status", "seq": n, ...}``), then
 ``{"type": "final", "job": {...}}`` once the job has finished, and the socket closes.
 A client that reconnects passes ``?after=<last seq it saw>`` and misses nothing: the
-events are kept on the job's stream (see ``worker.progress``).
+events are kept on the job's stream (see ``worker.progress``). The sockets watching a
+job share one reader of its stream (``web.feeds``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import time
+import queue
 
 from flask import request
 from flask_sock import Sock
 
-from worker import progress, store
+from worker import store
 from worker.exceptions import NotFound
 from worker.models import FINISHED, JobStatus
 
+from . import feeds
 from .auth import visible
 
-#: How long one wait for new events lasts; also how often a quiet job's row is re-read.
-POLL_MS = 1000
+#: After this long without an event the job's row is re-read: a status event can be
+#: missed if Redis was away when it was published, and the row decides.
 RECHECK_S = 5.0
 
 
@@ -44,22 +47,25 @@ def job_events(ws, job_id: str) -> None:
         return
 
     last_seq = job.progress_seq if after is None else after
-    position, last_check = "0-0", time.monotonic()
-    while True:
-        events = progress.read(job_id, after=position, block_ms=POLL_MS)
-        for position, event in events:
-            if event["seq"] <= last_seq:
+    with feeds.subscribe(job_id) as inbox:
+        for event in itertools.chain(feeds.backlog(job_id), _live(ws, inbox, job_id)):
+            if event.seq <= last_seq:
                 continue
-            last_seq = event["seq"]
-            ws.send(json.dumps(event))
-            if event["type"] == "status" and JobStatus(event["status"]) in FINISHED:
-                _send_final(ws, job_id)
-                return
-        # A status event can be missed if Redis was away when it was published: the row decides.
-        if not events and time.monotonic() - last_check > RECHECK_S:
-            last_check = time.monotonic()
+            last_seq = event.seq
+            ws.send(event.text)
+            if event.body["type"] == "status" and JobStatus(event.body["status"]) in FINISHED:
+                break
+    _send_final(ws, job_id)
+
+
+def _live(ws, inbox: queue.Queue, job_id: str):
+    """The inbox's events while the client is there, until the job has finished and the
+    inbox has been quiet for RECHECK_S."""
+    while ws.connected:
+        try:
+            yield inbox.get(timeout=RECHECK_S)
+        except queue.Empty:
             if store.get(job_id).finished:
-                _send_final(ws, job_id)
                 return
 
 

@@ -77,6 +77,12 @@ def read(job_id: str, after: str = "0-0", block_ms: int | None = None, count: in
     return events
 
 
+def last_position(job_id: str) -> str:
+    """The position of the newest event on the job's stream ("0-0" when it has none)."""
+    newest = get_redis().xrevrange(events_key(job_id), count=1)
+    return newest[0][0].decode() if newest else "0-0"
+
+
 def request_cancel(job_id: str) -> None:
     get_redis().set(_cancel_key(job_id), 1, ex=EVENT_TTL_S)
 
