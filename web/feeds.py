@@ -81,10 +81,11 @@ class _Feed(threading.Thread):
             # Taken after the read: a socket that joined during it reads these in its backlog.
             with _lock:
                 inboxes = tuple(self.inboxes)
-            for self.position, body in entries:
+            for _position, body in entries:
                 event = _event(body)
                 for inbox in inboxes:
                     inbox.put(event)
+            self.position = entries[-1][0]
 
 
 _feeds: dict[str, _Feed] = {}
@@ -115,11 +116,10 @@ def subscribe(job_id: str) -> Iterator[queue.Queue]:
             feed.inboxes.discard(inbox)
 
 
-def watchers(job_id: str | None = None) -> int:
-    """The sockets watching ``job_id`` (all jobs by default) in this process."""
+def watchers() -> int:
+    """The sockets watching jobs in this process."""
     with _lock:
-        feeds = _feeds.values() if job_id is None else [_feeds[job_id]] if job_id in _feeds else []
-        return sum(len(feed.inboxes) for feed in feeds)
+        return sum(len(feed.inboxes) for feed in _feeds.values())
 
 
 def feed_count() -> int:
