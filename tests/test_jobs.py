@@ -65,7 +65,7 @@ def gauge(http, name: str) -> float:
 
 
 def test_sockets_on_one_job_share_one_reader_and_each_gets_every_event(jobs, http):
-    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 5, "earlier tests' feeds end")
+    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 10, "earlier tests' feeds end")
     job = jobs.submit({"duration_s": 4, "steps": 40})
     with ThreadPoolExecutor(4) as pool:
         watching = [pool.submit(jobs.events, job["id"]) for _ in range(4)]
