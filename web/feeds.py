@@ -39,13 +39,16 @@ RETRY_S = 1.0
 
 @dataclass(frozen=True)
 class Event:
-    seq: int
     body: dict[str, Any]
     text: str  # the body as JSON, encoded once for every socket
 
+    @property
+    def seq(self) -> int:
+        return self.body["seq"]
+
 
 def _event(body: dict[str, Any]) -> Event:
-    return Event(body["seq"], body, json.dumps(body))
+    return Event(body, json.dumps(body))
 
 
 def backlog(job_id: str) -> Iterator[Event]:

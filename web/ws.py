@@ -55,7 +55,8 @@ def job_events(ws, job_id: str) -> None:
             ws.send(event.text)
             if event.body["type"] == "status" and JobStatus(event.body["status"]) in FINISHED:
                 break
-    _send_final(ws, job_id)
+    if ws.connected:  # a client that left needs no final message, nor its database read
+        _send_final(ws, job_id)
 
 
 def _live(ws, inbox: queue.Queue, job_id: str):
