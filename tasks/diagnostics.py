@@ -10,6 +10,7 @@ import time
 import numpy as np
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from threadpoolctl import threadpool_info
 
 from worker.exceptions import InvalidInput, TransientError
 from worker.jobtask import JobContext, JobTask
@@ -37,7 +38,9 @@ def selftest(job: JobContext) -> dict:
     peak_hz = float(np.fft.rfftfreq(t.size, 1 / PROBE_FS)[np.argmax(spectrum)])
 
     result = {"peak_hz": peak_hz, "expected_peak_hz": PROBE_HZ, "attempt": job.attempt,
-              "python": platform.python_version(), "numpy": np.__version__}
+              "python": platform.python_version(), "numpy": np.__version__,
+              # The most BLAS/OpenMP threads any numerical library of this process may start.
+              "compute_threads": max((pool["num_threads"] for pool in threadpool_info()), default=None)}
     if job.input_path is not None:
         result["input_sha256_matches"] = _sha256(job.input_path) == job.input["sha256"]
         if not result["input_sha256_matches"]:

@@ -4,7 +4,8 @@ and a live web server.
 Configured by the environment like vitalq itself: ``DATABASE_URL`` and ``REDIS_URL``
 point the suite at a PostgreSQL database and a Redis database that it may empty (CI
 does this). With nothing set, the suite runs on SQLite in a temporary folder and an
-embedded Redis started for the session, as ``vitalq up`` does.
+embedded Redis started for the session, as ``vitalq up`` does. The suite's temporary
+folder is removed after the run (``VITALQ_KEEP_TEST_DATA=1`` keeps it, logs and all).
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 
-import httpx
-import pytest
+# One BLAS/OpenMP thread per process, set before any numerical library loads: the tests,
+# their workers and the web server share two cores, and OpenMP threads fighting over busy
+# cores made a 1 s scikit-learn fit take 16 s.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
 
 #: Short delays so that retries, cancels and progress happen within a test's patience.
 TEST_SETTINGS = {
@@ -30,17 +38,19 @@ TEST_SETTINGS = {
     "VITALQ_MAX_REDELIVERIES": "2",
     "VITALQ_PROGRESS_DB_INTERVAL_S": "0.2",
     "VITALQ_REGISTRY_REFRESH_S": "0.5",
+    "VITALQ_COMPUTE_THREADS": "1",
 }
 #: A test's worker starts without waiting to meet other workers: it is ready sooner.
 QUICK_START = ["--without-mingle", "--without-gossip"]
 
 _embedded_redis = None
+_data_dir: Path | None = None
 
 
 def pytest_configure(config):
     """Point vitalq at the test services before any of its modules reads its settings."""
-    global _embedded_redis
-    data_dir = Path(tempfile.mkdtemp(prefix="vitalq-tests-"))
+    global _embedded_redis, _data_dir
+    data_dir = _data_dir = Path(tempfile.mkdtemp(prefix="vitalq-tests-"))
     os.environ["VITALQ_DATA_DIR"] = str(data_dir)
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{data_dir / 'vitalq.db'}")
     if not os.environ.get("REDIS_URL"):
@@ -54,6 +64,8 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _embedded_redis is not None:
         _embedded_redis.stop()
+    if _data_dir is not None and not os.environ.get("VITALQ_KEEP_TEST_DATA"):
+        shutil.rmtree(_data_dir, ignore_errors=True)
 
 
 def pytest_report_header(config):
@@ -65,6 +77,34 @@ def settings():
     from worker.settings import get_settings
 
     return get_settings()
+
+
+@pytest.fixture
+def configure(monkeypatch):
+    """Change vitalq's settings for one test: ``configure(VITALQ_MAX_QUEUE_DEPTH="2")``.
+
+    Settings are read once per process, so they are read again now and after the test.
+    The live server runs in this process and sees the change; worker processes do not.
+    """
+    from worker.settings import get_settings
+
+    def apply(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def rng(request):
+    """A random generator seeded from the test's own id: the same numbers whether the test
+    runs alone or with others, in any order."""
+    import numpy as np
+
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +165,20 @@ def clean(database, settings):
     reset()
 
 
+def wait_until(predicate, timeout_s: float, what, interval_s: float = 0.2):
+    """The predicate's first true value, polled every ``interval_s``; else, after
+    ``timeout_s``, an AssertionError naming ``what`` (a string, or a function giving one,
+    called then: the last state seen)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never within {timeout_s:g} s: {what() if callable(what) else what}")
+        time.sleep(interval_s)
+
+
 class WorkerProcess:
     """A real ``celery worker`` subprocess consuming the cpu queue."""
 
@@ -137,34 +191,29 @@ class WorkerProcess:
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(argv, env={**os.environ, **(extra_env or {})},
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait_ready()
+        wait_until(self._answers, 60, lambda: f"worker {self.hostname} ready: {self.log_tail()}", interval_s=0)
 
-    def _wait_ready(self, timeout_s: float = 60.0) -> None:
+    def _answers(self) -> bool:
         from worker.celery_app import app
 
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
-            replies = app.control.inspect(destination=[self.hostname], timeout=0.5).ping() or {}
-            if self.hostname in replies:
-                return
-        raise RuntimeError(f"worker not ready after {timeout_s} s: {self.log_path.read_text()[-3000:]}")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.process.returncode}: {self.log_tail()}")
+        return self.hostname in (app.control.inspect(destination=[self.hostname], timeout=0.5).ping() or {})
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def consume(self, queue: str, consuming: bool = True) -> None:
+        """Start (or with ``consuming=False``, stop) taking jobs from ``queue``; returns once the worker has."""
+        from worker.celery_app import app
+
+        control = app.control.add_consumer if consuming else app.control.cancel_consumer
+        replies = control(queue, destination=[self.hostname], reply=True, timeout=10)
+        assert replies and self.hostname in replies[0], f"{self.hostname} did not answer: {self.log_tail()}"
 
     def stop(self) -> None:
         stop_process(self.process)
         self.log.close()
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    """The predicate's first true value, polled every 0.2 s; else an AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"never: {what}")
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
@@ -173,13 +222,21 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
     terminate(process, timeout_s)
 
 
-@pytest.fixture(scope="module")
-def worker(database):
-    """A Celery worker process, concurrency 1, for the tests of one module (the others
-    see no worker: a job they submit stays queued)."""
+@pytest.fixture(scope="session")
+def session_worker(database):
+    """One Celery worker process, concurrency 1, started once (it takes seconds to start)."""
     process = WorkerProcess(concurrency=1)
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(session_worker):
+    """The session's worker, taking cpu jobs for the tests of one module only: the other
+    modules see no worker, and a job they submit stays queued."""
+    session_worker.consume("cpu")
+    yield session_worker
+    session_worker.consume("cpu", consuming=False)
 
 
 @pytest.fixture(scope="session")
@@ -234,14 +291,14 @@ class Jobs:
         return response.json()
 
     def wait_for(self, job_id: str, predicate, timeout_s: float = 30.0, what: str = "condition") -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.get(job_id)
-            if predicate(job):
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} never reached {what}; last seen: {job}")
-            time.sleep(0.05)
+        seen: list[dict] = []
+
+        def reached():
+            seen[:] = [self.get(job_id)]
+            return seen[0] if predicate(seen[0]) else None
+
+        return wait_until(reached, timeout_s, lambda: f"job {job_id} reaching {what}; last seen: {seen}",
+                          interval_s=0.05)
 
     def wait_finished(self, job_id: str, timeout_s: float = 30.0) -> dict:
         return self.wait_for(job_id, lambda job: job["finished_at"] is not None, timeout_s, "a finish")
@@ -316,12 +373,15 @@ def sign_in(page, token: str) -> None:
 @pytest.fixture
 def page(browser, live_server, clean, tokens):
     """A fresh browser tab on the live app, signed in as the admin; fails the test on
-    any script error."""
+    any script error or anything the page's security policy refused."""
     context = browser.new_context(base_url=live_server, viewport={"width": 1100, "height": 900})
     page = context.new_page()
     sign_in(page, tokens["admin"])
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A script, style or socket the Content-Security-Policy refused breaks the page as surely.
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
     yield page
     context.close()
     assert errors == [], errors

@@ -4,6 +4,8 @@ everywhere; an admin sees all; tokens can be revoked; limits answer 429."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from conftest import bearer
@@ -103,6 +105,7 @@ def test_signed_in_pages_need_the_csrf_token_to_change_anything(live_server, cle
         csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
         signed_in = browser.post("/sign-in?next=//evil.example/", data={"token": tokens["alice"], "csrf": csrf})
         assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/"  # never off-site
+        assert "HttpOnly" in signed_in.headers["Set-Cookie"] and "SameSite=Lax" in signed_in.headers["Set-Cookie"]
         page = browser.get("/jobs").text
         session_csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
         # A forged request (another site's form) carries the cookie but not the token.
@@ -116,19 +119,8 @@ def test_signed_in_pages_need_the_csrf_token_to_change_anything(live_server, cle
         assert refused.status_code == 403
 
 
-@pytest.fixture
-def limits(monkeypatch):
-    from worker.settings import get_settings
-
-    monkeypatch.setenv("VITALQ_RATE_LIMIT_PER_MIN", "20")
-    monkeypatch.setenv("VITALQ_MAX_QUEUED_PER_USER", "3")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
-def test_rate_limit_and_queued_cap_answer_429_with_retry_after(as_user, limits):
+def test_rate_limit_and_queued_cap_answer_429_with_retry_after(as_user, configure):
+    configure(VITALQ_RATE_LIMIT_PER_MIN="20", VITALQ_MAX_QUEUED_PER_USER="3")
     alice, bob = as_user["alice"], as_user["bob"]
     for _ in range(3):
         assert alice.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).status_code == 201
@@ -139,3 +131,79 @@ def test_rate_limit_and_queued_cap_answer_429_with_retry_after(as_user, limits):
     answers = [alice.get("/api/v1/kinds").status_code for _ in range(25)]
     assert answers.count(429) >= 5 and set(answers) == {200, 429}
     assert bob.get("/api/v1/kinds").status_code == 200  # per token
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "/%09/evil.example/", "/%5C/evil.example/", "/%5Cevil.example",
+                                    "https://evil.example/", "/%0A/evil.example", " //evil.example/"])
+def test_signing_in_never_redirects_off_site(live_server, clean, tokens, target):
+    import re
+
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
+        signed_in = browser.post(f"/sign-in?next={target}", data={"token": tokens["alice"], "csrf": csrf})
+        assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/", signed_in.headers["Location"]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
+        inside = browser.post("/sign-in?next=/jobs?status=failed", data={"token": tokens["alice"], "csrf": csrf})
+        assert inside.headers["Location"] == "/jobs?status=failed"  # a path of this site is kept
+
+
+def sign_in_over_http(browser: httpx.Client, token: str) -> None:
+    import re
+
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
+    assert browser.post("/sign-in", data={"token": token, "csrf": csrf}).status_code == 302
+
+
+def test_revoking_a_token_signs_its_pages_out(live_server, clean, database):
+    from worker import accounts
+
+    _user, token = accounts.create_user(f"erin-{id(object())}")
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        sign_in_over_http(browser, token)
+        assert browser.get("/jobs").status_code == 200
+        assert browser.get("/api/v1/jobs").status_code == 200
+        accounts.revoke(token)
+        assert "/sign-in" in browser.get("/jobs").headers["Location"]
+        assert browser.get("/api/v1/jobs").status_code == 401
+
+
+def test_pages_send_security_headers(live_server, clean, tokens):
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        sign_in_over_http(browser, tokens["alice"])
+        page = browser.get("/jobs")
+        assert page.status_code == 200
+        policy = page.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe" not in policy
+        assert page.headers["X-Frame-Options"] == "DENY" and page.headers["X-Content-Type-Options"] == "nosniff"
+        assert browser.get("/api/v1/jobs").headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("spell", ["Bearer  {}", "Bearer\t{}", "bearer {}", "BEARER \t {}"])
+def test_a_token_spelled_differently_is_counted_in_one_bucket(live_server, clean, tokens, configure, spell):
+    configure(VITALQ_RATE_LIMIT_PER_MIN="10")
+    token = tokens["bob"]
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        plain = [client.get("/api/v1/kinds", headers=bearer(token)).status_code for _ in range(6)]
+        other = [client.get("/api/v1/kinds", headers={"Authorization": spell.format(token)}).status_code
+                 for _ in range(6)]
+    assert plain == [200] * 6 and other.count(429) >= 2, other
+
+
+def test_the_rate_limit_holds_across_a_minute_boundary(live_server, clean, tokens, configure, monkeypatch):
+    import web.auth
+
+    configure(VITALQ_RATE_LIMIT_PER_MIN="20")
+    start = (time.time() // 60 + 2) * 60 - 1  # one second before a minute turns
+    monkeypatch.setattr(web.auth, "clock", lambda: now[0])
+    now = [start]
+    with httpx.Client(base_url=live_server, timeout=30, headers=bearer(tokens["bob"])) as bob:
+        before = [bob.get("/api/v1/kinds").status_code for _ in range(20)]
+        now[0] = start + 2  # one second into the next minute
+        after = [bob.get("/api/v1/kinds").status_code for _ in range(20)]
+        assert before == [200] * 20
+        # A fixed window would let 20 more through: the sliding minute still holds the first 20.
+        assert after.count(200) <= 1, after
+        limited = bob.get("/api/v1/kinds")
+        assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
+        now[0] = start + 122  # the minute of the burst has left the sliding window: allowed again
+        assert bob.get("/api/v1/kinds").status_code == 200

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shot, stop_process
+from conftest import shot, stop_process, wait_until
 
 from hardware.simulated import SimulatedCamera
 
@@ -44,17 +44,21 @@ def hardware_pool(database):
     pool.stop()
 
 
-def wait_for_device_worker(device_id: str, pool: Subprocess, timeout_s: float = 60.0) -> None:
-    """Until the pool has started the device's worker and it answers."""
+def device_worker_answers(device_id: str) -> bool:
     from worker.celery_app import app
 
     hostname = f"hw-{device_id}@{socket.gethostname()}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    return hostname in (app.control.inspect(destination=[hostname], timeout=0.5).ping() or {})
+
+
+def wait_for_device_worker(device_id: str, pool: Subprocess, timeout_s: float = 60.0) -> None:
+    """Until the pool has started the device's worker and it answers."""
+    def answers() -> bool:
         assert pool.process.poll() is None, pool.log_path.read_text()[-3000:]
-        if hostname in (app.control.inspect(destination=[hostname], timeout=0.5).ping() or {}):
-            return
-    raise AssertionError(f"no worker for {device_id} after {timeout_s} s: {pool.log_path.read_text()[-3000:]}")
+        return device_worker_answers(device_id)
+
+    wait_until(answers, timeout_s, lambda: f"a worker for {device_id}: {pool.log_path.read_text()[-3000:]}",
+               interval_s=0)
 
 
 def register(http, device_id: str, **fields) -> dict:
@@ -145,32 +149,46 @@ def test_a_device_that_fails_to_open_is_retried_then_fails_with_its_code(http, j
     assert http.get("/api/v1/devices/unplugged-cam/profiles").json()["profiles"] == []
 
 
-def test_beat_follows_a_schedule_changed_while_it_runs(http, jobs, database):
-    # Served elsewhere: nothing here runs the job, so it stays queued and is seen waiting.
-    register(http, "remote-cam", host="another-machine")
-    beat = Subprocess("beat", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO"])
-    try:
-        def scheduled() -> list[dict]:
-            return http.get("/api/v1/jobs", params={"kind": "camera.calibrate"}).json()["jobs"]
+def test_a_removed_devices_worker_is_stopped(http, hardware_pool):
+    register(http, "short-lived-cam")
+    wait_for_device_worker("short-lived-cam", hardware_pool)
+    assert http.delete("/api/v1/devices/short-lived-cam").status_code == 204
+    wait_until(lambda: not device_worker_answers("short-lived-cam"), 60, "the removed device's worker stops",
+               interval_s=0)
 
-        time.sleep(2.0)
-        assert scheduled() == []  # no schedule yet
+
+def test_beat_follows_a_schedule_changed_while_it_runs(http, jobs, hardware_pool):
+    # Served elsewhere: this machine's pool runs no worker for it, so its job is seen waiting.
+    register(http, "remote-cam", host="another-machine")
+    register(http, "local-cam")
+    wait_for_device_worker("local-cam", hardware_pool)  # the pool has read the registry, remote-cam included
+    assert not device_worker_answers("remote-cam")
+    beat = Subprocess("beat", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO"])
+
+    def scheduled(device_id: str = "remote-cam") -> list[dict]:
+        found = http.get("/api/v1/jobs", params={"kind": "camera.calibrate"}).json()["jobs"]
+        return [job for job in found if job["params"]["device"] == device_id]
+
+    def logged(text: str):
+        return lambda: text in beat.log_path.read_text(errors="replace")
+
+    try:
         assert http.patch("/api/v1/devices/remote-cam", json={"schedule": "@every 1s"}).status_code == 200
-        deadline = time.monotonic() + 20
-        while not scheduled() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        found = scheduled()
-        assert len(found) == 1, beat.log_path.read_text()[-3000:]
-        assert found[0]["params"] == {"device": "remote-cam", "trigger": "schedule"}
-        assert found[0]["queue"] == "hw.remote-cam"
-        time.sleep(3.0)
-        assert len(scheduled()) == 1  # still waiting for the device: not queued a second time
+        [job] = wait_until(scheduled, 60, lambda: f"a scheduled job: {beat.log_path.read_text()[-3000:]}")
+        assert job["params"] == {"device": "remote-cam", "trigger": "schedule"}
+        assert job["queue"] == "hw.remote-cam" and job["status"] == "queued"
+        # Due again a second later, but its calibration still waits for the device: not queued twice.
+        wait_until(logged(f"device remote-cam: a calibration (job {job['id']}) is still waiting"), 60,
+                   "beat passing over the waiting job")
+        assert [j["id"] for j in scheduled()] == [job["id"]]
 
         assert http.patch("/api/v1/devices/remote-cam", json={"schedule": None}).status_code == 200
-        time.sleep(2.0)  # beat has read the cleared schedule
-        http.delete(f"/api/v1/jobs/{found[0]['id']}")
-        time.sleep(3.0)
-        assert [job["status"] for job in scheduled()] == ["cancelled"]
+        wait_until(logged("device remote-cam: schedule cleared"), 60, "beat reading the cleared schedule")
+        http.delete(f"/api/v1/jobs/{job['id']}")
+        # Nothing waits for remote-cam now; beat goes on scheduling another device, yet not it.
+        register(http, "other-remote-cam", host="another-machine", schedule="@every 1s")
+        wait_until(lambda: scheduled("other-remote-cam"), 60, "the other device's scheduled job")
+        assert [j["status"] for j in scheduled()] == ["cancelled"]
     finally:
         beat.stop()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import bearer, wait_until
 
 from worker.embedded_redis import free_port
 
@@ -40,9 +41,16 @@ def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean, r
     assert listed.returncode == 0 and job["id"] in listed.stdout
 
     queued = run_cli("submit", "diagnostics.selftest", "-p", "duration_s=20", url=live_server)
+    assert queued.returncode == 0, queued.stderr
     job_id = queued.stdout.strip()
     cancelled = run_cli("cancel", job_id, url=live_server)
     assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() in (f"job {job_id}: cancelled", f"job {job_id}: asked to stop")
+    # A running job stops at its next progress point (every 4 s here).
+    wait_until(lambda: job_id in run_cli("jobs", "--status", "cancelled", url=live_server).stdout, 30,
+               "the job listed as cancelled")
+    again = run_cli("cancel", job_id, url=live_server)  # a finished job cannot be cancelled twice
+    assert again.returncode == 1 and "JOB_FINISHED" in again.stderr
 
 
 def test_command_line_reports_bad_params_with_the_api_error(live_server, clean, run_cli):
@@ -55,18 +63,54 @@ def test_command_line_reports_bad_params_with_the_api_error(live_server, clean, 
     assert unknown.returncode == 2 and "diagnostics.selftest" in unknown.stderr
 
 
+def test_users_are_managed_from_the_command_line(live_server, database):
+    env = dict(os.environ)
+
+    def vitalq(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(VITALQ + list(args), env=env, capture_output=True, text=True, timeout=60)
+
+    name = f"dora-{os.getpid()}-{time.monotonic_ns()}"
+    created = vitalq("users", "create", name)
+    assert created.returncode == 0, created.stderr
+    first = created.stdout.strip()
+    second = vitalq("users", "token", name).stdout.strip()
+    assert second.startswith("vq_") and second != first
+    [line] = [line for line in vitalq("users", "list").stdout.splitlines() if line.startswith(name + "\t")]
+    assert line.split("\t")[1] == "user" and first[:10] in line and second[:10] in line
+
+    assert httpx.get(f"{live_server}/api/v1/jobs", headers=bearer(first)).status_code == 200
+    revoked = vitalq("users", "revoke", first[:10])
+    assert revoked.returncode == 0 and "1 token(s) revoked" in revoked.stderr
+    assert httpx.get(f"{live_server}/api/v1/jobs", headers=bearer(first)).status_code == 401
+    assert httpx.get(f"{live_server}/api/v1/jobs", headers=bearer(second)).status_code == 200  # the other lives
+    assert first[:10] not in vitalq("users", "list").stdout
+    assert vitalq("users", "revoke", first[:10]).returncode == 1  # nothing left to revoke
+    duplicate = vitalq("users", "create", name)
+    assert duplicate.returncode != 0 and "ALREADY_EXISTS" in duplicate.stderr
+
+
+def test_models_default_trains_the_demonstration_model_once(tmp_path):
+    env = {**os.environ, "VITALQ_DATA_DIR": str(tmp_path)}
+    first = subprocess.run(VITALQ + ["models", "default"], env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "risk model v1 demo-hrv-risk active" in first.stdout and "not clinically validated" in first.stdout
+    again = subprocess.run(VITALQ + ["models", "default"], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "risk model v1 " in again.stdout
+    assert sorted(p.name for p in (tmp_path / "models").iterdir() if p.is_dir()) == ["1"]  # not trained twice
+
+
 def wait_http(url: str, timeout_s: float, expect: int = 200) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
+    seen: list = []
+
+    def answered():
         try:
-            last = httpx.get(url, timeout=5)
-            if last.status_code == expect:
-                return last
+            seen[:] = [httpx.get(url, timeout=5)]
         except httpx.TransportError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{url} never answered {expect}: {last!r} {getattr(last, 'text', '')}")
+            seen[:] = [exc]
+            return None
+        return seen[0] if seen[0].status_code == expect else None
+
+    return wait_until(answered, timeout_s, lambda: f"{url} answering {expect}: {seen!r}", interval_s=0.5)
 
 
 def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Path):

@@ -11,6 +11,11 @@ import zipfile
 import pytest
 
 
+#: A bound on answers that must not depend on the input's size: a hang detector, not a
+#: speed test (they take well under a second here; bench/ measures speed).
+PATIENCE_S = 30
+
+
 def timed(call):
     started = time.monotonic()
     answer = call()
@@ -23,7 +28,7 @@ def timed(call):
 ])
 def test_deeply_nested_json_is_refused(client, body):
     answer, seconds = timed(lambda: client.post("/api/v1/jobs", data=body, content_type="application/json"))
-    assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_INPUT" and seconds < 2
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_INPUT" and seconds < PATIENCE_S
     form = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest", "params": "[" * 50_000 + "]" * 50_000})
     assert form.status_code == 400
 
@@ -32,7 +37,7 @@ def test_a_json_body_beyond_a_megabyte_is_refused_unread(client):
     # JSON is parsed in memory, in the web process's event loop: large inputs come as files.
     body = json.dumps({"kind": "diagnostics.selftest", "params": {"pad": "x" * 2_000_000}})
     answer, seconds = timed(lambda: client.post("/api/v1/jobs", data=body, content_type="application/json"))
-    assert answer.status_code == 413 and answer.json["error"]["code"] == "TOO_LARGE" and seconds < 1
+    assert answer.status_code == 413 and answer.json["error"]["code"] == "TOO_LARGE" and seconds < PATIENCE_S
 
 
 def test_more_feature_rows_than_json_takes_are_refused_pointing_to_a_csv(client):
@@ -53,7 +58,7 @@ def test_a_csv_a_million_columns_wide_is_refused(client, kind, params, status, c
     wide = million_columns()
     answer, seconds = timed(lambda: client.post("/api/v1/jobs", data={
         "kind": kind, "params": json.dumps(params), "file": (io.BytesIO(wide), "wide.csv")}))
-    assert (answer.status_code, answer.json["error"]["code"]) == (status, code) and seconds < 10
+    assert (answer.status_code, answer.json["error"]["code"]) == (status, code) and seconds < PATIENCE_S
     assert client.get("/api/v1/jobs").json["total"] == 0
 
 
@@ -79,7 +84,7 @@ def test_zip_bombs_are_refused_from_their_directory(client, kind, params, member
     answer, seconds = timed(lambda: client.post("/api/v1/jobs", data={
         "kind": kind, "params": json.dumps(params), "file": (io.BytesIO(bomb), "upload.zip")}))
     assert answer.status_code == 413 and answer.json["error"]["code"] == "TOO_LARGE", answer.json
-    assert "zip bomb" in answer.json["error"]["message"] and seconds < 2
+    assert "zip bomb" in answer.json["error"]["message"] and seconds < PATIENCE_S
     assert client.get("/api/v1/jobs").json["total"] == 0
 
 

@@ -69,7 +69,7 @@ def test_sockets_on_one_job_share_one_reader_and_each_gets_every_event(jobs, htt
     job = jobs.submit({"duration_s": 4, "steps": 40})
     with ThreadPoolExecutor(4) as pool:
         watching = [pool.submit(jobs.events, job["id"]) for _ in range(4)]
-        wait_until(lambda: gauge(http, "vitalq_websockets") == 4, 5, "four sockets open")
+        wait_until(lambda: gauge(http, "vitalq_websockets") == 4, 30, "four sockets open")
         assert gauge(http, "vitalq_websocket_feeds") == 1  # one Redis reader for the four
         streams = [future.result() for future in watching]
     for messages in streams:
@@ -78,24 +78,27 @@ def test_sockets_on_one_job_share_one_reader_and_each_gets_every_event(jobs, htt
         first = messages[0]["job"]["progress"]["seq"] + 1  # what the snapshot had not seen
         assert seqs == list(range(first, seqs[-1] + 1))  # every event after it, once, in order
     assert len({messages[-2]["seq"] for messages in streams}) == 1  # all saw the same last event
-    # The reader ends with its last socket (within one blocking read).
-    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 3, "the job's feed ends")
+    # The reader ends with its last socket.
+    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 30, "the job's feed ends")
     assert gauge(http, "vitalq_websockets") == 0
 
 
 def test_a_socket_closed_while_its_job_waits_is_let_go(jobs, http, live_server):
     from web.ws import RECHECK_S
 
-    blocker = jobs.submit({"duration_s": 20, "steps": 20})  # the worker runs one job at a time
+    blocker = jobs.submit({"duration_s": 40, "steps": 40})  # the worker runs one job at a time
     jobs.wait_running(blocker["id"])
     waiting = jobs.submit({"duration_s": 0})
     ws = websocket.create_connection(live_server.replace("http", "ws", 1) + f"/ws/jobs/{waiting['id']}",
                                      header={"Authorization": http.headers["Authorization"]}, timeout=10)
     assert json.loads(ws.recv())["job"]["status"] == "queued"
-    wait_until(lambda: gauge(http, "vitalq_websockets") == 1, 5, "the socket is watched")
+    wait_until(lambda: gauge(http, "vitalq_websockets") == 1, 30, "the socket is watched")
     ws.close()  # long before the job will run: the server notices at its next quiet check
-    wait_until(lambda: gauge(http, "vitalq_websockets") == 0, RECHECK_S + 3, "the socket is let go")
-    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 3, "the job's feed ends")
+    # Let go at the server's next quiet check, while the job still waits (without that
+    # check it would be held until the 40 s blocker and then this job had run).
+    wait_until(lambda: gauge(http, "vitalq_websockets") == 0, RECHECK_S + 10, "the socket is let go")
+    assert jobs.get(waiting["id"])["status"] == "queued"
+    wait_until(lambda: gauge(http, "vitalq_websocket_feeds") == 0, 30, "the job's feed ends")
     for job in (waiting, blocker):
         http.delete(f"/api/v1/jobs/{job['id']}")
     jobs.wait_finished(blocker["id"])
@@ -137,12 +140,12 @@ def test_cancelled_queued_job_never_starts(jobs, http):
 def test_running_job_stops_at_its_next_progress_point(jobs, http):
     job = jobs.submit({"duration_s": 30, "steps": 300})
     jobs.wait_for(job["id"], lambda j: j["progress"]["fraction"] > 0, what="some progress")
-    requested = time.monotonic()
     response = http.delete(f"/api/v1/jobs/{job['id']}")
     assert response.status_code == 202 and response.json()["cancel_requested"] is True
-    job = jobs.wait_finished(job["id"], timeout_s=5)
-    assert time.monotonic() - requested < 2.0
+    job = jobs.wait_finished(job["id"])
     assert job["status"] == "cancelled" and job["error"]["code"] == "CANCELLED"
+    # Stopped by the job itself at a progress point, not killed after the grace period.
+    assert "force" not in job["error"]["message"] and job["progress"]["fraction"] < 1
     assert job["artifacts"] == []
 
 
@@ -151,7 +154,7 @@ def test_job_that_ignores_cancel_is_killed_after_the_grace_period(jobs, http, se
     jobs.wait_running(job["id"])
     time.sleep(0.3)
     assert http.delete(f"/api/v1/jobs/{job['id']}").status_code == 202
-    job = jobs.wait_finished(job["id"], timeout_s=settings.cancel_grace_s + 10)
+    job = jobs.wait_finished(job["id"], timeout_s=settings.cancel_grace_s + 30)  # long before its 60 s
     assert job["status"] == "cancelled" and "force" in job["error"]["message"]
     after = jobs.submit({"duration_s": 0})  # the worker serves on
     assert jobs.wait_finished(after["id"], timeout_s=30)["status"] == "succeeded"
@@ -167,10 +170,10 @@ def test_soft_time_limit_fails_with_timeout_and_keeps_progress(jobs):
 
 def test_hard_time_limit_stops_a_job_that_ignores_the_soft_one(jobs):
     job = jobs.submit({"blocking_s": 60, "soft_time_limit_s": 1, "hard_time_limit_s": 3, "ignore_soft_limit": True})
-    job = jobs.wait_finished(job["id"], timeout_s=20)
+    job = jobs.wait_finished(job["id"], timeout_s=50)
     assert job["status"] == "failed" and job["error"]["code"] == "TIMEOUT"
     assert "hard time limit" in job["error"]["message"]
-    assert 2.5 < job["run_seconds"] < 10
+    assert 2.5 < job["run_seconds"] < 50  # stopped at its hard limit, long before its 60 s of work
     after = jobs.submit({"duration_s": 0})  # a new pool process took over
     assert jobs.wait_finished(after["id"])["status"] == "succeeded"
 

@@ -48,7 +48,7 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     job = jobs.submit({"duration_s": 60, "steps": 600})
     page.goto(f"/jobs/{job['id']}")
     page.wait_for_selector("#job[data-status=running]", timeout=30_000)
-    page.wait_for_function("document.querySelector('#progress').value > 0")
+    page.wait_for_function("() => document.querySelector('#progress').value > 0")
     shot(page, "pages-job-running")
     page.click("#cancel")
     page.wait_for_selector("#job[data-status=cancelled]", timeout=30_000)
@@ -70,7 +70,7 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
 def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):
     job = jobs.submit({"duration_s": 6, "steps": 60})
     page.goto(f"/jobs/{job['id']}")
-    page.wait_for_function("Number(document.querySelector('#job').dataset.events || 0) >= 5", timeout=30_000)
+    page.wait_for_function("() => Number(document.querySelector('#job').dataset.events || 0) >= 5", timeout=30_000)
     for _ in range(2):  # the connection drops twice while the job runs
         page.evaluate("window.vitalqSocket.close()")
         page.wait_for_selector("#connection:has-text('reconnecting')")
@@ -137,6 +137,7 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clea
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.textContent") == "Calibrate now":
             break
+    assert page.evaluate("document.activeElement.textContent") == "Calibrate now", "not reachable by Tab"
     page.keyboard.press("Enter")
     page.wait_for_selector("#device-status a")
     assert "queued" in page.inner_text("#device-status")

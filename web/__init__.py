@@ -1,6 +1,6 @@
 """The web tier: ``create_app()`` builds the Flask app (API, websocket, health, pages).
 
-Run it with ``gunicorn -k gthread --threads 64 web.wsgi:app`` (the Procfile and
+Run it with ``vitalq serve web`` (gunicorn with one gevent worker; the Procfile and
 ``vitalq up`` do). It enqueues and reads jobs through ``worker``; it never imports a
 job's computation.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, g, request
 from flask import Request as FlaskRequest
 from flask_sock import Sock
 
@@ -17,6 +17,12 @@ from worker.settings import get_settings
 from worker.storage import UploadSink
 
 sock = Sock()
+
+#: vitalq's pages load scripts, styles and images from this site only, and no other site
+#: may frame them. (Flower's pages, passed through under /flower/, keep their own.)
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                           "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+                           "frame-ancestors 'none'")
 
 
 class StreamingUploadRequest(FlaskRequest):
@@ -69,6 +75,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     ws.register(sock)
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith("/flower/"):
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
 
     @app.teardown_request
     def _discard_unclaimed_uploads(_exc):

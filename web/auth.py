@@ -8,13 +8,18 @@ every request they make that changes something must echo the session's CSRF toke
 ``X-CSRF-Token``, which another site cannot read. A websocket opened with the cookie
 must come from this site's own origin.
 
-Requests are counted per token (or per signed-in user) in one-minute windows in Redis;
-beyond ``VITALQ_RATE_LIMIT_PER_MIN`` the answer is 429 with ``Retry-After``.
+A page session lasts while the token it signed in with is live: revoking the token
+signs its pages out too.
+
+Requests are counted per token (or per signed-in session's token) over a sliding
+minute in Redis; beyond ``VITALQ_RATE_LIMIT_PER_MIN`` the answer is 429 with
+``Retry-After``.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import secrets
 import time
@@ -32,6 +37,8 @@ bp = Blueprint("auth", __name__)
 
 PUBLIC_PREFIXES = ("/health/", "/static/", "/sign-in", "/api/v1/openapi.json")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: The rate limiter's clock (seconds since the epoch); tests move it across a minute.
+clock = time.time
 
 
 def current_user() -> User:
@@ -58,8 +65,9 @@ def require_admin() -> None:
 def init_app(app: Flask) -> None:
     settings = get_settings()
     app.secret_key = app.config.get("SECRET_KEY") or _secret_key(settings.data_dir)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Flask defines these keys (SameSite as None), so setdefault would change nothing.
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = app.config.get("SESSION_COOKIE_SAMESITE") or "Lax"
     app.register_blueprint(bp)
 
     @app.before_request
@@ -68,17 +76,18 @@ def init_app(app: Flask) -> None:
         path = request.path
         if path.startswith(PUBLIC_PREFIXES) or (path == "/metrics" and app.config["METRICS_PUBLIC"]):
             return None
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            g.user = accounts.authenticate(header[7:].strip())
-            if g.user is None:
+        scheme, credentials = (request.headers.get("Authorization", "").split(None, 1) + ["", ""])[:2]
+        if scheme.lower() == "bearer":
+            found = accounts.authenticate(credentials.strip())
+            if found is None:
                 raise Unauthenticated("the token is not valid, or has been revoked")
-            _count(f"token:{header[7:17]}")
+            g.user, token_id = found
+            _count(f"token:{token_id}")  # the token's id, however the header spells the token
             return None
-        user_id = session.get("user_id")
-        if user_id is not None:
-            g.user = accounts.get_user(user_id)
-            if g.user is None:  # the account is gone
+        token_id = session.get("token_id")
+        if token_id is not None:
+            g.user = accounts.user_of_token(token_id)
+            if g.user is None:  # its token was revoked, or the account is gone
                 session.clear()
         if g.user is None:
             if not path.startswith(("/api/", "/ws/", "/metrics")):
@@ -90,7 +99,7 @@ def init_app(app: Flask) -> None:
             raise Forbidden("missing or wrong X-CSRF-Token for a signed-in page")
         if path.startswith("/ws/") and not _same_origin():
             raise Forbidden("a websocket with the session cookie must come from this site")
-        _count(f"user:{g.user.id}")
+        _count(f"token:{token_id}")
         return None
 
     @app.context_processor
@@ -107,16 +116,24 @@ def _csrf_sent() -> str:
 
 
 def _count(key: str) -> None:
+    """Count a request of ``key`` over the sliding minute; RateLimited beyond the limit.
+
+    A sliding-window counter (two fixed minutes, the previous one weighted by how much of
+    it the last 60 s still cover): a fixed window would let twice the limit through
+    across its boundary. Plain INCR and GET in one round trip, no Lua.
+    """
     limit = get_settings().rate_limit_per_min
     if limit <= 0:
         return
-    window = int(time.time() // 60)
-    redis = get_redis()
-    name = f"{KEY_PREFIX}rate:{key}:{window}"
-    count, _ = redis.pipeline().incr(name).expire(name, 120).execute()
-    if count > limit:
+    minute, elapsed = divmod(clock(), 60)
+    current, previous = (f"{KEY_PREFIX}rate:{key}:{int(minute) - back}" for back in (0, 1))
+    count, _, before = get_redis().pipeline().incr(current).expire(current, 120).get(previous).execute()
+    recent = int(before or 0) * (1 - elapsed / 60) + count
+    if recent > limit:
+        # Requests spread over the minute: the excess has left the window after this long.
+        retry_after_s = max(1, math.ceil(60 * (recent - limit) / recent))
         raise RateLimited(f"more than {limit} requests a minute", {"limit_per_minute": limit},
-                          retry_after_s=60 - int(time.time()) % 60)
+                          retry_after_s=retry_after_s)
 
 
 def _same_origin() -> bool:
@@ -142,8 +159,11 @@ def _secret_key(data_dir) -> bytes:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only paths of this site: never send a signed-in user elsewhere.
-    if not target or not target.startswith("/") or target.startswith("//"):
+    """Only a path of this site: never send a signed-in user elsewhere. Browsers drop
+    tabs and newlines and read a backslash as a slash (``/%09/evil`` and ``/%5C/evil``
+    would lead to ``//evil``), so any such character refuses the target."""
+    if (not target or not target.startswith("/") or not target.isprintable() or any(c.isspace() for c in target)
+            or "\\" in target or urlsplit(target).netloc or target.startswith("//")):
         return url_for("pages.submit")
     return target
 
@@ -155,12 +175,12 @@ def sign_in():
         if not hmac.compare_digest(request.form.get("csrf", ""), session.get("sign_in_csrf", "")):
             error = "The form expired; try again."
         else:
-            user = accounts.authenticate(request.form.get("token", "").strip())
-            if user is None:
+            found = accounts.authenticate(request.form.get("token", "").strip())
+            if found is None:
                 error = "That token is not valid, or has been revoked."
             else:
                 session.clear()
-                session["user_id"] = user.id
+                session["token_id"] = found[1]
                 session["csrf"] = secrets.token_urlsafe(32)
                 return redirect(_safe_next(request.args.get("next")))
     # One token per browser session: a second tab (or a redirect) must not void the first form.

@@ -63,18 +63,25 @@ def revoke(token_or_prefix: str) -> int:
         return result.rowcount or 0
 
 
-def authenticate(token: str) -> User | None:
-    """The user a live token belongs to, or None."""
+def authenticate(token: str) -> tuple[User, int] | None:
+    """The user a live token belongs to, and the token's id; None for any other string."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
-    with session_scope() as session:
-        return session.scalar(select(User).join(ApiToken, ApiToken.user_id == User.id).where(
-            ApiToken.token_sha256 == _digest(token), ApiToken.revoked_at.is_(None)))
+    return _live_token(ApiToken.token_sha256 == _digest(token))
 
 
-def get_user(user_id: int) -> User | None:
+def user_of_token(token_id: int) -> User | None:
+    """The user whose token ``token_id`` is still live (a page session signed in with a
+    token ends when that token is revoked)."""
+    found = _live_token(ApiToken.id == token_id)
+    return found[0] if found else None
+
+
+def _live_token(condition) -> tuple[User, int] | None:
     with session_scope() as session:
-        return session.get(User, user_id)
+        row = session.execute(select(User, ApiToken.id).join(ApiToken, ApiToken.user_id == User.id)
+                              .where(condition, ApiToken.revoked_at.is_(None))).first()
+        return (row[0], row[1]) if row else None
 
 
 def users() -> list[tuple[User, list[ApiToken]]]:

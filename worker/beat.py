@@ -77,12 +77,15 @@ class DeviceScheduler(Scheduler):
             if previous is not None and previous.schedule == when:
                 entries[name] = previous
                 continue
+            log.info("device %s: calibrations scheduled %s", device.id, device.schedule)
             # A new or changed schedule counts from its last run, or from when it was set.
             since = device.last_scheduled_at or device.updated_at or datetime.now(timezone.utc)
             if since.tzinfo is None:
                 since = since.replace(tzinfo=timezone.utc)
             entries[name] = ScheduleEntry(name=name, task="camera.calibrate", schedule=when,
                                           kwargs={"device": device.id}, last_run_at=since, app=self.app)
+        for name in set(self.data) - set(entries):
+            log.info("device %s: schedule cleared", name[len(ENTRY_PREFIX):])
         self.data = entries
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):

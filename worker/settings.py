@@ -57,6 +57,10 @@ class Settings:
     rate_limit_per_min: int = 1200
     #: Jobs one user may have waiting (queued or retrying) at once.
     max_queued_per_user: int = 1000
+    #: BLAS and OpenMP threads in each worker pool process; 0: the machine's cores shared
+    #: out among the pool's processes (a pool of two on two cores gets one thread each),
+    #: so that busy processes never multiply the work by fighting over the same cores.
+    compute_threads: int = 0
 
     @property
     def uploads_dir(self) -> Path:
@@ -79,6 +83,7 @@ class Settings:
             max_queue_depth=_int("VITALQ_MAX_QUEUE_DEPTH", 10_000),
             rate_limit_per_min=_int("VITALQ_RATE_LIMIT_PER_MIN", 1200),
             max_queued_per_user=_int("VITALQ_MAX_QUEUED_PER_USER", 1000),
+            compute_threads=_int("VITALQ_COMPUTE_THREADS", 0),
             max_upload_bytes=_int("VITALQ_MAX_UPLOAD_BYTES", 4 * 1024**3),
             max_retries=_int("VITALQ_MAX_RETRIES", 5),
             retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),
