@@ -207,3 +207,19 @@ def test_the_rate_limit_holds_across_a_minute_boundary(live_server, clean, token
         assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
         now[0] = start + 122  # the minute of the burst has left the sliding window: allowed again
         assert bob.get("/api/v1/kinds").status_code == 200
+
+
+def test_metrics_can_be_closed_to_anonymous_callers(database, tokens):
+    from web import create_app
+
+    closed = create_app({"METRICS_PUBLIC": False}).test_client()
+    assert closed.get("/metrics").status_code == 401
+    assert closed.get("/metrics", headers=bearer(tokens["alice"])).status_code == 200
+    assert closed.get("/health/live").status_code == 200  # health stays open
+
+
+def test_flower_is_for_admins_only(as_user):
+    # Refused before anything is passed through: no Flower needs to run for this.
+    for path in ("/flower/", "/flower/workers", "/flower/api/tasks"):
+        answer = as_user["alice"].get(path)
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "FORBIDDEN", path

@@ -119,7 +119,7 @@ def test_refused_multipart_submission_keeps_no_upload(client, settings):
     assert_error(response, 400, "INVALID_INPUT")
     response = client.post("/api/v1/jobs", data={
         "kind": "diagnostics.selftest", "file": (io.BytesIO(b""), "empty.csv")})
-    assert_error(response, 400, "INVALID_INPUT")
+    assert_error(response, 400, "EMPTY_INPUT")
     assert set(settings.uploads_dir.glob("*")) == before
     assert nothing_queued(settings)
 

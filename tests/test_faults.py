@@ -162,7 +162,7 @@ def postgres_stack(tmp_path):
     token = subprocess.run(vitalq + ["users", "create", "carol"], env=env, check=True, capture_output=True,
                            text=True, timeout=60).stdout.strip()
     base, stack = start_stack(env, tmp_path / "stack.log")
-    yield postgres, base, token
+    yield postgres, base, token, env, stack
     for process in stack:
         stop_process(process)
     redis_server.stop()
@@ -170,7 +170,7 @@ def postgres_stack(tmp_path):
 
 
 def test_postgres_restarted_api_answers_503_then_recovers_and_no_job_is_lost(postgres_stack):
-    postgres, base, token = postgres_stack
+    postgres, base, token, _env, _stack = postgres_stack
     with httpx.Client(base_url=base, timeout=30, headers=bearer(token)) as http:
         ids = [http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
                                                "params": {"duration_s": 0.6, "steps": 6}}).json()["id"]
@@ -197,3 +197,25 @@ def test_postgres_restarted_api_answers_503_then_recovers_and_no_job_is_lost(pos
     assert all(job["result"]["peak_hz"] == job["result"]["expected_peak_hz"] for job in jobs)
     assert [(job["attempts"], job["redeliveries"]) for job in jobs] == [(1, 0)] * len(ids)  # each ran once
     assert listed == set(ids)  # nothing recorded twice, nothing half-recorded from the refused submission
+
+
+def test_a_job_that_cannot_start_while_the_database_is_away_goes_back_on_its_queue(postgres_stack, tmp_path):
+    postgres, base, token, env, stack = postgres_stack
+    stop_process(stack.pop())  # the stack's worker: the job waits on its queue
+    with httpx.Client(base_url=base, timeout=30, headers=bearer(token)) as http:
+        job = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).json()
+        postgres.stop()
+        log_path = tmp_path / "impatient-worker.log"
+        with open(log_path, "wb") as log:  # a worker that waits 1 s for the database to record a start
+            stack.append(subprocess.Popen(processes.cpu_worker(1, "impatient@localhost").argv + QUICK_START,
+                                          env={**env, "VITALQ_DATABASE_WAIT_S": "1"}, stdout=log,
+                                          stderr=subprocess.STDOUT))
+        wait_until(lambda: log_path.read_text().count("the job goes back on its queue") >= 2, 90,
+                   lambda: f"the job put back, twice: {log_path.read_text()[-3000:]}")
+        postgres.start()
+        def finished():
+            answer = http.get(f"/api/v1/jobs/{job['id']}")  # 503 until the web process reconnects
+            return answer.json() if answer.status_code == 200 and answer.json()["finished_at"] else None
+
+        done = wait_until(finished, 90, "the job finishes")
+    assert done["status"] == "succeeded" and (done["attempts"], done["redeliveries"]) == (1, 0), done

@@ -153,6 +153,7 @@ def test_bad_videos_fail_with_their_codes(jobs, http, tmp_path, case, params, co
     assert response.status_code == 201, response.text
     job = jobs.wait_finished(response.json()["id"], timeout_s=60)
     assert job["status"] == "failed" and job["error"]["code"] == code, job["error"]
+    assert job["attempts"] == 1  # bad input is never retried
     if detail:
         assert detail in job["error"]["details"]
 

@@ -259,3 +259,36 @@ def test_truncated_npy_is_corrupt(tmp_path):
     (tmp_path / "s.npy").write_bytes(data[:-10])
     with pytest.raises(CorruptFile, match="truncated"):
         open_signal(tmp_path / "s.npy", {"fs": 10}, tmp_path)
+
+
+MEMORY_CHILD = """
+import sys
+from pathlib import Path
+from ml.signals import FilterSpec, design_sos, filter_source, open_signal
+source = open_signal(Path(sys.argv[1]), {"fs": 250.0}, Path(sys.argv[2]).parent)
+filter_source(source, design_sos(FilterSpec("butter", "bandpass", (0.5, 8.0), 4), 250.0), Path(sys.argv[2]))
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_on_a_signal_larger_than_the_bound(tmp_path):
+    """Zero-phase filtering of a 300 MB recording peaks well under its size (in memory,
+    sosfiltfilt would hold it twice over as float64); run in a process of its own so the
+    peak resident set is the filter's alone."""
+    import subprocess
+    import sys
+
+    samples = 75_000_000  # float32: 300 MB
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(samples,))
+    for start in range(0, samples, 5_000_000):
+        big[start:start + 5_000_000] = np.sin(np.arange(start, start + 5_000_000) * (2 * np.pi * 1.2 / 250.0))
+    big.flush()
+    del big
+    done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(tmp_path / "big.npy"), str(tmp_path / "out.npy")],
+                          capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr
+    peak_mb = int(done.stdout.split()[-1]) / 1024
+    assert peak_mb < 256, f"peak resident memory {peak_mb:.0f} MB for a 300 MB file"
+    out = np.load(tmp_path / "out.npy", mmap_mode="r")
+    assert out.shape == (samples,) and 0.9 < float(np.abs(out[10_000_000:10_100_000]).max()) < 1.1  # the pulse band kept

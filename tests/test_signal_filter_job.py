@@ -68,7 +68,7 @@ def test_sample_rate_taken_from_a_time_column(jobs, http):
 
 
 @pytest.mark.parametrize("content, filename, params, status, code", [
-    (b"", "empty.csv", {"fs": 100}, 400, "INVALID_INPUT"),
+    (b"", "empty.csv", {"fs": 100}, 400, "EMPTY_INPUT"),
     (bytes(range(256)) * 16, "mystery.bin", {"fs": 100}, 415, "UNSUPPORTED_FORMAT"),
     (b"\x00" * 1001, "odd.bin", {"format": "raw", "dtype": "int16", "n_channels": 2, "fs": 100}, 400, "CORRUPT_FILE"),
     (b"1\n2\n3\nnot-a-number\n", "bad.csv", {"fs": 100}, 400, "PARSE_ERROR"),
@@ -92,6 +92,7 @@ def test_non_finite_sample_fails_the_job_naming_it_and_the_upload_is_untouched(j
     response = submit_file(http, content, "nan.npy", {"fs": 250, "chunk_size": 4096})
     job = jobs.wait_finished(response.json()["id"])
     assert job["status"] == "failed" and job["error"]["code"] == "NON_FINITE"
+    assert job["attempts"] == 1  # bad input is never retried
     assert job["error"]["details"]["index"] == 31_337
     assert job["artifacts"] == []
     digest = hashlib.sha256(content).hexdigest()

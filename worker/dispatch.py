@@ -17,8 +17,8 @@ from celery import chain
 
 from . import logs, store
 from .celery_app import app, queue_depths
-from .exceptions import (InvalidInput, JobCancelled, NotFound, QueueFull, RateLimited, TooLarge, Unavailable,
-                         UnsupportedFormat)
+from .exceptions import (EmptyInput, InvalidInput, JobCancelled, NotFound, QueueFull, RateLimited, TooLarge,
+                         Unavailable, UnsupportedFormat)
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
@@ -64,7 +64,7 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
                 f"{kind.name} takes {', '.join(kind.upload.formats)} files, not {suffix or 'this file'}",
                 {"fields": {"file": "unsupported format"}, "accepted": list(kind.upload.formats)})
         if upload.size == 0:
-            raise InvalidInput("the uploaded file is empty", {"fields": {"file": "is empty"}})
+            raise EmptyInput("the uploaded file is empty", {"fields": {"file": "is empty"}})
         if kind.upload.max_bytes is not None and upload.size > kind.upload.max_bytes:
             raise TooLarge(f"{kind.name} takes files of at most {kind.upload.max_bytes} bytes",
                            {"fields": {"file": "too large"}, "limit_bytes": kind.upload.max_bytes})

@@ -32,6 +32,12 @@ class InvalidInput(VitalqError):
     http_status = 400
 
 
+class EmptyInput(InvalidInput):
+    """An upload (or a file inside one) with nothing in it."""
+
+    code = "EMPTY_INPUT"
+
+
 class UnsupportedFormat(VitalqError):
     code = "UNSUPPORTED_FORMAT"
     http_status = 415
