@@ -210,6 +210,10 @@ class WorkerProcess:
         control = app.control.add_consumer if consuming else app.control.cancel_consumer
         replies = control(queue, destination=[self.hostname], reply=True, timeout=10)
         assert replies and self.hostname in replies[0], f"{self.hostname} did not answer: {self.log_tail()}"
+        if not consuming:
+            # A BRPOP the worker sent before the cancel still takes a message for up to its
+            # timeout (kombu's brpop_timeout): let it lapse before anyone submits again.
+            time.sleep(app.connection_for_read().transport.brpop_timeout + 0.5)
 
     def stop(self) -> None:
         stop_process(self.process)

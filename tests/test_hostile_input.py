@@ -8,6 +8,7 @@ import json
 import time
 import zipfile
 
+import numpy as np
 import pytest
 
 
@@ -50,15 +51,13 @@ def million_columns() -> bytes:
     return (",".join(f"c{i}" for i in range(1_000_000)) + "\n" + ",".join("1" for _ in range(1_000_000)) + "\n").encode()
 
 
-@pytest.mark.parametrize("kind, params, status, code", [
-    ("risk.train", {}, 413, "TOO_LARGE"),
-    ("signal.filter", {"fs": 100}, 400, "INVALID_INPUT"),
-])
-def test_a_csv_a_million_columns_wide_is_refused(client, kind, params, status, code):
+@pytest.mark.parametrize("kind, params", [("risk.train", {}), ("signal.filter", {"fs": 100})])
+def test_a_csv_a_million_columns_wide_is_refused(client, kind, params):
     wide = million_columns()
     answer, seconds = timed(lambda: client.post("/api/v1/jobs", data={
         "kind": kind, "params": json.dumps(params), "file": (io.BytesIO(wide), "wide.csv")}))
-    assert (answer.status_code, answer.json["error"]["code"]) == (status, code) and seconds < PATIENCE_S
+    # Its first line alone is longer than the check before queueing reads.
+    assert (answer.status_code, answer.json["error"]["code"]) == (413, "TOO_LARGE") and seconds < PATIENCE_S
     assert client.get("/api/v1/jobs").json["total"] == 0
 
 
@@ -97,3 +96,205 @@ def test_an_uploaded_name_never_becomes_a_path(client, settings):
     files = [p for p in settings.uploads_dir.rglob("*") if p.is_file()]
     assert all(p.resolve().is_relative_to(settings.uploads_dir.resolve()) for p in files)
     assert any(p.name.startswith(stored["sha256"]) for p in files)
+
+
+def submit_in_bounded_memory(client, data: dict) -> tuple:
+    """(answer, peak bytes allocated while the web app handled it), the request body
+    encoded beforehand so that only the app's own allocations count."""
+    import tracemalloc
+
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder("/api/v1/jobs", method="POST", data=data,
+                             headers={"Authorization": client.environ_base["HTTP_AUTHORIZATION"]}).get_environ()
+    tracemalloc.start()
+    try:
+        answer = client.open(environ)
+        return answer, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def incoming(settings) -> list:
+    return sorted(settings.uploads_dir.glob(".incoming-*")) if settings.uploads_dir.exists() else []
+
+
+@pytest.mark.parametrize("kind, params", [("signal.filter", {"fs": 100}), ("risk.train", {}), ("risk.predict", {})])
+def test_a_csv_of_one_huge_line_is_refused_without_reading_it(client, settings, kind, params):
+    """A 50 MB first line of digits: the check before queueing reads its first 64 KiB."""
+    huge = b"1," * 25_000_000 + b"1\n"
+    answer, peak = submit_in_bounded_memory(client, {"kind": kind, "params": json.dumps(params),
+                                                     "file": (io.BytesIO(huge), "huge.csv")})
+    assert (answer.status_code, answer.json["error"]["code"]) == (413, "TOO_LARGE"), answer.json
+    assert answer.json["error"]["details"]["line"] == 1
+    assert peak < 8 * 1024**2, f"{peak / 1024**2:.0f} MB allocated handling the request"
+    assert client.get("/api/v1/jobs").json["total"] == 0 and incoming(settings) == []
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_huge_line_past_the_checked_head_fails_the_job_with_the_same_code(jobs, http):
+    rows = b"".join(b"%d,%d\n" % (i, i % 7) for i in range(20_000))  # past the 64 KiB the web process reads
+    content = b"t,ppg\n" + rows + b"5," * 1_000_000 + b"5\n" + rows
+    answer = http.post("/api/v1/jobs", data={"kind": "signal.filter", "params": json.dumps({"fs": 100})},
+                       files={"file": ("long-line.csv", content)})
+    assert answer.status_code == 201, answer.text
+    job = jobs.wait_finished(answer.json()["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "TOO_LARGE" and job["attempts"] == 1
+    assert job["error"]["details"]["line"] == 20_002
+
+
+def overlapping_zip(names: list[str], member_bytes: bytes) -> bytes:
+    """A zip whose central directory names one stored member many times over (the
+    overlapping-entries bomb: each entry's ratio looks honest, together they unpack to
+    len(names) times the member)."""
+    import struct
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(names[0], member_bytes)
+    data = buffer.getvalue()
+    end = data.rfind(b"PK\x05\x06")
+    directory_offset = struct.unpack("<I", data[end + 16:end + 20])[0]
+    entry = data[directory_offset:end]
+    name_length = struct.unpack("<H", entry[28:30])[0]
+    entries = [entry[:28] + struct.pack("<H", len(name.encode())) + entry[30:46] + name.encode()
+               + entry[46 + name_length:] for name in names]
+    directory = b"".join(entries)
+    end_record = (data[end:end + 8] + struct.pack("<HHII", len(names), len(names), len(directory), directory_offset)
+                  + data[end + 20:])
+    return data[:directory_offset] + directory + end_record
+
+
+@pytest.mark.parametrize("kind, params, names", [
+    ("signal.filter", {"fs": 100}, ["rec.hea"] + [f"rec{i}.dat" for i in range(40)]),
+    ("video.rppg", {"fps": 30}, [f"{i:04d}.png" for i in range(40)]),
+])
+def test_a_zip_whose_entries_overlap_is_refused(client, kind, params, names, rng):
+    member = rng.integers(0, 256, 2 * 1024**2, dtype=np.uint8).tobytes()  # incompressible: ratio 1
+    bomb = overlapping_zip(names, member)
+    with zipfile.ZipFile(io.BytesIO(bomb)) as check:  # what zipfile makes of it: 40 members, one offset
+        assert len({info.header_offset for info in check.infolist()}) == 1 and len(check.infolist()) == len(names)
+    answer = client.post("/api/v1/jobs", data={"kind": kind, "params": json.dumps(params),
+                                               "file": (io.BytesIO(bomb), "upload.zip")})
+    assert answer.status_code == 413 and answer.json["error"]["code"] == "TOO_LARGE", answer.json
+    assert "share their bytes" in answer.json["error"]["message"]
+    assert client.get("/api/v1/jobs").json["total"] == 0
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """The first bytes of a PNG that says it is ``width`` x ``height`` (and nothing after)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + b"\0" * 64)
+
+
+def avi_declaring(width: int, height: int) -> bytes:
+    import struct
+
+    avih = struct.pack("<14I", 33333, 0, 0, 0, 100, 0, 1, 0, width, height, 0, 0, 0, 0)
+    hdrl = b"hdrl" + b"avih" + struct.pack("<I", len(avih)) + avih
+    body = b"AVI " + b"LIST" + struct.pack("<I", len(hdrl)) + hdrl + b"\0" * 4096
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def mp4_declaring(width: int, height: int, tmp_path) -> bytes:
+    """A real H.264 MP4 whose track header is rewritten to declare ``width`` x ``height``."""
+    import struct
+
+    import av
+
+    path = tmp_path / "small.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")))
+        container.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd") + 4  # version 0: width and height at 76 and 80
+    data[at + 76:at + 84] = struct.pack(">II", width << 16, height << 16)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("container", ["avi", "mp4", "png-zip"])
+def test_videos_declaring_absurd_frame_sizes_are_refused_at_submission(client, container, tmp_path):
+    if container == "avi":
+        content, params = avi_declaring(9000, 9000), {}
+    elif container == "mp4":
+        content, params = mp4_declaring(9000, 9000, tmp_path), {}
+    else:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for index in range(3):
+                archive.writestr(f"{index:04d}.png", png_declaring(16384, 16384))
+        content, params = buffer.getvalue(), {"fps": 30}
+    answer = client.post("/api/v1/jobs", data={"kind": "video.rppg", "params": json.dumps(params),
+                                               "file": (io.BytesIO(content), f"big.{container}")})
+    assert answer.status_code == 413 and answer.json["error"]["code"] == "TOO_LARGE", answer.json
+    assert answer.json["error"]["details"]["limit_pixels"] == 8192 * 8192
+    assert client.get("/api/v1/jobs").json["total"] == 0
+
+
+def test_a_huge_image_later_in_a_sequence_is_refused_before_it_is_decoded(tmp_path):
+    import cv2
+
+    from ml.errors import TooLarge
+    from ml.rppg import VideoFrames
+
+    small = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    with zipfile.ZipFile(tmp_path / "frames.zip", "w") as archive:
+        archive.writestr("0001.png", small)
+        archive.writestr("0002.png", small)
+        archive.writestr("0003.png", png_declaring(16384, 16384))
+    with VideoFrames(tmp_path / "frames.zip", fps=30) as frames, pytest.raises(TooLarge, match="0003.png"):
+        for _ in frames:
+            pass
+
+
+@pytest.mark.parametrize("body", [
+    '{"kind": "diagnostics.selftest", "params": {"duration_s": NaN}}',
+    '{"kind": "diagnostics.selftest", "params": {"soft_time_limit_s": Infinity}}',
+    '{"kind": "diagnostics.selftest", "params": {"steps": 2}, "priority": -Infinity}',
+])
+def test_non_finite_numbers_in_json_are_refused(client, body):
+    answer = client.post("/api/v1/jobs", data=body, content_type="application/json")
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_INPUT", answer.json
+    assert "not a JSON number" in answer.json["error"]["message"]
+    form = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest", "params": '{"duration_s": NaN}'})
+    assert form.status_code == 400 and form.json["error"]["details"]["fields"] == {"params": "malformed JSON"}
+    assert client.get("/api/v1/jobs").json["total"] == 0
+    assert client.get("/api/v1/jobs").json == json.loads(client.get("/api/v1/jobs").get_data())  # still JSON
+
+
+def test_an_error_about_many_fields_stays_small(client):
+    body = json.dumps({"kind": "diagnostics.selftest", "params": {f"k{i}": 1 for i in range(80_000)}})
+    assert len(body) < 1024**2
+    answer = client.post("/api/v1/jobs", data=body, content_type="application/json")
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_INPUT"
+    assert len(answer.get_data()) < 8 * 1024
+    details = answer.json["error"]["details"]
+    assert len(details["fields"]) == 20 and details["more_fields"] == 80_000 - 20
+
+
+def open_files() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_one_file_part_per_request(client, settings):
+    two = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest",
+                                            "file": [(io.BytesIO(b"a"), "a.bin"), (io.BytesIO(b"b"), "b.bin")]})
+    assert two.status_code == 400 and two.json["error"]["details"]["fields"] == {"file": "one file only"}
+    before = open_files()
+    many = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest",
+                                             "file": [(io.BytesIO(b"x"), f"{i}.bin") for i in range(900)]})
+    assert many.status_code in (400, 413)
+    assert open_files() <= before and incoming(settings) == []  # no part left a file open or on disk
+    parts = client.post("/api/v1/jobs", data={f"field{i}": "x" for i in range(100)} | {
+        "kind": "diagnostics.selftest", "file": (io.BytesIO(b"x"), "x.bin")})  # a file: multipart
+    assert parts.status_code == 413 and parts.json["error"]["code"] == "TOO_LARGE"
+    assert client.get("/api/v1/jobs").json["total"] == 0

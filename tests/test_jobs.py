@@ -244,3 +244,12 @@ def test_health_checks_and_metrics_see_the_worker_and_jobs(jobs, http):
     assert 'vitalq_queue_depth{queue="cpu"} 0.0' in metrics
     assert 'vitalq_job_run_seconds_count{kind="diagnostics.selftest"} 1.0' in metrics
     assert 'vitalq_http_request_seconds_count{endpoint="health.deep",method="GET",status="200"}' in metrics
+
+
+def test_the_deep_health_check_runs_one_selftest_however_often_it_is_called(jobs, http):
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: http.get("/health/deep"), range(24)))
+    assert {answer.status_code for answer in answers} == {200}
+    assert len({answer.json()["job_id"] for answer in answers}) == 1  # one job served them all
+    assert http.get("/api/v1/jobs", params={"kind": "diagnostics.selftest"}).json()["total"] == 1
+    assert all(answer.json()["checked_s_ago"] >= 0 for answer in answers)

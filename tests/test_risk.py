@@ -196,18 +196,21 @@ def test_video_analyze_fails_with_the_rppg_stage_error(jobs, http):
     assert job["status"] == "failed" and job["error"]["code"] == "UNREADABLE_VIDEO"
 
 
-def test_bad_training_csv_over_http_names_the_line(client, population, tmp_path):
+@pytest.mark.usefixtures("worker")
+def test_bad_training_csv_over_http_names_the_line(jobs, http, population, tmp_path):
+    # Its header is checked before queueing (its first line alone is read in the web process)...
+    answer = http.post("/api/v1/jobs", data={"kind": "risk.train"}, files={"file": ("t.csv", b"a,b\n1,2\n")})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "PARSE_ERROR"
+    assert answer.json()["error"]["details"]["line"] == 1
+    # ...its rows by the worker, which fails the job naming the line and the feature, at once.
     features, labels = population
     lines = write_csv(tmp_path / "t.csv", features[:60], labels[:60]).read_text().splitlines()
     cells = lines[5].split(",")
     cells[NAMES.index("sdnn_ms")] = "-40"
     lines[5] = ",".join(cells)
-    response = client.post("/api/v1/jobs", data={"kind": "risk.train",
-                                                 "file": (io.BytesIO("\n".join(lines).encode()), "t.csv")})
-    assert response.status_code == 400
-    error = response.get_json()["error"]
-    assert error["code"] == "INVALID_INPUT" and error["details"]["line"] == 6
-    assert error["details"]["feature"] == "sdnn_ms"
-    response = client.post("/api/v1/jobs", data={"kind": "risk.train",
-                                                 "file": (io.BytesIO(b"a,b\n1,2\n"), "t.csv")})
-    assert response.status_code == 400 and response.get_json()["error"]["code"] == "PARSE_ERROR"
+    answer = http.post("/api/v1/jobs", data={"kind": "risk.train"}, files={"file": ("t.csv", "\n".join(lines))})
+    assert answer.status_code == 201, answer.text
+    job = jobs.wait_finished(answer.json()["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "INVALID_INPUT" and job["attempts"] == 1
+    assert job["error"]["details"]["line"] == 6 and job["error"]["details"]["feature"] == "sdnn_ms"
+    assert http.get("/api/v1/models").json()["models"] == []  # nothing registered

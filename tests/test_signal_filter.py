@@ -139,6 +139,9 @@ def test_signal_shorter_than_the_padding_is_refused(tmp_path, rng):
     (FilterSpec("chebyshev", "lowpass", (5.0,)), 100.0, "family"),
     (FilterSpec(None, notch_hz=60.0), 100.0, "notch_hz"),
     (FilterSpec(None), 100.0, "family"),
+    (FilterSpec("ellip", "bandpass", (1.0, 30.0), 4, ripple_db=50, attenuation_db=40), 250.0, "ripple_db"),
+    (FilterSpec("ellip", "bandpass", (1.0, 30.0), 4, ripple_db=1e-300), 250.0, "ripple_db"),
+    (FilterSpec("cheby1", "bandpass", (1.0, 30.0), 4, ripple_db=1e-300), 250.0, "ripple_db"),
 ])
 def test_filter_design_checks_against_the_sample_rate(spec, fs, field):
     with pytest.raises(FilterDesignError) as failure:

@@ -75,11 +75,15 @@ def test_sample_rate_taken_from_a_time_column(jobs, http):
     (b"1\n2\n3\n", "short.csv", {"fs": 100}, 400, "INVALID_INPUT"),
     (b"1\n2\n3\n" * 100, "x.csv", {"fs": 100, "cutoff_hz": [0.5, 60]}, 400, "INVALID_INPUT"),
     (b"1\n2\n3\n" * 100, "x.csv", {}, 400, "INVALID_INPUT"),
+    (b"0       " + b"7" * 400, "broken.edf", {}, 400, "CORRUPT_FILE"),
 ])
-def test_bad_input_is_refused_at_submission_and_nothing_queued(http, content, filename, params, status, code):
+def test_bad_input_is_refused_at_submission_and_nothing_queued(http, settings, content, filename, params, status,
+                                                               code):
     response = submit_file(http, content, filename, params)
     assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert str(settings.data_dir) not in response.text and "/uploads/" not in error["message"]  # no server path
     assert http.get("/api/v1/jobs").json()["total"] == 0
 
 

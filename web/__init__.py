@@ -14,6 +14,7 @@ from flask import Request as FlaskRequest
 from flask_sock import Sock
 
 from worker.settings import get_settings
+from worker.exceptions import InvalidInput
 from worker.storage import UploadSink
 
 sock = Sock()
@@ -39,6 +40,8 @@ class StreamingUploadRequest(FlaskRequest):
         return min(filter(None, (limit, self.max_form_memory_size)), default=None)
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        if g.get("upload_sinks"):  # each file part would hold a file open: one is all a job takes
+            raise InvalidInput("send one file per request", {"fields": {"file": "one file only"}})
         sink = UploadSink(limit=self.max_content_length)
         g.setdefault("upload_sinks", []).append(sink)
         return sink
@@ -50,8 +53,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.request_class = StreamingUploadRequest
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        # What is parsed in memory, form fields and JSON bodies, is bounded (uploads are not).
+        # What is parsed in memory, form fields and JSON bodies, is bounded (uploads are not),
+        # and so are the parts of a form: a job is a few fields and one file.
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        MAX_FORM_PARTS=32,
         SOCK_SERVER_OPTIONS={"ping_interval": 25},
         # Where the pages link to Flower (through vitalq's sign-in), and where Flower runs.
         FLOWER_URL="/flower/",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file, url_for
@@ -13,7 +12,7 @@ from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
 
 from .auth import current_user, owner_filter, require_admin, visible
-from .errors import created, json_body
+from .errors import created, json_body, parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -32,10 +31,10 @@ def get_kind(name: str):
 
 @bp.post("/jobs")
 def submit_job():
-    """Submit a job as JSON ``{"kind", "params", "priority"}`` or as a multipart form with
-    the same fields (``params`` JSON-encoded) and the input in ``file``."""
+    """Submit a job as JSON ``{"kind", "params", "priority"}`` or as a form with the same
+    fields (``params`` JSON-encoded) and, multipart, the input in ``file``."""
     upload = filename = None
-    if request.mimetype == "multipart/form-data":
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         form = request.form
         kind, priority = form.get("kind"), form.get("priority")
         params = _json_field(form.get("params"), "params")
@@ -44,6 +43,10 @@ def submit_job():
             upload, filename = file.stream, file.filename
     else:
         body = json_body()
+        unknown = sorted(set(body) - {"kind", "params", "priority"})
+        if unknown:  # a misspelt "priority" would otherwise pass unnoticed
+            raise InvalidInput(f"unknown field {unknown[0]!r}; a job is kind, params and priority",
+                               {"fields": {name: "not a field of a job" for name in unknown}})
         kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
     job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id)
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
@@ -102,12 +105,7 @@ def get_artifact(job_id: str, name: str):
 
 
 def _json_field(raw: str | None, name: str) -> Any:
-    if raw is None or raw == "":
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be JSON", {"fields": {name: "malformed JSON"}}) from None
+    return None if raw is None or raw == "" else parse_json(raw, field=name)
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -131,12 +129,12 @@ def list_models():
                     "active_version": models.active_version()})
 
 
-@bp.get("/models/<int:version>")
+@bp.get("/models/<int(max=2147483647):version>")
 def get_model(version: int):
     return jsonify(_model_call(lambda models: models.get(version)).to_dict())
 
 
-@bp.post("/models/<int:version>/activate")
+@bp.post("/models/<int(max=2147483647):version>/activate")
 def activate_model(version: int):
     require_admin()
     return jsonify(_model_call(lambda models: models.activate(version)).to_dict())

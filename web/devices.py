@@ -71,7 +71,7 @@ def current_profile(device_id: str):
     return jsonify(found.to_dict(current=True))
 
 
-@bp.get("/<device_id>/profiles/<int:version>")
+@bp.get("/<device_id>/profiles/<int(max=2147483647):version>")
 def get_profile(device_id: str, version: int):
     found, current = devices.profile(device_id, version)
     return jsonify(found.to_dict(current=current))

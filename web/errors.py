@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -30,19 +31,45 @@ def created(body: dict, location: str):
     return response
 
 
+#: What an error answer carries at most: a body of 80,000 unknown keys is not answered
+#: with 80,000 field messages.
+MAX_ERROR_FIELDS = 20
+MAX_MESSAGE_CHARS = 2000
+
+
+def parse_json(text: str | bytes, field: str = "body"):
+    """JSON as RFC 8259 has it: NaN and Infinity, which Python's parser takes, are refused
+    (they pass a schema's minimum and maximum, and no JSON client can read them back)."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not a JSON number")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidInput(f"{field} is not valid JSON: {exc}", {"fields": {field: "malformed JSON"}}) from None
+
+
 def json_body(optional: bool = False) -> dict:
     """The request's JSON object, else INVALID_INPUT; with ``optional``, no body is ``{}``."""
-    if optional and not request.get_data(cache=True):
+    raw = request.get_data(cache=True)
+    if optional and not raw:
         return {}
-    body = request.get_json(silent=True)
+    body = parse_json(raw) if request.is_json else None
     if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
+        raise InvalidInput("the body must be a JSON object (Content-Type: application/json)",
+                           {"fields": {"body": "malformed JSON"}})
     return body
 
 
 def error_response(code: str, message: str, status: int, details: dict | None = None):
-    body = {"error": {"code": code, "message": message, "details": details or {},
-                      "request_id": g.get("request_id")}}
+    details = dict(details or {})
+    fields = details.get("fields")
+    if isinstance(fields, dict) and len(fields) > MAX_ERROR_FIELDS:
+        details["fields"] = dict(list(fields.items())[:MAX_ERROR_FIELDS])
+        details["more_fields"] = len(fields) - MAX_ERROR_FIELDS
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "…"
+    body = {"error": {"code": code, "message": message, "details": details, "request_id": g.get("request_id")}}
     return jsonify(body), status
 
 

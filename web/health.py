@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable
 
@@ -9,11 +10,16 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker import db, devices, dispatch, store
-from worker.broker import get_redis
+from worker.broker import KEY_PREFIX, get_redis
 from worker.celery_app import app as celery_app
 from worker.kinds import SELFTEST
 
 bp = Blueprint("health", __name__)
+
+#: Seconds a deep check's result is served before another selftest job runs.
+DEEP_CHECK_EVERY_S = 30
+DEEP_RESULT_KEY = f"{KEY_PREFIX}health:deep"
+DEEP_RUNNING_KEY = f"{KEY_PREFIX}health:deep:running"
 
 
 @bp.get("/health/live")
@@ -37,20 +43,45 @@ def ready():
 
 @bp.get("/health/deep")
 def deep():
-    """Runs a selftest job end to end (``?timeout=`` seconds, default 30) and reports its latency."""
+    """The latest selftest job run end to end, and its latency. A new one runs only when
+    the last is older than DEEP_CHECK_EVERY_S, and only one at a time across every web
+    process: callers meanwhile get the last result, so no number of calls (the endpoint is
+    public, for load balancers) can fill a queue. ``?timeout=`` seconds, default 30."""
     timeout = min(max(request.args.get("timeout", 30.0, type=float), 1.0), 300.0)
+    redis = get_redis()
+    deadline = time.monotonic() + timeout + 5
+    while (cached := redis.get(DEEP_RESULT_KEY)) is None:
+        if redis.set(DEEP_RUNNING_KEY, "1", nx=True, ex=int(timeout) + 5):
+            try:
+                body = _run_selftest(timeout)
+                redis.set(DEEP_RESULT_KEY, json.dumps(body), ex=DEEP_CHECK_EVERY_S)
+            finally:
+                redis.delete(DEEP_RUNNING_KEY)
+            break
+        if time.monotonic() > deadline:  # another process's check outlived its own timeout
+            body = {"status": "failing", "error": {"code": "TIMEOUT", "message": "the running selftest did not "
+                                                                                  "report in time"}}
+            break
+        time.sleep(0.1)
+    else:
+        body = json.loads(cached)
+    body["checked_s_ago"] = round(time.time() - body.get("checked_at", time.time()), 1)
+    return jsonify(body), 200 if body["status"] == "ok" else 503
+
+
+def _run_selftest(timeout: float) -> dict[str, Any]:
     started = time.perf_counter()
     job = dispatch.submit(SELFTEST.name, {"duration_s": 0, "steps": 1}, priority=9)
     while not job.finished and time.perf_counter() - started < timeout:
         time.sleep(0.05)
         job = store.get(job.id)
-    latency = time.perf_counter() - started
     ok = job.status == "succeeded"
     body = {"status": "ok" if ok else "failing", "job_id": job.id, "job_status": job.status,
-            "latency_s": round(latency, 4), "error": job.to_dict()["error"]}
+            "latency_s": round(time.perf_counter() - started, 4), "error": job.to_dict()["error"],
+            "checked_at": time.time()}
     if not job.finished:
         body["error"] = {"code": "TIMEOUT", "message": f"the selftest job did not finish within {timeout:g} s"}
-    return jsonify(body), 200 if ok else 503
+    return body
 
 
 @bp.get("/metrics")

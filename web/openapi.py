@@ -31,8 +31,9 @@ def _json(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    reasons = {400: "Invalid input, each bad field named", 404: "Not found", 409: "Conflict with the job's state",
-               413: "Too large", 415: "Unsupported format", 503: "A service is unavailable; retry later"}
+    reasons = {400: "Invalid input, each bad field named", 401: "No valid token", 404: "Not found",
+               409: "Conflict with the job's state", 413: "Too large", 415: "Unsupported format",
+               429: "Too many requests, or jobs waiting; see Retry-After", 503: "A service is unavailable; retry later"}
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
 
 
@@ -42,7 +43,8 @@ def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, An
 
 JOB_ID = _path_param("job_id", {"type": "string", "minLength": 1, "maxLength": 64})
 DEVICE_ID = _path_param("device_id", {"type": "string", "minLength": 1, "maxLength": 64})
-VERSION = _path_param("version", {"type": "integer", "minimum": 0})
+#: Versions are 32-bit integers in the database: larger ones are no route (404).
+VERSION = _path_param("version", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1})
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -103,16 +105,27 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _submission_schema() -> dict[str, Any]:
-    return {"type": "object", "required": ["kind"], "properties": {
-        "kind": {"enum": [kind.name for kind in all_kinds()]},
-        "params": {"type": "object", "description": "Checked against the kind's params_schema (GET /kinds/{name})."},
-        "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 9, "default": 5}}}
+PRIORITY = {"type": ["integer", "null"], "minimum": 0, "maximum": 9, "default": 5}
+
+
+def _submission_schema(form: bool = False) -> dict[str, Any]:
+    """A submission of each kind with its own params schema (``GET /kinds/{name}``); as a
+    multipart form, with the input in ``file`` and ``params`` sent as a JSON part."""
+    def one(kind) -> dict[str, Any]:
+        params = kind.params_schema if form else {"anyOf": [kind.params_schema, {"type": "null"}]}  # null: {}
+        properties = {"kind": {"const": kind.name}, "params": params,
+                      "priority": {"type": "string", "pattern": "^[0-9]$"} if form else PRIORITY}
+        if form and kind.upload is not None:
+            properties["file"] = {"type": "string", "format": "binary"}
+        required = ["kind"] + (["file"] if form and kind.upload is not None and kind.upload.required else [])
+        return {"type": "object", "required": required, "properties": properties, "additionalProperties": form}
+
+    return {"oneOf": [one(kind) for kind in all_kinds()]}
 
 
 def describe() -> dict[str, Any]:
     job_ops = {"200": _json(_ref("Job"))}
-    return {
+    description = {
         "openapi": "3.1.0",
         "info": {"title": "vitalq", "version": "1",
                  "description": "Submit, watch and cancel background jobs; devices and their calibration profiles. "
@@ -126,9 +139,8 @@ def describe() -> dict[str, Any]:
             "/api/v1/jobs": {
                 "post": {"operationId": "submitJob", "requestBody": {"required": True, "content": {
                     "application/json": {"schema": _submission_schema()},
-                    "multipart/form-data": {"schema": {"type": "object", "required": ["kind"], "properties": {
-                        "kind": {"enum": [kind.name for kind in all_kinds()]}, "params": {"type": "string", "description": "JSON object"},
-                        "priority": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}}}},
+                    "multipart/form-data": {"schema": _submission_schema(form=True),
+                                            "encoding": {"params": {"contentType": "application/json"}}}}},
                     "responses": {"201": _json(_ref("Job"), "Queued"), **_errors(400, 404, 413, 415, 503)}},
                 "get": {"operationId": "listJobs", "parameters": [
                     {"name": "kind", "in": "query", "schema": {"type": "string"}},
@@ -200,6 +212,10 @@ def describe() -> dict[str, Any]:
         },
         "components": {"schemas": SCHEMAS},
     }
+    for operations in description["paths"].values():  # every call is authenticated and counted
+        for operation in operations.values():
+            operation["responses"].update(_errors(401, 429))
+    return description
 
 
 @bp.get("/api/v1/openapi.json")

@@ -8,6 +8,7 @@ briefly away) are.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -148,13 +149,26 @@ def from_device_error(exc) -> TransientError:
 _STATUS_BY_CODE = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413, "NOT_FOUND": 404}
 
 
+#: An absolute path of two or more parts: the server's own folders, which no message shows.
+_SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+@-]+/)+([\w.+@-]+)")
+
+
+def without_paths(message: str) -> str:
+    """``message`` with each absolute file path cut to its last part (libraries name the
+    file they failed on: an upload's stored path tells nobody anything but the layout of
+    this server)."""
+    return _SERVER_PATH.sub(r"\1", message)
+
+
 def from_input_error(exc) -> VitalqError:
     """The job-world error for a computation's ``ml.errors.InputError``: same code and
-    details, an HTTP status to match, and ``details["fields"]`` when it names a field."""
+    details, an HTTP status to match, ``details["fields"]`` when it names a field, and
+    no server path in its message."""
     details = dict(exc.details)
+    message = without_paths(exc.message)
     if "field" in details:
-        details["fields"] = {details.pop("field"): exc.message}
-    error = InvalidInput(exc.message, details)
+        details["fields"] = {details.pop("field"): message}
+    error = InvalidInput(message, details)
     error.code = exc.code
     error.http_status = _STATUS_BY_CODE.get(exc.code, 400)
     return error

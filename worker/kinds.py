@@ -79,8 +79,9 @@ class JobKind:
                     continue
                 path = ".".join(str(part) for part in error.absolute_path) or "params"
                 fields.setdefault(path, error.message)
-            summary = "; ".join(f"{name}: {message}" for name, message in fields.items())
-            raise InvalidInput(f"invalid params for {self.name}: {summary}", {"fields": fields})
+            summary = "; ".join(f"{name}: {message}" for name, message in list(fields.items())[:5])
+            more = f"; and {len(fields) - 5} more" if len(fields) > 5 else ""
+            raise InvalidInput(f"invalid params for {self.name}: {summary}{more}", {"fields": fields})
         filled = {
             name: spec["default"]
             for name, spec in self.params_schema.get("properties", {}).items()
@@ -227,16 +228,17 @@ def _check_filter_request(params: dict[str, Any], upload: Path | None) -> None:
     cannot be designed at the file's sample rate, a signal shorter than the padding."""
     import tempfile
 
-    from ml.signals import FilterSpec, default_padlen, design_sos, open_signal
+    from ml.signals import FilterSpec, default_padlen, design_sos, probe_signal
 
     if upload is None:
         return
     with tempfile.TemporaryDirectory() as scratch:
-        source = open_signal(upload, params, Path(scratch), csv_rows=10_000)
-        sos = design_sos(FilterSpec.from_params(params), source.fs)
-        if params["zero_phase"] and source.n_samples <= default_padlen(sos):  # a CSV probe reads enough rows
-            raise InvalidInput(f"the signal has {source.n_samples} samples; this filter needs more than "
-                               f"{default_padlen(sos)}", {"fields": {"file": "too short for this filter"}})
+        # A bounded look (a CSV's first 64 KiB, headers): the worker reads the whole file.
+        probe = probe_signal(upload, params, Path(scratch))
+    sos = design_sos(FilterSpec.from_params(params), probe.fs)
+    if params["zero_phase"] and probe.n_samples is not None and probe.n_samples <= default_padlen(sos):
+        raise InvalidInput(f"the signal has {probe.n_samples} samples; this filter needs more than "
+                           f"{default_padlen(sos)}", {"fields": {"file": "too short for this filter"}})
 
 
 def _filter_time_limits(_params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
@@ -280,8 +282,8 @@ SIGNAL_FILTER = register(
                               "minItems": 1, "maxItems": 2, "default": [0.5, 8.0],
                               "description": "Cutoff in Hz: one edge, or two for band filters; inside (0, fs/2)."},
                 "order": {"type": "integer", "minimum": 1, "maximum": 12, "default": 4},
-                "ripple_db": {"type": "number", "exclusiveMinimum": 0, "maximum": 20, "default": 1.0,
-                              "description": "Passband ripple in dB (cheby1, ellip)."},
+                "ripple_db": {"type": "number", "minimum": 0.01, "maximum": 20, "default": 1.0,
+                              "description": "Passband ripple in dB (cheby1, ellip; below attenuation_db for ellip)."},
                 "attenuation_db": {"type": "number", "minimum": 10, "maximum": 150, "default": 40.0,
                                    "description": "Stopband attenuation in dB (cheby2, ellip)."},
                 "notch_hz": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None,
@@ -323,12 +325,11 @@ def _check_video(params: dict[str, Any], upload: Path | None) -> None:
     if not any(head.startswith(sig) or head[4:8] == sig for sig in _VIDEO_SIGNATURES):
         raise UnsupportedFormat("not a video vitalq can read (mp4, mov, avi, mkv, or a zip of images)",
                                      {"fields": {"file": "not a video"}})
-    if head.startswith(b"PK\x03\x04"):
-        if not params.get("fps"):
-            raise InvalidInput("an image sequence needs its frame rate", {"fields": {"fps": "required for a zip"}})
-        from ml.rppg.video import open_image_archive
+    if head.startswith(b"PK\x03\x04") and not params.get("fps"):
+        raise InvalidInput("an image sequence needs its frame rate", {"fields": {"fps": "required for a zip"}})
+    from ml.rppg.containers import check_video
 
-        open_image_archive(upload)[0].close()  # its directory alone: too many, too big, or a bomb
+    check_video(upload)  # headers, or a zip's directory and first image: absurd frame sizes, bombs
     if params["min_hz"] >= params["max_hz"]:
         raise InvalidInput("min_hz must be below max_hz", {"fields": {"min_hz": "must be below max_hz"}})
 
@@ -384,9 +385,9 @@ VIDEO_RPPG = register(
 
 def _check_training(params: dict[str, Any], upload: Path | None) -> None:
     if upload is not None:
-        from ml.risk.training import read_labelled_csv
+        from ml.risk.training import read_header
 
-        read_labelled_csv(upload)  # a bad file is refused now, naming its line and feature
+        read_header(upload)  # its first line: the worker reads the rows, naming a bad one's line
 
 
 def _check_prediction(params: dict[str, Any], upload: Path | None) -> None:
@@ -397,6 +398,10 @@ def _check_prediction(params: dict[str, Any], upload: Path | None) -> None:
                            {"fields": {"rows": "rows or a file"}})
     if params.get("rows") is not None:
         feature_matrix(params["rows"])
+    else:
+        from ml.risk.training import read_header
+
+        read_header(upload, labelled=False)
     _check_model_version(params)
 
 

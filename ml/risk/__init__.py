@@ -3,12 +3,12 @@ registry, and serving through OpenVINO. Nothing here knows of Celery or HTTP."""
 
 from .features import FEATURES, NAMES, InvalidFeature, feature_matrix, from_rppg_summary
 from .registry import DEMO_NOTICE, ModelNotFound, ModelRecord, ModelRegistry
-from .training import MODEL_TYPES, TrainedModel, demo_dataset, read_labelled_csv, train
+from .training import MODEL_TYPES, TrainedModel, demo_dataset, read_header, read_labelled_csv, train
 
 __all__ = [
     "DEMO_NOTICE", "FEATURES", "MODEL_TYPES", "NAMES", "InvalidFeature", "ModelNotFound", "ModelRecord",
     "ModelRegistry", "TrainedModel", "demo_dataset", "ensure_default_model", "feature_matrix", "from_rppg_summary",
-    "predict_rows", "read_labelled_csv", "train",
+    "predict_rows", "read_header", "read_labelled_csv", "train",
 ]
 
 

@@ -22,12 +22,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import InputError, ParseError, TooLarge
+from ..text import bounded_lines, head
 from .features import NAMES, feature_matrix
 
 MODEL_TYPES = ("logistic", "gradient_boosting", "mlp")
 LABEL = "label"
 MAX_ROWS = 1_000_000
 MAX_COLUMNS = 64
+#: The most read of a CSV to check its header before queueing: 64 names fit in far less.
+HEADER_BYTES = 64 * 1024
 MIN_PER_CLASS = 10
 
 
@@ -44,36 +47,54 @@ def make_pipeline(model_type: str, seed: int = 0) -> Pipeline:
                      ("scale", StandardScaler()), ("model", model)])
 
 
+def read_header(path: Path, labelled: bool = True) -> list[str]:
+    """The column names of a feature CSV, checked, from its first line alone (at most
+    ``HEADER_BYTES`` are read: the check before a job is queued). Raises ParseError,
+    TooLarge or UnsupportedFormat."""
+    text, _complete = head(path, HEADER_BYTES, "the CSV file")
+    return _checked_header(text.splitlines()[0] if text else "", labelled)
+
+
+def _checked_header(line: str, labelled: bool) -> list[str]:
+    header = next(csv.reader(io.StringIO(line)), [])
+    if len(header) > MAX_COLUMNS:
+        raise TooLarge(f"the CSV has {len(header)} columns; at most {MAX_COLUMNS} are read", columns=len(header))
+    header = [name.strip() for name in header]
+    if labelled and LABEL not in header:
+        raise ParseError(f"the CSV header must name a {LABEL!r} column beside the features", line=1)
+    missing = [name for name in NAMES if name not in header]
+    if any(name in missing for name in ("mean_hr_bpm", "sdnn_ms", "rmssd_ms", "pnn50_pct", "quality")):
+        raise ParseError(f"the CSV header lacks {', '.join(missing)}", line=1, missing=missing)
+    return header
+
+
 def read_labelled_csv(path: Path, labelled: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """(features ``[rows, len(NAMES)]``, labels) from a CSV with a header naming the
     features and, if ``labelled``, a ``label`` column. Raises ParseError, InvalidFeature
-    (naming the line and feature) or TooLarge."""
+    (naming the line and feature) or TooLarge (too many rows, or a line too long)."""
     with open(path, newline="", encoding="utf-8", errors="strict") as file:
+        lines = bounded_lines(file)
         try:
-            header_line = file.readline()
+            header = _checked_header(next(lines, ""), labelled)
         except UnicodeDecodeError:
-            raise ParseError("the training file is not UTF-8 text", line=1) from None
-        header = next(csv.reader(io.StringIO(header_line)), [])
-        if len(header) > MAX_COLUMNS:
-            raise TooLarge(f"the CSV has {len(header)} columns; at most {MAX_COLUMNS} are read", columns=len(header))
-        header = [name.strip() for name in header]
-        if labelled and LABEL not in header:
-            raise ParseError(f"the CSV header must name a {LABEL!r} column beside the features", line=1)
-        missing = [name for name in NAMES if name not in header]
-        if any(name in missing for name in ("mean_hr_bpm", "sdnn_ms", "rmssd_ms", "pnn50_pct", "quality")):
-            raise ParseError(f"the CSV header lacks {', '.join(missing)}", line=1, missing=missing)
+            raise ParseError("the CSV file is not UTF-8 text", line=1) from None
         rows, labels = [], []
-        for line_number, cells in enumerate(csv.reader(file), start=2):
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                raise ParseError(f"line {line_number} has {len(cells)} fields, the header {len(header)}",
-                                 line=line_number)
-            if len(rows) >= MAX_ROWS:
-                raise TooLarge(f"more than {MAX_ROWS} rows", rows=MAX_ROWS)
-            record = dict(zip(header, (c.strip() for c in cells)))
-            labels.append(record.pop(LABEL, None))
-            rows.append(record)
+        line_number = 1
+        try:
+            for line_number, cells in enumerate(csv.reader(lines), start=2):
+                if not cells or all(not c.strip() for c in cells):
+                    continue
+                if len(cells) != len(header):
+                    raise ParseError(f"line {line_number} has {len(cells)} fields, the header {len(header)}",
+                                     line=line_number)
+                if len(rows) >= MAX_ROWS:
+                    raise TooLarge(f"more than {MAX_ROWS} rows", rows=MAX_ROWS)
+                record = dict(zip(header, (c.strip() for c in cells)))
+                labels.append(record.pop(LABEL, None))
+                rows.append(record)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise ParseError(f"line {line_number + 1}: {reason}", line=line_number + 1) from None
     if not rows:
         raise ParseError("the CSV has no rows", line=2)
     try:

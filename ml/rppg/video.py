@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -14,24 +13,13 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..archives import check_members
 from ..errors import EmptyInput, InputError, TooLarge
+from .containers import MAX_IMAGE_BYTES, UnreadableVideo, check_frame_size, image_size, open_image_archive
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-#: Refused before decoding: a frame larger than this many pixels, or a zip entry larger than this.
-MAX_FRAME_PIXELS = 8192 * 8192
-MAX_IMAGE_BYTES = 64 * 1024**2
-#: Images in one zipped sequence (over an hour at 30 fps).
-MAX_ZIP_IMAGES = 200_000
 #: Frames decoded ahead of the analysis: enough to smooth out uneven decoding times, few
 #: enough that memory holds a handful of frames, never the video.
 READ_AHEAD = 8
 _END = object()
-
-
-class UnreadableVideo(InputError):
-    code = "UNREADABLE_VIDEO"
-
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -66,10 +54,11 @@ class VideoFrames:
                          max(int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0),
                          int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                          int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        if info.width * info.height > MAX_FRAME_PIXELS or info.width <= 0 or info.height <= 0:
+        try:
+            check_frame_size(info.width, info.height)
+        except TooLarge:
             self._capture.release()
-            raise TooLarge(f"frames of {info.width}x{info.height} pixels are not accepted",
-                           width=info.width, height=info.height)
+            raise
         return info
 
     def _open_zip(self, fps: float | None) -> VideoInfo:
@@ -82,7 +71,11 @@ class VideoFrames:
     def _decode(self, member: zipfile.ZipInfo) -> np.ndarray:
         if member.file_size > MAX_IMAGE_BYTES:
             raise TooLarge(f"image {Path(member.filename).name} is larger than {MAX_IMAGE_BYTES} bytes")
-        image = cv2.imdecode(np.frombuffer(self._archive.read(member), np.uint8), cv2.IMREAD_COLOR)
+        data = self._archive.read(member)
+        size = image_size(data)
+        if size is not None:  # refused before decoding: a small PNG can declare 16384 x 16384
+            check_frame_size(*size, name=Path(member.filename).name)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise UnreadableVideo(f"image {Path(member.filename).name} cannot be decoded")
         return image
@@ -154,27 +147,3 @@ class VideoFrames:
 
     def __exit__(self, *_exc) -> None:
         self.close()
-
-
-def _natural_key(name: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def open_image_archive(path: Path) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
-    """A zip of images, open, and its images in natural order; raises UnreadableVideo,
-    EmptyInput or TooLarge (too many, too big, or a zip bomb) from the directory alone."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise UnreadableVideo(f"not a readable zip file: {exc}") from None
-    members = sorted((m for m in archive.infolist()
-                      if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES),
-                     key=lambda m: _natural_key(m.filename))
-    try:
-        if not members:
-            raise EmptyInput("the zip holds no images (png, jpg, bmp, tif)")
-        check_members(members, max_total_bytes=MAX_ZIP_IMAGES * MAX_IMAGE_BYTES, max_members=MAX_ZIP_IMAGES)
-    except InputError:
-        archive.close()
-        raise
-    return archive, members

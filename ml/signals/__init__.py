@@ -5,9 +5,10 @@ Pure functions and classes over arrays and files; nothing here knows of Celery o
 
 from .chunked import NAN_POLICIES, FilterReport, default_padlen, fill_non_finite, filter_source
 from .design import BAND_TYPES, FAMILIES, FilterDesignError, FilterSpec, design_sos
-from .readers import FORMATS, RAW_DTYPES, open_signal, sniff
+from .readers import FORMATS, RAW_DTYPES, SignalProbe, open_signal, probe_signal, sniff
 
 __all__ = [
     "BAND_TYPES", "FAMILIES", "FORMATS", "NAN_POLICIES", "RAW_DTYPES", "FilterDesignError", "FilterReport",
-    "FilterSpec", "default_padlen", "design_sos", "fill_non_finite", "filter_source", "open_signal", "sniff",
+    "FilterSpec", "SignalProbe", "default_padlen", "design_sos", "fill_non_finite", "filter_source", "open_signal",
+    "probe_signal", "sniff",
 ]

@@ -16,6 +16,9 @@ from ..errors import InputError
 FAMILIES = ("butter", "cheby1", "cheby2", "bessel", "ellip")
 BAND_TYPES = ("lowpass", "highpass", "bandpass", "bandstop")
 MAX_ORDER = 12
+#: Passband ripple of Chebyshev I and elliptic designs, dB: below 0.01 dB SciPy's
+#: design divides by zero.
+MIN_RIPPLE_DB, MAX_RIPPLE_DB = 0.01, 20.0
 
 
 class FilterDesignError(InputError):
@@ -114,17 +117,26 @@ def _design_band(spec: FilterSpec, fs: float, nyquist: float) -> np.ndarray:
                                     field="cutoff_hz", fs=fs)
     if edges == 2 and not spec.cutoff_hz[0] < spec.cutoff_hz[1]:
         raise FilterDesignError("band edges must be increasing", field="cutoff_hz")
+    if spec.family in ("cheby1", "ellip") and not MIN_RIPPLE_DB <= spec.ripple_db <= MAX_RIPPLE_DB:
+        raise FilterDesignError(f"ripple_db must be from {MIN_RIPPLE_DB:g} to {MAX_RIPPLE_DB:g} dB", field="ripple_db")
+    if spec.family == "ellip" and not spec.ripple_db < spec.attenuation_db:
+        raise FilterDesignError("an elliptic filter's passband ripple must be below its stopband attenuation",
+                                field="ripple_db")
     wn = spec.cutoff_hz[0] if edges == 1 else list(spec.cutoff_hz)
     common = dict(btype=spec.btype, output="sos", fs=fs)
-    if spec.family == "butter":
-        return signal.butter(spec.order, wn, **common)
-    if spec.family == "bessel":
-        return signal.bessel(spec.order, wn, norm="phase", **common)
-    if spec.family == "cheby1":
-        return signal.cheby1(spec.order, spec.ripple_db, wn, **common)
-    if spec.family == "cheby2":
-        return signal.cheby2(spec.order, spec.attenuation_db, wn, **common)
-    return signal.ellip(spec.order, spec.ripple_db, spec.attenuation_db, wn, **common)
+    try:
+        with np.errstate(all="ignore"):  # a degenerate design comes out non-finite: refused by design_sos
+            if spec.family == "butter":
+                return signal.butter(spec.order, wn, **common)
+            if spec.family == "bessel":
+                return signal.bessel(spec.order, wn, norm="phase", **common)
+            if spec.family == "cheby1":
+                return signal.cheby1(spec.order, spec.ripple_db, wn, **common)
+            if spec.family == "cheby2":
+                return signal.cheby2(spec.order, spec.attenuation_db, wn, **common)
+            return signal.ellip(spec.order, spec.ripple_db, spec.attenuation_db, wn, **common)
+    except (ValueError, ArithmeticError) as exc:  # SciPy's own refusals of extreme parameters
+        raise FilterDesignError(f"SciPy cannot design this {spec.family} filter: {exc}", field="family") from None
 
 
 def _design_notches(spec: FilterSpec, fs: float, nyquist: float) -> list[np.ndarray]:

@@ -13,21 +13,27 @@ from __future__ import annotations
 import io
 import itertools
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..archives import check_members
-from ..errors import CorruptFile, EmptyInput, InputError, ParseError, UnsupportedFormat
+from ..archives import check_members, open_zip
+from ..errors import CorruptFile, EmptyInput, InputError, ParseError, TooLarge, UnsupportedFormat
+from ..text import bounded_lines, head
 
 FORMATS = ("npy", "raw", "csv", "edf", "bdf", "wfdb")
 RAW_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64")
 #: Largest WFDB record accepted inside a zip, and most members, so a zip bomb is refused.
 MAX_UNZIPPED_BYTES = 16 * 1024**3
 MAX_ZIP_MEMBERS = 64
+#: A WFDB header is a few lines a signal.
+MAX_HEADER_BYTES = 1024**2
+#: Columns of a CSV signal (the channels a raw file may have).
+MAX_CSV_COLUMNS = 1024
+#: What ``probe_signal`` reads of a CSV: its first lines, a few thousand rows.
+PROBE_BYTES = 64 * 1024
 
 
 def sniff(path: Path) -> str:
@@ -64,36 +70,66 @@ def _looks_like_csv(head: bytes) -> bool:
     return bool(lines) and all(line.isprintable() for line in lines) and any(c.isdigit() for c in text)
 
 
-def open_signal(path: Path, params: dict[str, Any], workdir: Path, csv_rows: int | None = None) -> "ArraySource | EdfSource | WfdbSource":
+def open_signal(path: Path, params: dict[str, Any], workdir: Path) -> "ArraySource | EdfSource | WfdbSource":
     """A reader of the file at ``path`` as ``params`` describe it.
 
     ``params`` may hold ``format`` ("auto" or one of FORMATS), ``fs`` (Hz), ``channels``
     (names or 0-based indices to keep), and for raw files ``dtype`` and ``n_channels``;
     for CSV ``time_column`` and ``time_unit``. ``workdir`` is a scratch folder (CSV is
-    parsed into it once; WFDB zips are unpacked there). ``csv_rows`` stops a CSV after
-    that many rows: a cheap look at a file, as when checking a request.
+    parsed into it once; WFDB zips are unpacked there).
     """
+    return _open(path, params, workdir, probe=False)[0]
+
+
+@dataclass(frozen=True)
+class SignalProbe:
+    """What a bounded look at a signal file tells: enough to check a filter request."""
+
+    fs: float
+    n_channels: int
+    channel_names: list[str]
+    #: None when the look did not reach the end of the file (a long CSV).
+    n_samples: int | None
+
+
+def probe_signal(path: Path, params: dict[str, Any], workdir: Path) -> SignalProbe:
+    """Read only what a check before queueing may read, whatever the file's size: the
+    first ``PROBE_BYTES`` of a CSV, a zip's directory and its ``.hea`` member, an EDF
+    header (no annotations), a ``.npy`` header. Raises what ``open_signal`` raises about
+    what it reads, and TooLarge for a CSV whose first line does not fit in the probe."""
+    source, complete = _open(path, params, workdir, probe=True)
+    return SignalProbe(float(source.fs), source.n_channels, list(source.channel_names),
+                       source.n_samples if complete else None)
+
+
+def _open(path: Path, params: dict[str, Any], workdir: Path, probe: bool):
+    """(source, whether it holds the whole file)."""
     fmt = params.get("format") or "auto"
     if fmt == "auto":
         fmt = sniff(path)
     elif path.stat().st_size == 0:
         raise EmptyInput("the file is empty")
+    complete = True
     if fmt == "npy":
         source = open_npy(path, params.get("fs"))
     elif fmt == "raw":
         source = open_raw(path, params.get("dtype"), params.get("n_channels", 1), params.get("fs"))
     elif fmt == "csv":
+        if probe:
+            text, complete = head(path, PROBE_BYTES, "the CSV file")
+            path = workdir / "head.csv"
+            path.write_text(text, encoding="utf-8")
         # Columns are chosen while parsing, so no Selection below.
         return parse_csv(path, workdir / "parsed.f64", fs=params.get("fs"), time_column=params.get("time_column"),
-                         time_unit=params.get("time_unit", "s"), columns=params.get("channels"), max_rows=csv_rows)
+                         time_unit=params.get("time_unit", "s"), columns=params.get("channels")), complete
     elif fmt in ("edf", "bdf"):
-        return EdfSource(path, params.get("channels"))
+        return EdfSource(path, params.get("channels"), annotations=not probe), True
     elif fmt == "wfdb":
-        source = WfdbSource.from_zip(path, workdir)
+        source = WfdbSource.from_zip(path, workdir, header_only=probe)
     else:
         raise UnsupportedFormat(f"unknown format {fmt!r}", formats=list(FORMATS))
     channels = params.get("channels")
-    return source if not channels else Selection(source, channels)
+    return (source if not channels else Selection(source, channels)), complete
 
 
 @dataclass
@@ -200,13 +236,16 @@ class EdfSource:
     """EDF, EDF+ and BDF through pyedflib, in physical units. The channels read (all, or
     ``channels`` by label or index) must share one sample rate."""
 
-    def __init__(self, path: Path, channels: list | None = None):
+    def __init__(self, path: Path, channels: list | None = None, annotations: bool = True):
         import pyedflib
 
+        # EDF+ annotations are read from every data record: a header-only look skips them.
+        mode = pyedflib.READ_ALL_ANNOTATIONS if annotations else pyedflib.DO_NOT_READ_ANNOTATIONS
         try:
-            self.reader = pyedflib.EdfReader(str(path))
-        except OSError as exc:
-            raise CorruptFile(f"not a readable EDF/BDF file: {exc}") from None
+            self.reader = pyedflib.EdfReader(str(path), mode)
+        except OSError as exc:  # its message names the file's path on this server: not shown
+            reason = str(exc).replace(str(path), "").strip(": ") or "unreadable header"
+            raise CorruptFile(f"not a readable EDF/BDF file: {reason}") from None
         labels = self.reader.getSignalLabels()
         self.indices = [_column_index(c, labels, "channels") for c in channels] if channels else list(range(len(labels)))
         rates = {labels[i]: float(self.reader.getSampleFrequency(i)) for i in self.indices}
@@ -244,20 +283,20 @@ class WfdbSource:
             raise EmptyInput("the WFDB record holds no samples")
 
     @classmethod
-    def from_zip(cls, path: Path, workdir: Path) -> "WfdbSource":
-        try:
-            archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as exc:
-            raise CorruptFile(f"not a readable zip file: {exc}") from None
-        with archive:
+    def from_zip(cls, path: Path, workdir: Path, header_only: bool = False) -> "WfdbSource":
+        """The record in the zip at ``path``, unpacked into ``workdir`` (with
+        ``header_only``, its ``.hea`` member alone: what its signals are, not their samples)."""
+        with open_zip(path, max_members=MAX_ZIP_MEMBERS) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
             check_members(members, max_total_bytes=MAX_UNZIPPED_BYTES, max_members=MAX_ZIP_MEMBERS)
             headers = [m for m in members if m.filename.lower().endswith(".hea")]
             if len(headers) != 1:
                 raise UnsupportedFormat("a zip must hold exactly one WFDB record (one .hea file and its signal files)")
+            if headers[0].file_size > MAX_HEADER_BYTES:
+                raise TooLarge(f"the WFDB header is larger than {MAX_HEADER_BYTES} bytes", limit_bytes=MAX_HEADER_BYTES)
             target = workdir / "wfdb"
             target.mkdir(parents=True, exist_ok=True)
-            for member in members:  # flattened: names from the zip never become paths
+            for member in headers if header_only else members:  # flattened: names from the zip never become paths
                 name = Path(member.filename).name
                 if re.fullmatch(r"[\w.+-]{1,128}", name):
                     with archive.open(member) as src, open(target / name, "wb") as dst:
@@ -278,7 +317,7 @@ class WfdbSource:
 
 
 def parse_csv(path: Path, target: Path, *, fs: Any = None, time_column: Any = None, time_unit: str = "s",
-              columns: list | None = None, block_rows: int = 200_000, max_rows: int | None = None) -> ArraySource:
+              columns: list | None = None, block_rows: int = 200_000) -> ArraySource:
     """Parse a CSV signal once into raw float64 rows at ``target`` and read those.
 
     A header row is detected (a first row that is not numeric). ``columns`` picks
@@ -286,16 +325,19 @@ def parse_csv(path: Path, target: Path, *, fs: Any = None, time_column: Any = No
     column). The sample rate is ``fs`` or, with ``time_column``, the median step of
     that column (numbers in ``time_unit``, "s" or "ms", or ISO 8601 date-times).
 
-    Raises ParseError naming the 1-based line of the first value that is not a number.
+    Raises ParseError naming the 1-based line of the first value that is not a number,
+    TooLarge for a line longer than ``ml.text.MAX_LINE_BYTES``, InputError for more than
+    ``MAX_CSV_COLUMNS`` columns.
     """
     with open(path, "r", encoding="utf-8", errors="strict", newline="") as file:
         try:
-            first = file.readline()
-            while first and not first.strip():
-                first = file.readline()
+            first = next((line for line in bounded_lines(file) if line.strip()), "")
         except UnicodeDecodeError:
             raise UnsupportedFormat("the CSV file is not UTF-8 text") from None
         delimiter = _delimiter(first)
+        if first.count(delimiter) >= MAX_CSV_COLUMNS:
+            raise InputError(f"the CSV file has more than {MAX_CSV_COLUMNS} columns", field="file",
+                             limit_columns=MAX_CSV_COLUMNS)
         cells = [c.strip().strip('"') for c in first.rstrip("\r\n").split(delimiter)]
         has_header = not all(_is_number(c) for c in cells if c != "")
         names = cells if has_header else [f"col{i}" for i in range(len(cells))]
@@ -307,7 +349,7 @@ def parse_csv(path: Path, target: Path, *, fs: Any = None, time_column: Any = No
         if not keep:
             raise InputError("the CSV file has no signal column", field="channels")
         file.seek(0)
-        lines = iter(file)
+        lines = bounded_lines(file)
         line_number = 0
         if has_header:
             for line in lines:
@@ -317,15 +359,16 @@ def parse_csv(path: Path, target: Path, *, fs: Any = None, time_column: Any = No
         rows = 0
         times: list[np.ndarray] = []
         with open(target, "wb") as out:
-            if max_rows is not None:
-                lines = itertools.islice(lines, max_rows)
-            while block := list(itertools.islice(lines, block_rows)):
-                values, block_times = _parse_block(block, delimiter, keep, time_index, line_number)
-                line_number += len(block)
-                out.write(values.tobytes())
-                rows += values.shape[0]
-                if block_times is not None:
-                    times.append(block_times)
+            try:
+                while block := list(itertools.islice(lines, block_rows)):
+                    values, block_times = _parse_block(block, delimiter, keep, time_index, line_number)
+                    line_number += len(block)
+                    out.write(values.tobytes())
+                    rows += values.shape[0]
+                    if block_times is not None:
+                        times.append(block_times)
+            except UnicodeDecodeError:
+                raise UnsupportedFormat(f"the CSV file is not UTF-8 text after line {line_number}") from None
     if rows == 0:
         raise EmptyInput("the CSV file holds no samples")
     if time_index is not None:
