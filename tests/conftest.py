@@ -10,6 +10,7 @@ folder is removed after the run (``VITALQ_KEEP_TEST_DATA=1`` keeps it, logs and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -59,6 +60,11 @@ def pytest_configure(config):
         _embedded_redis = EmbeddedRedis(data_dir / "redis", persist=False)
         os.environ["REDIS_URL"] = _embedded_redis.start()
     os.environ.update(TEST_SETTINGS)
+    # The Celery app reads its configuration once, when first asked: now, not inside
+    # whichever test (perhaps one that points REDIS_URL elsewhere) first submits a job.
+    from worker.celery_app import app
+
+    assert app.conf.broker_url == os.environ["REDIS_URL"]
 
 
 def pytest_unconfigure(config):
@@ -268,6 +274,39 @@ def live_server(app):
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@contextlib.contextmanager
+def gunicorn(log_path: Path, **env: str):
+    """The web process as production runs it (``vitalq serve web``: gunicorn, one gevent
+    worker), on the suite's database and Redis with ``env`` added, on a free port: its URL."""
+    from vitalq import processes
+    from worker.embedded_redis import free_port
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(processes.web("127.0.0.1", port).argv, env={**os.environ, **env}, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert server.poll() is None, log_path.read_text()[-3000:]
+        try:
+            return httpx.get(f"{base}/health/live", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(answers, 60, "gunicorn answers")
+        yield base
+    finally:
+        stop_process(server)
+
+
+@pytest.fixture(scope="session")
+def gunicorn_server(database, tmp_path_factory):
+    with gunicorn(tmp_path_factory.mktemp("gunicorn") / "web.log") as base:
+        yield base
 
 
 @pytest.fixture

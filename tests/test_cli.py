@@ -113,6 +113,18 @@ def wait_http(url: str, timeout_s: float, expect: int = 200) -> httpx.Response:
     return wait_until(answered, timeout_s, lambda: f"{url} answering {expect}: {seen!r}", interval_s=0.5)
 
 
+def _embedded_redis_pid(var: Path) -> int | None:
+    """The pid of the live redis-server working in ``var/redis`` (it moves there: --dir)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if ((proc / "comm").read_text().strip() == "redis-server" and (proc / "stat").read_text().split()[2] != "Z"
+                    and os.readlink(proc / "cwd") == str(var / "redis")):
+                return int(proc.name)
+        except OSError:  # ended meanwhile
+            continue
+    return None
+
+
 def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Path):
     """The README's run command, on a machine with nothing configured."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "VITALQ_DATA_DIR")}
@@ -142,6 +154,28 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Pat
         assert "/sign-in" in httpx.get(f"{base}/flower/", timeout=10).headers["Location"]
         through = httpx.get(f"{base}/flower/workers", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert through.status_code == 200 and "cpu@" in through.text
+
+        # Secrets stay off command lines; what vitalq writes is its owner's alone.
+        var = tmp_path / "var"
+        redis_password = (var / "redis" / "password").read_text().strip()
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                arguments = cmdline.read_bytes()
+            except OSError:  # a process that ended meanwhile
+                continue
+            assert password.encode() not in arguments and redis_password.encode() not in arguments, arguments
+        for path in (var / "vitalq.db", var / "flower-auth", var / "secret_key", var / "redis" / "password"):
+            assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
+        assert var.stat().st_mode & 0o077 == 0 and (var / "redis").stat().st_mode & 0o077 == 0
+
+        # The embedded Redis killed: vitalq up starts it again, on its port and files, and goes on.
+        redis_pid = _embedded_redis_pid(var)
+        os.kill(redis_pid, signal.SIGKILL)
+        wait_until(lambda: _embedded_redis_pid(var) not in (None, redis_pid), 30, "the embedded Redis restarted")
+        assert not Path(f"/proc/{redis_pid}").exists()  # reaped, no zombie
+        again = subprocess.run(VITALQ + ["submit", "diagnostics.selftest", "--wait", "--url", base],
+                               env={**env, "VITALQ_TOKEN": token}, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

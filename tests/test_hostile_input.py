@@ -298,3 +298,64 @@ def test_one_file_part_per_request(client, settings):
         "kind": "diagnostics.selftest", "file": (io.BytesIO(b"x"), "x.bin")})  # a file: multipart
     assert parts.status_code == 413 and parts.json["error"]["code"] == "TOO_LARGE"
     assert client.get("/api/v1/jobs").json["total"] == 0
+
+
+def test_a_fast_large_upload_leaves_the_web_process_answering(gunicorn_server, clean, tokens):
+    """Parsing 512 MB that arrive as fast as loopback allows once held the one event loop
+    for seconds: /health/live went unanswered until the upload had been read."""
+    import threading
+
+    import httpx
+
+    boundary = "vitalq-test-boundary"
+
+    def body():
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\ndiagnostics.selftest\r\n"
+               f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\r\n").encode()
+        chunk = b"\x01" * (1 << 20)
+        for _ in range(512):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    answer = {}
+    upload = threading.Thread(target=lambda: answer.update(response=httpx.post(
+        f"{gunicorn_server}/api/v1/jobs", content=body(), timeout=300,
+        headers={"Authorization": f"Bearer {tokens['admin']}",
+                 "Content-Type": f"multipart/form-data; boundary={boundary}"})))
+    upload.start()
+    answered = 0
+    with httpx.Client(base_url=gunicorn_server, timeout=60) as probe:
+        while upload.is_alive():
+            if probe.get("/health/live").status_code == 200 and upload.is_alive():
+                answered += 1
+            time.sleep(0.05)
+    upload.join()
+    assert answer["response"].status_code == 201, answer["response"].text
+    assert answered >= 5, f"only {answered} health checks answered while the upload was read"
+
+
+def test_a_body_that_arrives_too_slowly_is_cut_off(database, tmp_path):
+    """One byte a second (slowloris) would hold the connection, and its upload file, forever."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from conftest import gunicorn
+
+    with gunicorn(tmp_path / "web.log", VITALQ_BODY_READ_TIMEOUT_S="2") as base:
+        address = urlsplit(base)
+        with socket.create_connection((address.hostname, address.port), timeout=30) as slow:
+            slow.sendall(b"POST /sign-in HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                         b"Content-Length: 100000\r\n\r\n")
+            started, reply = time.monotonic(), b""
+            while time.monotonic() - started < PATIENCE_S and not reply:
+                try:
+                    slow.sendall(b"a")
+                    slow.settimeout(1.0)
+                    reply = slow.recv(4096)
+                except socket.timeout:
+                    continue
+                except OSError:  # closed by the server
+                    break
+        seconds = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert seconds < PATIENCE_S

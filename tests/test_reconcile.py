@@ -101,3 +101,13 @@ def test_a_submission_while_the_broker_is_down_gets_503_and_leaves_nothing(clien
 
     assert store.find()[1] == 0  # no job recorded without its message
     assert stored_uploads() == before  # nor its upload
+
+
+def test_reads_go_on_while_the_broker_is_down_and_submissions_get_503(client, configure):
+    job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).json
+    configure(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    assert client.get(f"/api/v1/jobs/{job['id']}").status_code == 200  # the record is in the database
+    assert client.get("/api/v1/jobs").json["total"] == 1
+    refused = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"})
+    assert refused.status_code == 503 and refused.json["error"]["code"] == "UNAVAILABLE"
+    assert client.get("/health/ready").status_code == 503 and client.get("/health/live").status_code == 200

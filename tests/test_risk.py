@@ -3,7 +3,6 @@ and the jobs over HTTP, including the video.analyze chain."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 

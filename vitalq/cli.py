@@ -21,6 +21,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 @click.version_option(package_name="vitalq")
 def main() -> None:
     """vitalq: background processing for physiological sensing."""
+    # What vitalq writes (database, uploads, results, the embedded Redis's files, keys)
+    # is its owner's alone: files 0600, folders 0700.
+    os.umask(0o077)
 
 
 # --- running the platform ---------------------------------------------------------------
@@ -65,6 +68,8 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
         flower_auth = os.environ.get("VITALQ_FLOWER_AUTH") or _flower_password(data_dir)
         env["VITALQ_FLOWER_AUTH"] = flower_auth  # the web tier passes admins through to Flower with it
         supervisor = processes.Supervisor(env, pool=processes.hardware_pool)
+        if embedded is not None:  # a Redis that exits is started again, on its port and files
+            supervisor.adopt(processes.ProcessSpec("redis", embedded.argv, restart=True), embedded.process)
         supervisor.start(processes.web(host, port))
         supervisor.start(processes.cpu_worker(concurrency))
         supervisor.start(processes.beat())
@@ -99,7 +104,7 @@ def serve(name: str, host: str, port: int | None, concurrency: int | None) -> No
         "beat": processes.beat,
         "flower": lambda: processes.flower(host, port or 5555, _required_flower_auth()),
     }[name]()
-    os.execv(spec.argv[0], spec.argv)
+    os.execve(spec.argv[0], spec.argv, {**os.environ, **spec.env})
 
 
 @main.group()

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
@@ -21,6 +21,11 @@ CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
 class ProcessSpec:
     name: str
     argv: list[str]
+    #: Added to the supervisor's environment: where secrets go, never on the command line
+    #: (any user of the machine can read a process's arguments with ps).
+    env: dict[str, str] = field(default_factory=dict)
+    #: Started again when it exits, rather than stopping everything (the embedded Redis).
+    restart: bool = False
 
 
 def web(host: str, port: int, connections: int | None = None) -> ProcessSpec:
@@ -62,15 +67,16 @@ def beat() -> ProcessSpec:
 
 
 def flower(host: str, port: int, basic_auth: str) -> ProcessSpec:
-    """Flower behind HTTP basic authentication (``user:password``); 2.2+ also guards its
-    control API against CSRF."""
+    """Flower behind HTTP basic authentication (``user:password``, passed in Flower's own
+    FLOWER_BASIC_AUTH variable); 2.2+ also guards its control API against CSRF."""
     # Served under /flower/ so that the web tier can pass it through behind its sign-in.
-    return ProcessSpec("flower", CELERY + ["flower", f"--address={host}", f"--port={port}", "--url_prefix=flower",
-                                           f"--basic-auth={basic_auth}"])
+    return ProcessSpec("flower", CELERY + ["flower", f"--address={host}", f"--port={port}", "--url_prefix=flower"],
+                       env={"FLOWER_BASIC_AUTH": basic_auth})
 
 
 class Supervisor:
-    """Starts processes, and stops them all when one dies or on Ctrl-C / SIGTERM.
+    """Starts processes, and stops them all when one dies or on Ctrl-C / SIGTERM; one
+    declared ``restart`` is started again instead (with a second's pause between tries).
 
     A ``pool`` (a function returning the processes that should run now, such as
     ``hardware_pool``) is looked at every ``pool_interval_s``: its new members are
@@ -82,6 +88,7 @@ class Supervisor:
         self.env = {**os.environ, **(env or {})}
         self.grace_s = grace_s
         self.running: dict[str, subprocess.Popen] = {}
+        self.specs: dict[str, ProcessSpec] = {}
         self.pool = pool
         if pool_interval_s is None:
             from worker.settings import get_settings
@@ -92,7 +99,12 @@ class Supervisor:
         self._pool_checked = 0.0
 
     def start(self, spec: ProcessSpec) -> None:
-        self.running[spec.name] = subprocess.Popen(spec.argv, env=self.env)
+        self.adopt(spec, subprocess.Popen(spec.argv, env={**self.env, **spec.env}))
+
+    def adopt(self, spec: ProcessSpec, process: subprocess.Popen) -> None:
+        """Supervise ``process``, already started from ``spec``."""
+        self.specs[spec.name] = spec
+        self.running[spec.name] = process
 
     def _keep_pool(self) -> None:
         if self.pool is None or time.monotonic() - self._pool_checked < self.pool_interval_s:
@@ -111,7 +123,7 @@ class Supervisor:
             if process is None or process.poll() is not None:
                 if process is not None:
                     print(f"vitalq: {name} exited with code {process.returncode}; starting it again", file=sys.stderr)
-                self.pooled[name] = subprocess.Popen(spec.argv, env=self.env)
+                self.pooled[name] = subprocess.Popen(spec.argv, env={**self.env, **spec.env})
 
     def wait(self) -> int:
         """Block until a child exits or a stop signal arrives; then stop every child."""
@@ -126,6 +138,12 @@ class Supervisor:
             while stop["signal"] is None:
                 self._keep_pool()
                 exited = [(name, p.returncode) for name, p in self.running.items() if p.poll() is not None]
+                for name, returncode in exited:
+                    if self.specs[name].restart and stop["signal"] is None:
+                        print(f"vitalq: {name} exited with code {returncode}; starting it again", file=sys.stderr)
+                        time.sleep(1.0)
+                        self.start(self.specs[name])
+                exited = [(name, returncode) for name, returncode in exited if not self.specs[name].restart]
                 if exited:
                     name, code = exited[0]
                     print(f"vitalq: {name} exited with code {code}; stopping the others", file=sys.stderr)
@@ -139,19 +157,22 @@ class Supervisor:
         return code
 
     def stop(self) -> None:
-        self.running.update({f"pool:{name}": process for name, process in self.pooled.items()})
+        """Every process, the services (``restart``) last: the others need them to stop well."""
+        processes = {**self.running, **{f"pool:{name}": process for name, process in self.pooled.items()}}
         self.pooled.clear()
-        for process in self.running.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace_s
-        for name, process in self.running.items():
-            try:
-                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                print(f"vitalq: {name} did not stop in {self.grace_s:g} s; killing it", file=sys.stderr)
-                process.kill()
-                process.wait()
+        restarted = {name for name, spec in self.specs.items() if spec.restart}
+        for phase in ([n for n in processes if n not in restarted], [n for n in processes if n in restarted]):
+            for name in phase:
+                if processes[name].poll() is None:
+                    processes[name].send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.grace_s
+            for name in phase:
+                try:
+                    processes[name].wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    print(f"vitalq: {name} did not stop in {self.grace_s:g} s; killing it", file=sys.stderr)
+                    processes[name].kill()
+                    processes[name].wait()
 
 
 def terminate(process: subprocess.Popen, grace_s: float) -> None:

@@ -68,6 +68,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
 
     from . import api, auth, devices, errors, flower, health, metrics, openapi, pages, ws
+    from .deadlines import BodyDeadline
+
+    app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_read_timeout_s)
 
     errors.init_app(app)
     auth.init_app(app)

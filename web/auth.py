@@ -19,12 +19,14 @@ minute in Redis; beyond ``VITALQ_RATE_LIMIT_PER_MIN`` the answer is 429 with
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import os
 import secrets
 import time
 from urllib.parse import urlsplit
 
+import redis
 from flask import Blueprint, Flask, g, redirect, render_template, request, session, url_for
 
 from worker import accounts
@@ -34,6 +36,7 @@ from worker.models import Job, User
 from worker.settings import get_settings
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
 
 PUBLIC_PREFIXES = ("/health/", "/static/", "/sign-in", "/api/v1/openapi.json")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -127,7 +130,13 @@ def _count(key: str) -> None:
         return
     minute, elapsed = divmod(clock(), 60)
     current, previous = (f"{KEY_PREFIX}rate:{key}:{int(minute) - back}" for back in (0, 1))
-    count, _, before = get_redis().pipeline().incr(current).expire(current, 120).get(previous).execute()
+    try:
+        count, _, before = get_redis().pipeline().incr(current).expire(current, 120).get(previous).execute()
+    except redis.RedisError as exc:
+        # Reads come from the database and go on while Redis is away, uncounted; what
+        # needs Redis (a submission, a live feed) answers 503 by itself.
+        log.warning("requests not counted, Redis is unreachable: %s", exc)
+        return
     recent = int(before or 0) * (1 - elapsed / 60) + count
     if recent > limit:
         # Requests spread over the minute: the excess has left the window after this long.

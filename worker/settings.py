@@ -61,6 +61,9 @@ class Settings:
     #: out among the pool's processes (a pool of two on two cores gets one thread each),
     #: so that busy processes never multiply the work by fighting over the same cores.
     compute_threads: int = 0
+    #: Seconds the web process waits for one block (up to 64 KiB) of a request body before
+    #: answering 408 (a client that trickles bytes holds a connection otherwise).
+    body_read_timeout_s: float = 60.0
 
     @property
     def uploads_dir(self) -> Path:
@@ -84,6 +87,7 @@ class Settings:
             rate_limit_per_min=_int("VITALQ_RATE_LIMIT_PER_MIN", 1200),
             max_queued_per_user=_int("VITALQ_MAX_QUEUED_PER_USER", 1000),
             compute_threads=_int("VITALQ_COMPUTE_THREADS", 0),
+            body_read_timeout_s=_float("VITALQ_BODY_READ_TIMEOUT_S", 60.0),
             max_upload_bytes=_int("VITALQ_MAX_UPLOAD_BYTES", 4 * 1024**3),
             max_retries=_int("VITALQ_MAX_RETRIES", 5),
             retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -70,7 +71,12 @@ class UploadSink:
         if self._limit is not None and self.size > self._limit:
             raise TooLarge(f"upload is larger than the limit of {self._limit} bytes", {"limit_bytes": self._limit})
         self._hash.update(data)
-        return self._file.write(data)
+        written = self._file.write(data)
+        # A fast client never makes the socket wait, so parsing a large upload would hold the
+        # web process's one event loop for seconds: give the other requests a turn (under
+        # gevent, sleep(0) yields to them; with threads it lets go of the GIL).
+        time.sleep(0)
+        return written
 
     def __getattr__(self, name: str) -> Any:  # read, seek, tell, flush... of the file
         return getattr(self._file, name)
