@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
+
+from conftest import wait_until
 
 
 def json_lines(text: str) -> list[dict]:
@@ -25,15 +26,14 @@ def test_a_jobs_log_lines_carry_its_request_id_through_the_worker(http, jobs, wo
     assert response.headers["X-Request-ID"] == "trace-4f2a"
     job_id = response.json()["id"]
     assert jobs.wait_finished(job_id)["status"] == "succeeded"
-    deadline = time.monotonic() + 10
-    while True:
-        records = [r for r in json_lines(worker.log_path.read_text()) if r.get("job_id") == job_id]
-        messages = [r["message"] for r in records]
-        if any(m.startswith("job succeeded") for m in messages) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    def job_records() -> list[dict]:
+        return [r for r in json_lines(worker.log_path.read_text()) if r.get("job_id") == job_id]
+
+    records = wait_until(lambda: (found := job_records()) and any(r["message"].startswith("job succeeded")
+                                                                  for r in found) and found,
+                         30, lambda: f"the job's last log line: {job_records()}")
+    messages = [r["message"] for r in records]
     assert any(m.startswith("job started: diagnostics.selftest") for m in messages), messages
-    assert any(m.startswith("job succeeded") for m in messages), messages
     started = next(r for r in records if r["message"].startswith("job started"))
     assert started["request_id"] == "trace-4f2a"
     assert {"time", "level", "logger", "process"} <= set(started)

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("vitalq.access")
 
 #: Codes for the HTTP errors Werkzeug raises itself (routing, methods, body size).
-HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "TOO_LARGE",
+HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "TIMEOUT", 413: "TOO_LARGE",
               415: "UNSUPPORTED_FORMAT", 429: "RATE_LIMITED"}
 
 
