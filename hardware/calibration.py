@@ -344,32 +344,39 @@ def solve_intrinsics(views: Views, plan: CalibrationPlan) -> dict[str, Any]:
 def _checks(plan: CalibrationPlan, sweeps, settings, intrinsics, views: Views) -> dict[str, dict[str, Any]]:
     checks: dict[str, dict[str, Any]] = {}
 
-    def check(name: str, value: float, limit: float, passed: bool, reason: str) -> None:
-        checks[name] = {"value": value, "limit": limit, "passed": bool(passed), "reason": reason}
+    def check(name: str, value: float, limit: float, passed: bool, why_passed: str, why_failed: str) -> None:
+        checks[name] = {"value": value, "limit": limit, "passed": bool(passed),
+                        "reason": why_passed if passed else why_failed}
 
     n = len(views.image_points)
     check("views", n, plan.min_views, n >= plan.min_views,
+          f"the board was seen in {n} distinct views, at least {plan.min_views} as needed",
           f"the board was seen in {n} distinct views, fewer than {plan.min_views}")
     if intrinsics is not None:
         rms = intrinsics["reprojection_error_px"]
         check("reprojection_error_px", rms, plan.max_reprojection_px, rms <= plan.max_reprojection_px,
+              f"reprojection error {rms:.3f} px is within {plan.max_reprojection_px} px",
               f"reprojection error {rms:.3f} px is above {plan.max_reprojection_px} px")
         coverage = intrinsics["coverage"]
         check("coverage", coverage, plan.min_coverage, coverage >= plan.min_coverage,
+              f"the views cover {100 * coverage:.0f} % of the frame, at least {100 * plan.min_coverage:.0f} %",
               f"the views cover {100 * coverage:.0f} % of the frame, less than {100 * plan.min_coverage:.0f} %")
     if "exposure" in sweeps:
         chosen = next(p for p in sweeps["gain" if "gain" in sweeps else "exposure"]
                       if np.isclose(p["value"], settings["gain" if "gain" in sweeps else "exposure"]))
         saturated = chosen["metrics"]["saturated"]
         check("saturated", saturated, plan.max_clipped, saturated <= plan.max_clipped,
+              f"{100 * saturated:.2f} % of the pixels saturate, at most {100 * plan.max_clipped:.2f} %",
               f"{100 * saturated:.2f} % of the pixels saturate even at the shortest exposure")
         level = chosen["metrics"]["p99"] / 255
         check("brightness", level, 0.5, level >= 0.5,
+              f"the brightest pixels reach {100 * level:.0f} % of full scale, at least 50 %",
               f"the brightest pixels reach only {100 * level:.0f} % of full scale at the longest exposure and gain")
     if "focus" in sweeps:
         scores = [p["score"] for p in sweeps["focus"]]
         contrast = max(scores) / max(min(scores), 1e-9)
         check("focus_contrast", contrast, plan.min_focus_contrast, contrast >= plan.min_focus_contrast,
+              f"sharpness varies {contrast:.2f}x across the focus range: a clear focus peak",
               f"sharpness varies only {contrast:.2f}x across the focus range: no clear focus peak")
     return checks
 

@@ -7,6 +7,7 @@ import json
 from celery import shared_task
 
 from hardware import CalibrationPlan, calibrate, open_camera
+from hardware.errors import DeviceError
 from worker import devices
 from worker.jobtask import JobContext, JobTask
 from worker.settings import get_settings
@@ -18,12 +19,15 @@ def calibrate_camera(job: JobContext) -> dict:
     plan = CalibrationPlan.from_params({**device.calibration, **job.params.get("plan", {})})
     camera = open_camera(device.driver, device.connection, lock_dir=get_settings().data_dir / "devices")
     job.progress(0.0, f"opening {device.name} ({device.driver})", stage="open")
-    with camera:
-        capabilities = camera.capabilities()
-        devices.record_capabilities(device.id, capabilities.to_dict())
-        result = calibrate(camera, plan, progress=job.progress)
-        if result.passed:
-            camera.apply(result.settings)
+    try:
+        with camera:
+            capabilities = camera.capabilities()
+            devices.record_capabilities(device.id, capabilities.to_dict())
+            result = calibrate(camera, plan, progress=job.progress)
+            if result.passed:
+                camera.apply(result.settings)
+    except DeviceError as exc:  # the driver knows its serial or source; the user knows the device id
+        raise type(exc)(f"device {device.id}: {exc.message}", **{**exc.details, "device": device.id}) from exc
     outcome = result.to_dict()
     profile = devices.add_profile(device.id, job.id, outcome)
     job.artifact("profile.json").write_text(json.dumps(profile.to_dict(current=profile.passed), indent=2))

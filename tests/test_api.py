@@ -50,7 +50,7 @@ def test_submit_records_and_queues_a_job_with_defaults(client, settings):
     assert response.headers["Location"].endswith(f"/api/v1/jobs/{job['id']}")
     assert job["status"] == "queued" and job["priority"] == 8 and job["queue"] == "cpu"
     assert job["params"] == {"steps": 2, "duration_s": 0.2, "blocking_s": 0, "transient_failures": 0,
-                             "soft_time_limit_s": 60, "ignore_soft_limit": False}
+                             "ignore_soft_limit": False}
     assert job["time_limits"] == {"soft_s": 60, "hard_s": 90}
     # Enqueued: no worker takes cpu jobs in this module, so its message waits, on the list
     # of its priority (Redis serves 0 first; the API's 8 is Celery's 1).
@@ -58,8 +58,17 @@ def test_submit_records_and_queues_a_job_with_defaults(client, settings):
     assert client.get(f"/api/v1/jobs/{job['id']}").get_json()["status"] == "queued"
 
 
+def test_a_selftest_longer_than_a_minute_gets_a_limit_that_fits_it(client):
+    job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"duration_s": 75}}).get_json()
+    assert job["time_limits"] == {"soft_s": 105, "hard_s": 135}
+    asked = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
+                                              "params": {"duration_s": 75, "soft_time_limit_s": 5}}).get_json()
+    assert asked["time_limits"] == {"soft_s": 5, "hard_s": 35}  # a limit asked for is kept
+
+
 @pytest.mark.parametrize("body, field", [
     ({"kind": "no.such.kind"}, "kind"),
+    ({}, "kind"),
     ({"kind": "diagnostics.selftest", "params": {"duration_s": "long"}}, "duration_s"),
     ({"kind": "diagnostics.selftest", "params": {"duration_s": 601}}, "duration_s"),
     ({"kind": "diagnostics.selftest", "params": {"steps": 0}}, "steps"),

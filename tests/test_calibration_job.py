@@ -142,8 +142,11 @@ def test_a_device_that_fails_to_open_is_retried_then_fails_with_its_code(http, j
     with SimulatedCamera(**SIMULATED, serial="taken-cam", lock_dir=settings.data_dir / "devices"):
         unplugged, taken = calibrate(http, "unplugged-cam"), calibrate(http, "taken-cam")
         unplugged, taken = jobs.wait_finished(unplugged["id"], 60), jobs.wait_finished(taken["id"], 60)
-    for job, code in ((unplugged, "DEVICE_UNAVAILABLE"), (taken, "DEVICE_BUSY")):
+    for job, code, device_id in ((unplugged, "DEVICE_UNAVAILABLE", "unplugged-cam"),
+                                 (taken, "DEVICE_BUSY", "taken-cam")):
         assert job["status"] == "failed" and job["error"]["code"] == code, job["error"]
+        assert job["error"]["message"].startswith(f"device {device_id}: ")  # named as the user registered it
+        assert job["error"]["details"]["device"] == device_id
         assert job["attempts"] == settings.max_retries + 1
         assert job["error"]["details"]["retries"] == settings.max_retries
     assert http.get("/api/v1/devices/unplugged-cam/profiles").json()["profiles"] == []

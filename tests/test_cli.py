@@ -55,7 +55,7 @@ def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean, r
 
 def test_command_line_reports_bad_params_with_the_api_error(live_server, clean, run_cli):
     wrong_type = run_cli("submit", "diagnostics.selftest", "-p", "steps=many", url=live_server)
-    assert wrong_type.returncode == 2 and "not a integer" in wrong_type.stderr
+    assert wrong_type.returncode == 2 and "is not an integer" in wrong_type.stderr
     out_of_range = run_cli("submit", "diagnostics.selftest", "-p", "steps=0", url=live_server)
     assert out_of_range.returncode == 1
     assert "INVALID_INPUT" in out_of_range.stderr and "steps" in out_of_range.stderr
@@ -97,6 +97,18 @@ def test_models_default_trains_the_demonstration_model_once(tmp_path):
     again = subprocess.run(VITALQ + ["models", "default"], env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "risk model v1 " in again.stdout
     assert sorted(p.name for p in (tmp_path / "models").iterdir() if p.is_dir()) == ["1"]  # not trained twice
+
+
+def test_params_are_typed_from_the_kinds_own_schema_unions_included(client):
+    from vitalq.client import coerce_param
+
+    schema = client.get("/api/v1/kinds/signal.filter").json["params_schema"]
+    assert coerce_param(schema, "notch_hz", "50") == 50.0  # ["number", "null"]
+    assert coerce_param(schema, "notch_hz", "null") is None
+    assert coerce_param(schema, "time_column", "2") == 2 and coerce_param(schema, "time_column", "t") == "t"
+    assert coerce_param(schema, "zero_phase", "no") is False and coerce_param(schema, "cutoff_hz", "[1, 5]") == [1, 5]
+    with pytest.raises(ValueError, match="is not an integer"):
+        coerce_param(schema, "order", "four")
 
 
 def wait_http(url: str, timeout_s: float, expect: int = 200) -> httpx.Response:

@@ -93,6 +93,12 @@ def test_calibration_recovers_the_simulated_truth(camera):
     result = calibrate(camera, CalibrationPlan(views=12))
     truth = camera.truth()
     assert result.passed, result.reasons
+    # Each check says why it passed, in passing words ("within", not "above").
+    assert set(result.checks) >= {"views", "reprojection_error_px", "coverage", "saturated", "brightness",
+                                  "focus_contrast"}
+    for name, check in result.checks.items():
+        assert check["passed"] and not any(word in check["reason"] for word in ("above", "fewer", "less", "only",
+                                                                                 "no clear")), (name, check)
     matrix, true_matrix = np.array(result.intrinsics["camera_matrix"]), np.array(truth["camera_matrix"])
     for index in [(0, 0), (1, 1), (0, 2), (1, 2)]:
         assert matrix[index] == pytest.approx(true_matrix[index], rel=0.005)

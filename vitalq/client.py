@@ -89,10 +89,30 @@ class Client:
 
 
 def coerce_param(schema: dict[str, Any], name: str, raw: str) -> Any:
-    """A ``--param name=value`` string as the type the kind's schema declares."""
+    """A ``--param name=value`` string as the type the kind's schema declares: the first
+    of its types (``["number", "null"]``, ``["string", "integer"]``) that reads it, a
+    string last; ``null`` for a type that allows it."""
     spec = schema.get("properties", {}).get(name)
     if spec is None:
         return raw  # the server names unknown params in its answer
+    declared = spec.get("type")
+    types = declared if isinstance(declared, list) else [declared]
+    if "null" in types and raw.lower() in ("null", "none", ""):
+        return None
+    readers = {"integer": int, "number": float, "array": json.loads, "object": json.loads,
+               "boolean": lambda text: {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                                        "no": False}[text.lower()]}
+    for kind in sorted((t for t in types if t in readers), key=["integer", "number", "boolean", "array",
+                                                                  "object"].index):
+        try:
+            return readers[kind](raw)
+        except (ValueError, KeyError):
+            continue
+    if "string" in types or declared is None:
+        return raw
+    wanted = " or ".join(t for t in types if t != "null")
+    article = "an" if wanted[:1] in "aeiou" else "a"
+    raise ValueError(f"--param {name}: {raw!r} is not {article} {wanted}")  # the server names unknown params in its answer
     kind = spec.get("type")
     try:
         if kind == "integer":

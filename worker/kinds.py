@@ -138,6 +138,8 @@ def register(kind: JobKind) -> JobKind:
 
 def get_kind(name: Any) -> JobKind:
     """The kind called ``name``, as named in a submission; raises InvalidInput listing the kinds."""
+    if name is None:
+        raise InvalidInput("give the job's kind", {"fields": {"kind": "is required"}, "known_kinds": sorted(_registry)})
     kind = _registry.get(name) if isinstance(name, str) else None
     if kind is None:
         raise InvalidInput(
@@ -162,9 +164,16 @@ def find_kind(name: str) -> JobKind:
 # --- the kinds -------------------------------------------------------------------------
 
 
+def _selftest_limits(params: dict[str, Any]) -> tuple[float, float]:
+    """The soft limit asked for or, by default, one that fits the work asked for (a 75 s
+    selftest is not cut off at 60 s); the hard limit 30 s later unless asked for."""
+    soft = params.get("soft_time_limit_s") or max(60.0, params["duration_s"] + params["blocking_s"] + 30.0)
+    return soft, params.get("hard_time_limit_s") or soft + 30
+
+
 def _check_selftest(params: dict[str, Any]) -> None:
     hard = params.get("hard_time_limit_s")
-    if hard is not None and hard <= params["soft_time_limit_s"]:
+    if hard is not None and hard <= _selftest_limits(params)[0]:
         raise InvalidInput("the hard time limit must be above the soft one",
                            {"fields": {"hard_time_limit_s": "must exceed soft_time_limit_s"}})
 
@@ -199,8 +208,9 @@ SELFTEST = register(
                                    "(each is retried with backoff).",
                 },
                 "soft_time_limit_s": {
-                    "type": "number", "minimum": 1, "maximum": 3600, "default": 60,
-                    "description": "Soft time limit of this job, in seconds.",
+                    "type": "number", "minimum": 1, "maximum": 3600,
+                    "description": "Soft time limit of this job, in seconds (default: 60, or the work asked "
+                                   "for and 30 s more).",
                 },
                 "hard_time_limit_s": {
                     "type": "number", "minimum": 2, "maximum": 3630,
@@ -215,8 +225,7 @@ SELFTEST = register(
         },
         soft_time_limit_s=60,
         time_limit_s=90,
-        time_limits=lambda params, _upload: (
-            params["soft_time_limit_s"], params.get("hard_time_limit_s") or params["soft_time_limit_s"] + 30),
+        time_limits=lambda params, _upload: _selftest_limits(params),
         check=lambda params, _upload: _check_selftest(params),
         upload=Upload(required=False, formats=()),
     )
