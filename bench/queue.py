@@ -5,8 +5,11 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
 
 - submit-to-start latency of selftest jobs on an idle worker (p50/p95/p99);
 - sustained end-to-end jobs per second with full persistence (HTTP submit, job row,
-  queue, worker, progress events, result row), beside raw Celery ``apply_async``
-  round trips of a no-op task on the same Redis, with a Redis result backend;
+  queue, worker, progress events, result row), beside its peer (``bench/peer.py``:
+  a Flask/gevent POST that inserts one SQLAlchemy row and sends one Celery task, which
+  marks the row done) and raw Celery ``apply_async`` round trips of a no-op task, all
+  on the same Redis and database, each with the CPU milliseconds it costs per job in
+  the client, the web server, and the worker's pool and main processes;
 - websocket event latency, from the worker's publish to the client (p50/p95).
 
     python bench/queue.py [--jobs 400] [--concurrency 2]
@@ -36,6 +39,7 @@ import websocket
 
 from bench.stack import prepare_services, start_vitalq  # noqa: E402
 from vitalq import processes  # noqa: E402
+from worker.embedded_redis import free_port  # noqa: E402
 
 RAW_APP = "bench.raw_celery"
 #: The bench user's token, for every request and websocket.
@@ -70,24 +74,101 @@ def submit_to_start(http: httpx.Client, n: int) -> list[float]:
     return latencies
 
 
-def sustained(base: str, n: int, clients: int = 8) -> float:
-    """Jobs per second, from the first submission to the last job recorded finished."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by named groups of processes between ``start`` and ``stop``."""
+
+    def __init__(self, groups: dict[str, list[int]]):
+        self.groups = groups
+
+    def _read(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        return {name: after[name] - self.before[name] for name in self.groups}
+
+
+def process_groups(supervisor: processes.Supervisor, web: str, worker: str) -> dict[str, list[int]]:
+    """The client (this process), the web server (gunicorn and its worker), and a Celery
+    worker's main process and its pool children."""
+    web_pid, worker_pid = supervisor.running[web].pid, supervisor.running[worker].pid
+    return {"client": [os.getpid()], "web": [web_pid, *children(web_pid)],
+            "worker child": children(worker_pid), "worker main": [worker_pid]}
+
+
+def sustained(base: str, n: int, submit_some, finished, per_call: int = 1, clients: int = 8) -> float:
+    """Jobs per second, from the first submission to the last of these ``n`` recorded
+    finished; ``submit_some(http)`` submits ``per_call`` jobs and returns their ids. Each
+    client thread keeps one HTTP connection (a new client per job costs more CPU than
+    the job: it loads the CA bundle into a new SSL context)."""
     ids: list[str] = []
     lock = threading.Lock()
+    local = threading.local()
 
-    def one(_):
-        with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
-            job_id = submit(http, {"duration_s": 0, "steps": 1})
-            with lock:
-                ids.append(job_id)
+    def call(_):
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(base_url=base, timeout=60, headers=HEADERS)
+        submitted = submit_some(local.http)
+        with lock:
+            ids.extend(submitted)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(one, range(n)))
-    with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
-        while http.get("/api/v1/jobs", params={"status": "succeeded", "limit": 1}).json()["total"] < n:
-            time.sleep(0.01)
-    return n / (time.perf_counter() - started)
+        list(pool.map(call, range(n // per_call)))
+    while finished(ids) < len(ids):
+        time.sleep(0.01)
+    return len(ids) / (time.perf_counter() - started)
+
+
+def submit_batch(http: httpx.Client, size: int) -> list[str]:
+    jobs = [{"kind": "diagnostics.selftest", "params": {"duration_s": 0, "steps": 1}}] * size
+    response = http.post("/api/v1/batches", json={"jobs": jobs})
+    response.raise_for_status()
+    return [job["id"] for job in response.json()["jobs"]]
+
+
+def vitalq_finished(ids: list[str]) -> int:
+    """How many of ``ids`` the job table records finished (read directly: no request to
+    the web server, whose CPU is being measured)."""
+    from sqlalchemy import func, select
+
+    from worker.db import session_scope
+    from worker.models import Job
+
+    with session_scope() as session:
+        return int(session.scalar(select(func.count()).select_from(Job).where(
+            Job.id.in_(ids), Job.finished_at.is_not(None))) or 0)
+
+
+def peer_finished(ids: list[str]) -> int:
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from bench.peer import PeerJob, engine
+
+    with Session(engine) as session:
+        return int(session.scalar(select(func.count()).select_from(PeerJob).where(
+            PeerJob.id.in_(ids), PeerJob.status == "done")) or 0)
 
 
 def raw_celery(n: int) -> tuple[list[float], float]:
@@ -129,6 +210,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=400, help="jobs for the throughput runs")
     parser.add_argument("--latency-jobs", type=int, default=200, help="jobs for the submit-to-start latency")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (both workers)")
+    parser.add_argument("--batch", type=int, default=50, help="jobs per batch submission")
     args = parser.parse_args()
 
     os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
@@ -137,17 +219,49 @@ def main() -> None:
 
     token = accounts.create_user("bench", admin=True)[1]
     HEADERS["Authorization"] = f"Bearer {token}"
-    raw_worker = processes.ProcessSpec("raw-celery", [sys.executable, "-m", "celery", "-A", RAW_APP, "worker",
-                                                      "--concurrency", str(args.concurrency), "--queues", "raw",
-                                                      "--loglevel", "WARNING"])
-    supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker,))
+    celery_worker = [sys.executable, "-m", "celery", "worker", "--concurrency", str(args.concurrency),
+                     "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]
+    raw_worker = processes.ProcessSpec("raw-celery", celery_worker[:3] + ["-A", RAW_APP] + celery_worker[3:]
+                                       + ["--queues", "raw"])
+    peer_port = free_port()
+    peer_web = processes.ProcessSpec("peer-web", [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
+                                                  "--workers", "1", "--bind", f"127.0.0.1:{peer_port}",
+                                                  "bench.peer:web"], env={"PEER_ROLE": "web"})
+    peer_worker = processes.ProcessSpec("peer-worker", celery_worker[:3] + ["-A", "bench.peer"] + celery_worker[3:]
+                                        + ["--queues", "peer"])
+    from bench.peer import Base, engine
+
+    Base.metadata.create_all(engine)
+    supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker, peer_web, peer_worker))
+    peer_base = f"http://127.0.0.1:{peer_port}"
+    cpu: dict[str, dict[str, float]] = {}
     try:
+        wait_answers(f"{peer_base}/jobs", method="POST")
         with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
             submit_to_start(http, 10)  # warm up
             latency = submit_to_start(http, args.latency_jobs)
-            throughput = sustained(base, args.jobs)
+            meter = CpuMeter(process_groups(supervisor, "web", "worker-cpu"))
+            meter.start()
+            throughput = sustained(base, args.jobs, lambda client: [submit(client, {"duration_s": 0, "steps": 1})],
+                                   vitalq_finished)
+            cpu["vitalq"] = meter.stop()
+            meter.start()
+            batch_throughput = sustained(base, args.jobs, lambda client: submit_batch(client, args.batch),
+                                         vitalq_finished, per_call=args.batch)
+            cpu["vitalq batch"] = meter.stop()
             ws_latency = websocket_latency(base, http)
+        meter = CpuMeter(process_groups(supervisor, "peer-web", "peer-worker"))
+        sustained(peer_base, 50, lambda client: [client.post("/jobs").json()["id"]], peer_finished)  # warm up
+        meter.start()
+        peer_throughput = sustained(peer_base, args.jobs, lambda client: [client.post("/jobs").json()["id"]],
+                                    peer_finished)
+        cpu["peer"] = meter.stop()
+        meter = CpuMeter({name: pids for name, pids in process_groups(supervisor, "web", "raw-celery").items()
+                          if name != "web"})
+        raw_latency, _ = raw_celery(50)  # warm up
+        meter.start()
         raw_latency, raw_throughput = raw_celery(args.jobs)
+        cpu["raw"] = meter.stop()
     finally:
         supervisor.stop()
         if embedded:
@@ -164,11 +278,33 @@ def main() -> None:
     ]
     for name, values in rows:
         print(f"{name:58} {percentile(values, 50):9.2f} {percentile(values, 95):9.2f} {percentile(values, 99):9.2f}")
-    print(f"\n{'throughput':58} {'jobs/s':>9}")
-    print(f"{'vitalq end to end (HTTP, job row, worker, events, result)':58} {throughput:9.1f}")
-    print(f"{'raw Celery apply_async, no-op task, Redis result backend':58} {raw_throughput:9.1f}")
+    print(f"\n{'throughput, 8 clients each keeping its connection':58} {'jobs/s':>9} {'of peer':>9} {'of raw':>9}")
+    for name, value in (("vitalq end to end (HTTP, job row, worker, events, result)", throughput),
+                        (f"vitalq, batches of {args.batch} (POST /api/v1/batches)", batch_throughput),
+                        ("peer: Flask/gevent POST + one SQLAlchemy row + Celery task", peer_throughput),
+                        ("raw Celery apply_async, no-op task, Redis result backend", raw_throughput)):
+        print(f"{name:58} {value:9.1f} {100 * value / peer_throughput:8.0f}% {100 * value / raw_throughput:8.0f}%")
+    groups = ("client", "web", "worker child", "worker main")
+    print(f"\n{'CPU ms per job, in the throughput run':30}" + "".join(f"{g:>14}" for g in groups) + f"{'total':>10}")
+    for name, label in (("raw", "raw Celery no-op"), ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq"),
+                        ("vitalq batch", f"vitalq, batches of {args.batch}")):
+        per_job = {g: 1000 * cpu[name].get(g, 0.0) / args.jobs for g in groups}
+        print(f"{label:30}" + "".join(f"{per_job[g]:14.2f}" if g in cpu[name] else f"{'-':>14}" for g in groups)
+              + f"{sum(per_job.values()):10.2f}")
     print(f"\n(n = {len(latency)} latency jobs, {args.jobs} throughput jobs, {len(ws_latency)} websocket events; "
           f"mean submit-to-start {statistics.mean(latency):.2f} ms)")
+
+
+def wait_answers(url: str, method: str = "GET", timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.request(method, url, timeout=5).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 import time
+from functools import lru_cache
 
 import numpy as np
 from celery import shared_task
@@ -39,14 +40,20 @@ def selftest(job: JobContext) -> dict:
 
     result = {"peak_hz": peak_hz, "expected_peak_hz": PROBE_HZ, "attempt": job.attempt,
               "python": platform.python_version(), "numpy": np.__version__,
-              # The most BLAS/OpenMP threads any numerical library of this process may start.
-              "compute_threads": max((pool["num_threads"] for pool in threadpool_info()), default=None)}
+              "compute_threads": _compute_threads()}
     if job.input_path is not None:
         result["input_sha256_matches"] = _sha256(job.input_path) == job.input["sha256"]
         if not result["input_sha256_matches"]:
             raise InvalidInput("the stored upload does not match its sha256", {"sha256": job.input["sha256"]})
     job.artifact("selftest.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+@lru_cache(maxsize=1)
+def _compute_threads() -> int | None:
+    """The most BLAS/OpenMP threads any numerical library of this process may start (set
+    once per pool process; finding the libraries costs a millisecond, so it is asked once)."""
+    return max((pool["num_threads"] for pool in threadpool_info()), default=None)
 
 
 def _block(seconds: float, ignore_soft_limit: bool) -> None:

@@ -212,3 +212,23 @@ def test_time_limits_stay_under_the_visibility_timeout(settings):
     assert capped_time_limits(1, 3) == (1, 3)
     assert capped_time_limits(120, 240) == (120, 240)
     assert capped_time_limits(10 * ceiling, 20 * ceiling) == (ceiling - 30, ceiling)
+
+
+def test_a_batch_is_queued_whole_or_not_at_all(client):
+    batch = [{"kind": "diagnostics.selftest", "params": {"steps": i + 1}, "priority": i % 10} for i in range(30)]
+    answer = client.post("/api/v1/batches", json={"jobs": batch})
+    assert answer.status_code == 201, answer.get_json()
+    jobs = answer.get_json()["jobs"]
+    assert [job["params"]["steps"] for job in jobs] == list(range(1, 31))  # in the order given
+    assert [job["priority"] for job in jobs] == [i % 10 for i in range(30)]
+    assert queue_depths(("cpu",))["cpu"] == 30 and store.find()[1] == 30
+
+    bad = batch[:5] + [{"kind": "diagnostics.selftest", "params": {"steps": 0}}] + batch[5:]
+    error = assert_error(client.post("/api/v1/batches", json={"jobs": bad}), 400, "INVALID_INPUT")
+    assert error["details"]["index"] == 5 and "steps" in error["details"]["fields"]
+    needs_file = assert_error(client.post("/api/v1/batches", json={"jobs": [{"kind": "signal.filter"}]}),
+                              400, "INVALID_INPUT")
+    assert needs_file["details"] == {"fields": {"file": "required"}, "index": 0}
+    for body in ({"jobs": []}, {"jobs": batch * 4}, {"jobs": "all"}, {"jobs": batch, "extra": 1}):
+        assert_error(client.post("/api/v1/batches", json=body), 400, "INVALID_INPUT")
+    assert store.find()[1] == 30 and queue_depths(("cpu",))["cpu"] == 30  # the refused ones left nothing

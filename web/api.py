@@ -52,6 +52,20 @@ def submit_job():
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 
+@bp.post("/batches")
+def submit_jobs():
+    """Submit up to 100 jobs without files at once, ``{"jobs": [{"kind", "params", "priority"}]}``:
+    all are queued or none (the first bad one named by its ``index``)."""
+    body = json_body()
+    if set(body) - {"jobs"}:
+        raise InvalidInput("a batch is {\"jobs\": [...]}", {"fields": {name: "not a field of a batch"
+                                                                       for name in set(body) - {"jobs"}}})
+    jobs = dispatch.submit_many(body.get("jobs"), owner_id=current_user().id)
+    response = jsonify({"jobs": [job.to_dict() for job in jobs]})
+    response.status_code = 201
+    return response
+
+
 @bp.get("/jobs")
 def list_jobs():
     kind = request.args.get("kind") or None

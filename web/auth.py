@@ -11,9 +11,10 @@ must come from this site's own origin.
 A page session lasts while the token it signed in with is live: revoking the token
 signs its pages out too.
 
-Requests are counted per token (or per signed-in session's token) over a sliding
-minute in Redis; beyond ``VITALQ_RATE_LIMIT_PER_MIN`` the answer is 429 with
-``Retry-After``.
+Requests are counted per token (or per signed-in session) over a sliding minute in
+Redis; beyond ``VITALQ_RATE_LIMIT_PER_MIN`` the answer is 429 with ``Retry-After``. The
+same round trip reads the tokens' epoch, so a known token costs no database query
+(``worker.accounts``).
 """
 
 from __future__ import annotations
@@ -81,15 +82,16 @@ def init_app(app: Flask) -> None:
             return None
         scheme, credentials = (request.headers.get("Authorization", "").split(None, 1) + ["", ""])[:2]
         if scheme.lower() == "bearer":
-            found = accounts.authenticate(credentials.strip())
+            token = credentials.strip()
+            epoch = _count(f"token:{accounts.digest(token)[:20]}")  # the token, however the header spells it
+            found = accounts.authenticate(token, epoch)
             if found is None:
                 raise Unauthenticated("the token is not valid, or has been revoked")
-            g.user, token_id = found
-            _count(f"token:{token_id}")  # the token's id, however the header spells the token
+            g.user = found[0]
             return None
         token_id = session.get("token_id")
         if token_id is not None:
-            g.user = accounts.user_of_token(token_id)
+            g.user = accounts.user_of_token(token_id, _count(f"session:{token_id}"))
             if g.user is None:  # its token was revoked, or the account is gone
                 session.clear()
         if g.user is None:
@@ -102,7 +104,6 @@ def init_app(app: Flask) -> None:
             raise Forbidden("missing or wrong X-CSRF-Token for a signed-in page")
         if path.startswith("/ws/") and not _same_origin():
             raise Forbidden("a websocket with the session cookie must come from this site")
-        _count(f"token:{token_id}")
         return None
 
     @app.context_processor
@@ -118,31 +119,37 @@ def _csrf_sent() -> str:
     return request.headers.get("X-CSRF-Token", "")
 
 
-def _count(key: str) -> None:
-    """Count a request of ``key`` over the sliding minute; RateLimited beyond the limit.
+def _count(key: str) -> bytes | None:
+    """Count a request of ``key`` over the sliding minute (RateLimited beyond the limit),
+    and return the tokens' epoch read in the same round trip (None while Redis is away).
 
     A sliding-window counter (two fixed minutes, the previous one weighted by how much of
     it the last 60 s still cover): a fixed window would let twice the limit through
-    across its boundary. Plain INCR and GET in one round trip, no Lua.
+    across its boundary. Plain INCR and GET, no Lua.
     """
     limit = get_settings().rate_limit_per_min
-    if limit <= 0:
-        return
     minute, elapsed = divmod(clock(), 60)
     current, previous = (f"{KEY_PREFIX}rate:{key}:{int(minute) - back}" for back in (0, 1))
+    pipeline = get_redis().pipeline(transaction=False)
+    if limit > 0:
+        pipeline.incr(current).expire(current, 120).get(previous)
+    pipeline.get(accounts.EPOCH_KEY)
     try:
-        count, _, before = get_redis().pipeline().incr(current).expire(current, 120).get(previous).execute()
+        replies = pipeline.execute()
     except redis.RedisError as exc:
         # Reads come from the database and go on while Redis is away, uncounted; what
         # needs Redis (a submission, a live feed) answers 503 by itself.
         log.warning("requests not counted, Redis is unreachable: %s", exc)
-        return
-    recent = int(before or 0) * (1 - elapsed / 60) + count
-    if recent > limit:
-        # Requests spread over the minute: the excess has left the window after this long.
-        retry_after_s = max(1, math.ceil(60 * (recent - limit) / recent))
-        raise RateLimited(f"more than {limit} requests a minute", {"limit_per_minute": limit},
-                          retry_after_s=retry_after_s)
+        return None
+    if limit > 0:
+        count, _, before = replies[:3]
+        recent = int(before or 0) * (1 - elapsed / 60) + count
+        if recent > limit:
+            # Requests spread over the minute: the excess has left the window after this long.
+            retry_after_s = max(1, math.ceil(60 * (recent - limit) / recent))
+            raise RateLimited(f"more than {limit} requests a minute", {"limit_per_minute": limit},
+                              retry_after_s=retry_after_s)
+    return replies[-1] or b"0"
 
 
 def _same_origin() -> bool:

@@ -108,19 +108,20 @@ SCHEMAS: dict[str, Any] = {
 PRIORITY = {"type": ["integer", "null"], "minimum": 0, "maximum": 9, "default": 5}
 
 
-def _submission_schema(form: bool = False) -> dict[str, Any]:
-    """A submission of each kind with its own params schema (``GET /kinds/{name}``); as a
-    multipart form, with the input in ``file`` and ``params`` sent as a JSON part."""
+def _submission_schema(form: bool = False, kinds: list | None = None) -> dict[str, Any]:
+    """A submission of each kind (of ``kinds``, default all) with its own params schema
+    (``GET /kinds/{name}``); as a multipart form, with the input in ``file`` and
+    ``params`` sent as a JSON part."""
     def one(kind) -> dict[str, Any]:
         params = kind.params_schema if form else {"anyOf": [kind.params_schema, {"type": "null"}]}  # null: {}
         properties = {"kind": {"const": kind.name}, "params": params,
-                      "priority": {"type": "string", "pattern": "^[0-9]$"} if form else PRIORITY}
+                      "priority": {"type": "string", "pattern": "^[0-9]?$"} if form else PRIORITY}  # "": 5
         if form and kind.upload is not None:
             properties["file"] = {"type": "string", "format": "binary"}
         required = ["kind"] + (["file"] if form and kind.upload is not None and kind.upload.required else [])
         return {"type": "object", "required": required, "properties": properties, "additionalProperties": form}
 
-    return {"oneOf": [one(kind) for kind in all_kinds()]}
+    return {"oneOf": [one(kind) for kind in kinds or all_kinds()]}
 
 
 def describe() -> dict[str, Any]:
@@ -149,6 +150,15 @@ def describe() -> dict[str, Any]:
                     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**9}}],
                     "responses": {"200": _json(_ref("JobList")), **_errors(400)}},
             },
+            "/api/v1/batches": {"post": {
+                "operationId": "submitJobs", "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["jobs"], "additionalProperties": False, "properties": {
+                        "jobs": {"type": "array", "minItems": 1, "maxItems": 100, "items": _submission_schema(
+                            kinds=[kind for kind in all_kinds() if kind.upload is None or not kind.upload.required])}
+                    }}}}},
+                "responses": {"201": _json({"type": "object", "required": ["jobs"], "properties": {
+                    "jobs": {"type": "array", "items": _ref("Job")}}}, "Queued, all of them"),
+                    **_errors(400, 404, 503)}}},
             "/api/v1/jobs/{job_id}": {
                 "get": {"operationId": "getJob", "parameters": [JOB_ID], "responses": {**job_ops, **_errors(404)}},
                 "delete": {"operationId": "cancelJob", "parameters": [JOB_ID], "responses": {

@@ -47,7 +47,10 @@ def get_engine(url: str | None = None) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30})
             _configure_sqlite(engine)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # No pre-ping: it would cost a round trip on every transaction. A connection that
+            # died with its server (a restart) fails its first use instead, and SQLAlchemy
+            # then drops every pooled connection: one request answers 503, the next reconnect.
+            engine = create_engine(url, pool_size=10, max_overflow=20)
         _engines[url] = engine
         _sessions[url] = sessionmaker(engine, expire_on_commit=False)
     return engine

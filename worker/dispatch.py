@@ -18,7 +18,7 @@ from celery import chain
 from . import logs, store
 from .celery_app import app, queue_depths
 from .exceptions import (EmptyInput, InvalidInput, JobCancelled, NotFound, QueueFull, RateLimited, TooLarge,
-                         Unavailable, UnsupportedFormat)
+                         Unavailable, UnsupportedFormat, VitalqError)
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
@@ -40,6 +40,54 @@ def parse_priority(value: Any) -> int:
         raise InvalidInput("priority must be an integer from 0 (least urgent) to 9 (most urgent)",
                            {"fields": {"priority": "must be an integer from 0 to 9"}})
     return value
+
+
+#: Jobs one batch submission may hold.
+MAX_BATCH = 100
+
+
+def submit_many(entries: Any, owner_id: int | None = None) -> list[Job]:
+    """Validate and queue several jobs without files (``[{"kind", "params", "priority"}]``),
+    all or none: one check of the caps, one INSERT, one broker connection.
+
+    Raises InvalidInput naming the first bad entry by its ``index``, RateLimited,
+    QueueFull, or Unavailable (the broker went away mid-batch: the jobs not yet queued
+    are recorded failed, and ``details["queued"]`` lists those that were).
+    """
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH:
+        raise InvalidInput(f"jobs must be a list of 1 to {MAX_BATCH} jobs", {"fields": {"jobs": "1 to 100 jobs"}})
+    prepared = []
+    for index, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict) or set(entry) - {"kind", "params", "priority"}:
+                raise InvalidInput("a job is an object of kind, params and priority", {"fields": {"job": "malformed"}})
+            kind = get_kind(entry.get("kind"))
+            if kind.upload is not None and kind.upload.required:
+                raise InvalidInput(f"{kind.name} needs a file: submit it on its own", {"fields": {"file": "required"}})
+            params = kind.validate({} if entry.get("params") is None else entry["params"], None)
+            prepared.append((kind, params, parse_priority(entry.get("priority"))))
+        except VitalqError as exc:
+            exc.message, exc.details = f"job {index}: {exc.message}", {**exc.details, "index": index}
+            raise
+    refuse_if_too_many_waiting(owner_id, adding=len(prepared))
+    for queue in {kind.queue_for(params) for kind, params, _ in prepared}:
+        refuse_if_queue_full(queue)
+    rows = []
+    for kind, params, priority in prepared:
+        soft, hard = capped_time_limits(*kind.limits_for(params, None))
+        rows.append(dict(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
+                         soft_time_limit_s=soft, time_limit_s=hard, input_record=None, owner_id=owner_id))
+    jobs = store.create_many(rows)
+    with app.producer_or_acquire() as producer:
+        for done, job in enumerate(jobs):
+            try:
+                enqueue(job, producer=producer)
+            except Unavailable as exc:
+                for left in jobs[done + 1:]:
+                    store.finish(left.id, JobStatus.FAILED, error=exc)
+                exc.details = {"queued": [queued.id for queued in jobs[:done]]}
+                raise
+    return jobs
 
 
 def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink | None = None,
@@ -101,13 +149,13 @@ def resubmit(job_id: str, priority: Any = None, owner_id: int | None = None) -> 
     return job
 
 
-def refuse_if_too_many_waiting(owner_id: int | None) -> None:
-    """A cap on the jobs one user has waiting (RateLimited, 429)."""
+def refuse_if_too_many_waiting(owner_id: int | None, adding: int = 1) -> None:
+    """A cap on the jobs one user has waiting (RateLimited, 429), ``adding`` more."""
     if owner_id is None:
         return
     limit = get_settings().max_queued_per_user
-    waiting = store.count_waiting(owner_id)
-    if waiting >= limit:
+    waiting = store.count_waiting(owner_id, up_to=limit)
+    if waiting + adding > limit:
         raise RateLimited(f"you have {waiting} jobs waiting, the most allowed; wait for some to start",
                           {"waiting": waiting, "limit": limit}, retry_after_s=30)
 
@@ -134,8 +182,9 @@ def capped_time_limits(soft: float, hard: float) -> tuple[float, float]:
     return min(soft, ceiling - 30), ceiling
 
 
-def enqueue(job: Job) -> None:
-    """Send the job's message, carrying only its id; the task id is the job id."""
+def enqueue(job: Job, producer=None) -> None:
+    """Send the job's message, carrying only its id; the task id is the job id.
+    (``producer``: one Celery producer, and its connection, for several messages.)"""
     # Redis serves priority 0 first; the API's 9 is the most urgent. Every stage of a
     # chain carries the job id as its task id, so that a forced cancel reaches any of them.
     options = dict(task_id=job.id, queue=job.queue, priority=9 - job.priority,
@@ -144,9 +193,12 @@ def enqueue(job: Job) -> None:
     try:
         # The web request's id travels with the message, so the worker's logs carry it too.
         kwargs = {"request_id": logs.request_id.get()}
-        chain(*(app.signature(stage, args=[job.id], kwargs=kwargs, immutable=True, **options)
-                for stage in stages)).apply_async(
-            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+        retry = dict(retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+        if len(stages) == 1:  # most kinds: a chain of one would cost its machinery for nothing
+            app.send_task(stages[0], args=[job.id], kwargs=kwargs, producer=producer, **options, **retry)
+        else:
+            chain(*(app.signature(stage, args=[job.id], kwargs=kwargs, immutable=True, **options)
+                    for stage in stages)).apply_async(**retry)
     except (kombu.exceptions.OperationalError, redis.RedisError) as exc:
         log.error("job %s not queued: broker unreachable: %s", job.id, exc)
         error = Unavailable("the broker cannot be reached; the job was not queued, submit it again later")

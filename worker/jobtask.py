@@ -85,26 +85,32 @@ class JobContext:
         self._span = span
         self._stage = job.progress_stage
         self._db_interval = settings.progress_db_interval_s
-        self._last_saved = 0.0
+        self._last_saved = time.monotonic()  # the start was just written; the end carries the last progress
         self._unsaved: dict[str, Any] | None = None
 
     def progress(self, fraction: float, message: str | None = None, stage: str | None = None) -> None:
         """Report progress (``fraction`` from 0 to 1); raises JobCancelled if asked to stop.
 
         Every call is an event on the job's stream; the job row is updated at most
-        every ``VITALQ_PROGRESS_DB_INTERVAL_S`` seconds, and always on a new stage.
+        every ``VITALQ_PROGRESS_DB_INTERVAL_S`` seconds, and the write that records the
+        job's end (or its retry) carries the last progress: a short job writes its row
+        twice, when it starts and when it ends.
         """
         low, high = self._span
         fraction = low + (high - low) * min(max(float(fraction), 0.0), 1.0)
-        new_stage = stage is not None and stage != self._stage
         self._stage = stage or self._stage
         seq, cancel = progress.publish(self.id, {"type": "progress", "status": JobStatus.RUNNING.value,
                                                  "fraction": fraction, "stage": self._stage, "message": message})
         self._unsaved = dict(fraction=fraction, stage=self._stage, message=message, seq=seq)
-        if new_stage or time.monotonic() - self._last_saved >= self._db_interval:
+        if time.monotonic() - self._last_saved >= self._db_interval:
             self.save_progress()
         if cancel:
             raise JobCancelled("cancelled on request")
+
+    def unsaved_progress(self) -> dict[str, Any] | None:
+        """The progress not yet on the job's row, for the write that ends the job; then none."""
+        unsaved, self._unsaved = self._unsaved, None
+        return unsaved
 
     def save_progress(self) -> None:
         """Write the latest progress to the job row, if it is not there yet. The row's
@@ -207,51 +213,52 @@ class JobTask(Task):
             progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
                                       "fraction": job.progress_fraction, "stage": job.progress_stage,
                                       "message": f"attempt {job.attempts}"})
-            try:
-                result = self.run(context)
-            finally:
-                context.save_progress()  # a failed job keeps the progress it had made
+            result = self.run(context)
         except JobCancelled as exc:
-            self._fail(job, JobStatus.CANCELLED, exc)
+            self._fail(context, job, JobStatus.CANCELLED, exc)
         except SoftTimeLimitExceeded:
-            self._fail(job, JobStatus.FAILED, JobTimeout(
+            self._fail(context, job, JobStatus.FAILED, JobTimeout(
                 f"exceeded its soft time limit of {job.soft_time_limit_s:g} s",
                 {"soft_time_limit_s": job.soft_time_limit_s}))
         except InputError as exc:
-            self._fail(job, JobStatus.FAILED, from_input_error(exc))
+            self._fail(context, job, JobStatus.FAILED, from_input_error(exc))
         except DeviceError as exc:
-            self._retry(job, from_device_error(exc), settings)
+            self._retry(context, job, from_device_error(exc), settings)
         except VitalqError as exc:
             if exc.retryable:
-                self._retry(job, exc, settings)
+                self._retry(context, job, exc, settings)
             else:
-                self._fail(job, JobStatus.FAILED, exc)
+                self._fail(context, job, JobStatus.FAILED, exc)
         except TRANSIENT_FAULTS as exc:
-            self._retry(job, TransientError(f"{type(exc).__name__}: {exc}"), settings)
+            self._retry(context, job, TransientError(f"{type(exc).__name__}: {exc}"), settings)
         except Exception as exc:  # a bug: the user gets a code, the log gets the traceback
             log.exception("job %s (%s) failed", job_id, job.kind)
-            self._fail(job, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
+            self._fail(context, job, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
         else:
+            unsaved = context.unsaved_progress()
             if self.final_stage:
                 artifacts = storage.list_artifacts(job_id)
                 self._record(lambda: store.finish(job_id, JobStatus.SUCCEEDED, result=result or {},
-                                                  artifacts=artifacts, started_at=job.started_at))
+                                                  artifacts=artifacts, started_at=job.started_at, progress=unsaved))
             else:
-                self._record(lambda: store.hand_off(job_id, result or {}))
+                self._record(lambda: store.hand_off(job_id, result or {}, progress=unsaved))
 
-    def _fail(self, job: Job, status: JobStatus, error: VitalqError) -> None:
+    def _fail(self, context: JobContext, job: Job, status: JobStatus, error: VitalqError) -> None:
+        """Record the failure; the job keeps the progress it had made."""
         storage.remove_artifacts(job.id)  # partial outputs are not results
-        self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at))
+        unsaved = context.unsaved_progress()
+        self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at, progress=unsaved))
 
-    def _retry(self, job: Job, error: VitalqError, settings) -> None:
+    def _retry(self, context: JobContext, job: Job, error: VitalqError, settings) -> None:
         """Retry later with backoff, or fail with the error once retries are spent."""
         job_id = job.id
         if self.request.retries >= settings.max_retries:
             error.details = {**error.details, "retries": self.request.retries}
-            self._fail(job, JobStatus.FAILED, error)
+            self._fail(context, job, JobStatus.FAILED, error)
             return
         countdown = backoff_with_full_jitter(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
         storage.remove_artifacts(job_id)
-        self._record(lambda: store.mark_retrying(job_id, error))
+        unsaved = context.unsaved_progress()
+        self._record(lambda: store.mark_retrying(job_id, error, progress=unsaved))
         log.warning("job %s: %s; retry %d in %.1f s", job_id, error.message, self.request.retries + 1, countdown)
         raise self.retry(countdown=countdown, max_retries=settings.max_retries)

@@ -7,7 +7,7 @@ the events: a client that connects late or reconnects reads what it missed from 
 sequence number it last saw, and nothing falls between reading the job's snapshot and
 subscribing. Streams are capped in length and expire a day after their last event.
 
-Publishing is one atomic round trip (a Lua script) that also answers whether the job
+Publishing is one atomic round trip (a Lua script, run by its SHA1) that also answers whether the job
 has been asked to cancel, so a job checks its cancel flag at every progress point for free.
 """
 
@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 from typing import Any
+
+import redis
 
 from .broker import KEY_PREFIX, get_redis
 
@@ -43,6 +46,13 @@ def _cancel_key(job_id: str) -> str:
     return f"{KEY_PREFIX}job:{job_id}:cancel"
 
 
+@lru_cache(maxsize=None)
+def _publish_script(client: redis.Redis):
+    # Sent once per process and server, then run by its SHA1 (EVALSHA): the script's text
+    # does not travel with every event.
+    return client.register_script(_PUBLISH)
+
+
 def publish(job_id: str, event: dict[str, Any]) -> tuple[int, bool]:
     """Append ``event`` to the job's stream.
 
@@ -53,12 +63,10 @@ def publish(job_id: str, event: dict[str, Any]) -> tuple[int, bool]:
     cancel_requested : bool
         Whether someone has asked this job to stop.
     """
-    client = get_redis()
     event = {**event, "time": time.time()}
-    seq, cancelled = client.eval(
-        _PUBLISH, 3, events_key(job_id), _seq_key(job_id), _cancel_key(job_id),
-        json.dumps(event), MAX_EVENTS_KEPT, EVENT_TTL_S,
-    )
+    seq, cancelled = _publish_script(get_redis())(
+        keys=[events_key(job_id), _seq_key(job_id), _cancel_key(job_id)],
+        args=[json.dumps(event), MAX_EVENTS_KEPT, EVENT_TTL_S])
     return int(seq), bool(cancelled)
 
 

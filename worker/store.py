@@ -62,14 +62,22 @@ def create(*, kind: str, params: dict[str, Any], priority: int, queue: str,
            soft_time_limit_s: float, time_limit_s: float, input_record: dict[str, Any] | None,
            owner_id: int | None = None) -> Job:
     """Insert a queued job and return it."""
+    return create_many([dict(kind=kind, params=params, priority=priority, queue=queue, input_record=input_record,
+                             owner_id=owner_id, soft_time_limit_s=soft_time_limit_s, time_limit_s=time_limit_s)])[0]
+
+
+def create_many(rows: list[dict[str, Any]]) -> list[Job]:
+    """Insert queued jobs (each as ``create`` takes them) in one transaction and one
+    INSERT, and return them in order."""
     with session_scope() as session:
-        job = Job(kind=kind, params=params, priority=priority, queue=queue, input=input_record, owner_id=owner_id,
-                  soft_time_limit_s=soft_time_limit_s, time_limit_s=time_limit_s,
-                  status=JobStatus.QUEUED.value, progress_fraction=0.0, progress_seq=0, artifacts=[],
-                  attempts=0, redeliveries=0, cancel_requested=False)
-        session.add(job)
+        jobs = [Job(kind=row["kind"], params=row["params"], priority=row["priority"], queue=row["queue"],
+                    input=row["input_record"], owner_id=row["owner_id"], soft_time_limit_s=row["soft_time_limit_s"],
+                    time_limit_s=row["time_limit_s"], status=JobStatus.QUEUED.value, progress_fraction=0.0,
+                    progress_seq=0, artifacts=[], attempts=0, redeliveries=0, cancel_requested=False)
+                for row in rows]
+        session.add_all(jobs)
         session.flush()
-        return job
+        return jobs
 
 
 def get(job_id: str) -> Job:
@@ -138,35 +146,46 @@ def save_progress(job_id: str, *, fraction: float, stage: str | None, message: s
         )
 
 
-def hand_off(job_id: str, result: dict[str, Any]) -> None:
+def _progress_values(progress: dict[str, Any] | None) -> dict[str, Any]:
+    """Columns for a job's last progress (``JobContext.unsaved_progress``), if any."""
+    if not progress:
+        return {}
+    return dict(progress_fraction=progress["fraction"], progress_stage=progress["stage"],
+                progress_message=progress["message"], progress_seq=progress["seq"])
+
+
+def hand_off(job_id: str, result: dict[str, Any], progress: dict[str, Any] | None = None) -> None:
     """A stage of a multi-stage job is done: the job waits, queued, for its next stage,
     carrying what this one returned."""
     with session_scope() as session:
         done = session.execute(
             update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
-            .values(status=JobStatus.QUEUED.value, result=json_safe(result))
+            .values(status=JobStatus.QUEUED.value, result=json_safe(result), **_progress_values(progress))
         ).rowcount
         job = session.get(Job, job_id, populate_existing=True) if done else None
     if job is not None:
         _announce(job)
 
 
-def mark_retrying(job_id: str, error: VitalqError) -> None:
+def mark_retrying(job_id: str, error: VitalqError, progress: dict[str, Any] | None = None) -> None:
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None or job.finished:
             return
         job.status = JobStatus.RETRYING.value
         job.error_code, job.error_message, job.error_details = error.code, error.message, error.details
+        for column, value in _progress_values(progress).items():
+            setattr(job, column, value)
     _announce(job)
 
 
 def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = None,
            artifacts: list[dict[str, Any]] | None = None, error: VitalqError | None = None,
-           started_at: datetime | None = None) -> bool:
+           started_at: datetime | None = None, progress: dict[str, Any] | None = None) -> bool:
     """Record the job's end, once: returns False if it had already finished.
 
-    ``started_at``, when the caller knows it, spares reading the row first."""
+    ``started_at``, when the caller knows it, spares reading the row first; ``progress``
+    is the last progress not yet written (one write for both)."""
     now = utcnow()
     with session_scope() as session:
         if started_at is None:
@@ -174,7 +193,8 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             if job is None:
                 return False
             started_at = job.started_at
-        values: dict[str, Any] = dict(status=status.value, finished_at=now, run_seconds=_seconds_since(started_at, now))
+        values: dict[str, Any] = dict(status=status.value, finished_at=now, run_seconds=_seconds_since(started_at, now),
+                                      **_progress_values(progress))
         if status == JobStatus.SUCCEEDED:
             values.update(result=json_safe(result), artifacts=artifacts or [], progress_fraction=1.0,
                           error_code=None, error_message=None, error_details=None)
@@ -235,11 +255,12 @@ def run_seconds_histogram(buckets: Iterable[float]) -> dict[str, tuple[list[int]
         return {row[0]: ([int(c or 0) for c in row[3:]], int(row[1]), float(row[2] or 0.0)) for row in rows}
 
 
-def count_waiting(owner_id: int) -> int:
-    """Jobs of ``owner_id`` not yet started (queued or retrying)."""
+def count_waiting(owner_id: int, up_to: int) -> int:
+    """Jobs of ``owner_id`` not yet started (queued or retrying), counted up to ``up_to``
+    (a cap only needs to know whether it is reached: no scan of a long backlog)."""
+    waiting = select(Job.id).where(Job.owner_id == owner_id, Job.status.in_(_values(STARTABLE))).limit(up_to)
     with session_scope() as session:
-        return int(session.scalar(select(func.count()).select_from(Job).where(
-            Job.owner_id == owner_id, Job.status.in_(_values(STARTABLE)))) or 0)
+        return int(session.scalar(select(func.count()).select_from(waiting.subquery())) or 0)
 
 
 def waiting_jobs(kind: str, **params: str) -> list[str]:
