@@ -95,10 +95,6 @@ class Camera(abc.ABC):
         self._set(name, applied)
         return applied
 
-    def get_control(self, name: str) -> float:
-        self._control(name)
-        return self._get(name)
-
     def settings(self) -> dict[str, float]:
         """The current value of every control the device has."""
         return {name: self._get(name) for name in self.capabilities().controls}

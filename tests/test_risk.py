@@ -213,3 +213,21 @@ def test_bad_training_csv_over_http_names_the_line(jobs, http, population, tmp_p
     assert job["status"] == "failed" and job["error"]["code"] == "INVALID_INPUT" and job["attempts"] == 1
     assert job["error"]["details"]["line"] == 6 and job["error"]["details"]["feature"] == "sdnn_ms"
     assert http.get("/api/v1/models").json()["models"] == []  # nothing registered
+
+def test_openvino_sends_no_telemetry():
+    """Imported as vitalq imports it, OpenVINO must not phone home (it sends a usage event
+    from a forked process on import, unless opted out)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import os, time\n"
+             "forks = []\n"
+             "os.register_at_fork(before=lambda: forks.append(1))\n"
+             "import ml.risk, openvino_telemetry\n"
+             "time.sleep(1.0)  # the event would be sent from a thread pool, soon after import\n"
+             "print(openvino_telemetry.Telemetry().consent, len(forks), 'CI' in os.environ)\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "0", "False"]  # no consent, no sender forked, CI left unset

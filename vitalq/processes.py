@@ -37,7 +37,10 @@ def web(host: str, port: int, connections: int | None = None) -> ProcessSpec:
     connections = connections or int(os.environ.get("VITALQ_WEB_CONNECTIONS", 4000))
     return ProcessSpec("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
                                "--workers", "1", "--worker-connections", str(connections),
-                               "--bind", f"{host}:{port}", "--graceful-timeout", "10", "web.wsgi:app"])
+                               "--bind", f"{host}:{port}", "--graceful-timeout", "10",
+                               # vitalq does not use gunicorn's control socket, which is one fixed
+                               # path per user: two web servers would share it.
+                               "--no-control-socket", "web.wsgi:app"])
 
 
 def cpu_worker(concurrency: int | None = None, hostname: str = "cpu@%h") -> ProcessSpec:

@@ -93,7 +93,3 @@ def last_position(job_id: str) -> str:
 
 def request_cancel(job_id: str) -> None:
     get_redis().set(_cancel_key(job_id), 1, ex=EVENT_TTL_S)
-
-
-def cancel_requested(job_id: str) -> bool:
-    return bool(get_redis().exists(_cancel_key(job_id)))

@@ -1,9 +1,31 @@
 """Risk prediction from HRV features: the feature schema, training, a versioned model
 registry, and serving through OpenVINO. Nothing here knows of Celery or HTTP."""
 
-from .features import FEATURES, NAMES, InvalidFeature, feature_matrix, from_rppg_summary
-from .registry import DEMO_NOTICE, ModelNotFound, ModelRecord, ModelRegistry
-from .training import MODEL_TYPES, TrainedModel, demo_dataset, read_header, read_labelled_csv, train
+import os as _os
+
+
+def _import_openvino_without_telemetry() -> None:
+    """Import OpenVINO with its telemetry off. On import it sends a usage event to Google
+    Analytics from a forked process unless the machine's user has opted out
+    (``opt_in_out --opt_out``); it stays quiet in CI builds, and its choice holds for the
+    process. vitalq handles health data and sends nothing anywhere, so OpenVINO is
+    first imported as in CI."""
+    previous = _os.environ.get("CI")
+    _os.environ["CI"] = "true"
+    try:
+        import openvino  # noqa: F401
+    finally:
+        if previous is None:
+            del _os.environ["CI"]
+        else:
+            _os.environ["CI"] = previous
+
+
+_import_openvino_without_telemetry()
+
+from .features import FEATURES, NAMES, InvalidFeature, feature_matrix, from_rppg_summary  # noqa: E402
+from .registry import DEMO_NOTICE, ModelNotFound, ModelRecord, ModelRegistry  # noqa: E402
+from .training import MODEL_TYPES, TrainedModel, demo_dataset, read_header, read_labelled_csv, train  # noqa: E402
 
 __all__ = [
     "DEMO_NOTICE", "FEATURES", "MODEL_TYPES", "NAMES", "InvalidFeature", "ModelNotFound", "ModelRecord",

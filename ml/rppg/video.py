@@ -28,10 +28,6 @@ class VideoInfo:
     width: int
     height: int
 
-    @property
-    def duration_s(self) -> float:
-        return self.frames / self.fps if self.fps > 0 else 0.0
-
 
 class VideoFrames:
     """``for t_s, frame in VideoFrames(path): ...`` with ``frame`` BGR uint8."""
