@@ -253,3 +253,24 @@ def test_the_deep_health_check_runs_one_selftest_however_often_it_is_called(jobs
     assert len({answer.json()["job_id"] for answer in answers}) == 1  # one job served them all
     assert http.get("/api/v1/jobs", params={"kind": "diagnostics.selftest"}).json()["total"] == 1
     assert all(answer.json()["checked_s_ago"] >= 0 for answer in answers)
+
+
+def test_a_job_streams_over_the_production_server(gunicorn_server, tokens, clean):
+    """The same stream through gunicorn's gevent worker, as ``vitalq serve web`` runs it
+    (one reader per job in a greenlet, psycopg2 made cooperative)."""
+    import httpx
+
+    from conftest import Jobs
+
+    with httpx.Client(base_url=gunicorn_server, timeout=30, headers={"Authorization": f"Bearer {tokens['admin']}"}) \
+            as http:
+        on_gunicorn = Jobs(http)
+        job = on_gunicorn.submit({"duration_s": 1, "steps": 10})
+        with ThreadPoolExecutor(3) as pool:
+            streams = list(pool.map(lambda _: on_gunicorn.events(job["id"], after=0), range(3)))
+    for messages in streams:
+        assert messages[-1]["type"] == "final" and messages[-1]["job"]["status"] == "succeeded"
+        fractions = [m["fraction"] for m in messages if m["type"] == "progress"]
+        assert fractions == [step / 10 for step in range(1, 11)]
+        seqs = [m["seq"] for m in messages[1:-1]]
+        assert seqs == sorted(set(seqs))  # each event once, in order
