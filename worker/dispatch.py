@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,15 +150,27 @@ def resubmit(job_id: str, priority: Any = None, owner_id: int | None = None) -> 
     return job
 
 
+#: Seconds a process trusts its count of a user's waiting jobs, adding those it queues
+#: meanwhile: a submission costs no count of the backlog, and the cap is exact within a
+#: process (the count is taken again whenever the cap looks reached); other processes'
+#: submissions are seen within the second.
+WAITING_MEMORY_S = 1.0
+_waiting_seen: dict[int, list] = {}
+
+
 def refuse_if_too_many_waiting(owner_id: int | None, adding: int = 1) -> None:
     """A cap on the jobs one user has waiting (RateLimited, 429), ``adding`` more."""
     if owner_id is None:
         return
     limit = get_settings().max_queued_per_user
-    waiting = store.count_waiting(owner_id, up_to=limit)
+    seen = _waiting_seen.get(owner_id)
+    if seen is None or time.monotonic() - seen[0] > WAITING_MEMORY_S or seen[1] + adding > limit:
+        seen = _waiting_seen[owner_id] = [time.monotonic(), store.count_waiting(owner_id, up_to=limit)]
+    waiting = seen[1]
     if waiting + adding > limit:
         raise RateLimited(f"you have {waiting} jobs waiting, the most allowed; wait for some to start",
                           {"waiting": waiting, "limit": limit}, retry_after_s=30)
+    seen[1] += adding
 
 
 def refuse_if_queue_full(queue: str) -> None:
