@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=400, help="jobs for the throughput runs")
     parser.add_argument("--latency-jobs", type=int, default=200, help="jobs for the submit-to-start latency")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (both workers)")
-    parser.add_argument("--batch", type=int, default=50, help="jobs per batch submission")
+    parser.add_argument("--batch", type=int, default=50, help="jobs per batch submission (0: no batches)")
     args = parser.parse_args()
 
     os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
@@ -245,10 +245,11 @@ def main() -> None:
             throughput = sustained(base, args.jobs, lambda client: [submit(client, {"duration_s": 0, "steps": 1})],
                                    vitalq_finished)
             cpu["vitalq"] = meter.stop()
-            meter.start()
-            batch_throughput = sustained(base, args.jobs, lambda client: submit_batch(client, args.batch),
-                                         vitalq_finished, per_call=args.batch)
-            cpu["vitalq batch"] = meter.stop()
+            if args.batch:
+                meter.start()
+                batch_throughput = sustained(base, args.jobs, lambda client: submit_batch(client, args.batch),
+                                             vitalq_finished, per_call=args.batch)
+                cpu["vitalq batch"] = meter.stop()
             ws_latency = websocket_latency(base, http)
         meter = CpuMeter(process_groups(supervisor, "peer-web", "peer-worker"))
         sustained(peer_base, 50, lambda client: [client.post("/jobs").json()["id"]], peer_finished)  # warm up
@@ -279,15 +280,17 @@ def main() -> None:
     for name, values in rows:
         print(f"{name:58} {percentile(values, 50):9.2f} {percentile(values, 95):9.2f} {percentile(values, 99):9.2f}")
     print(f"\n{'throughput, 8 clients each keeping its connection':58} {'jobs/s':>9} {'of peer':>9} {'of raw':>9}")
-    for name, value in (("vitalq end to end (HTTP, job row, worker, events, result)", throughput),
-                        (f"vitalq, batches of {args.batch} (POST /api/v1/batches)", batch_throughput),
-                        ("peer: Flask/gevent POST + one SQLAlchemy row + Celery task", peer_throughput),
-                        ("raw Celery apply_async, no-op task, Redis result backend", raw_throughput)):
+    rows = [("vitalq end to end (HTTP, job row, worker, events, result)", throughput),
+            ("peer: Flask/gevent POST + one SQLAlchemy row + Celery task", peer_throughput),
+            ("raw Celery apply_async, no-op task, Redis result backend", raw_throughput)]
+    if args.batch:
+        rows.insert(1, (f"vitalq, batches of {args.batch} (POST /api/v1/batches)", batch_throughput))
+    for name, value in rows:
         print(f"{name:58} {value:9.1f} {100 * value / peer_throughput:8.0f}% {100 * value / raw_throughput:8.0f}%")
     groups = ("client", "web", "worker child", "worker main")
     print(f"\n{'CPU ms per job, in the throughput run':30}" + "".join(f"{g:>14}" for g in groups) + f"{'total':>10}")
     for name, label in (("raw", "raw Celery no-op"), ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq"),
-                        ("vitalq batch", f"vitalq, batches of {args.batch}")):
+                        ("vitalq batch", f"vitalq, batches of {args.batch}"))[:4 if args.batch else 3]:
         per_job = {g: 1000 * cpu[name].get(g, 0.0) / args.jobs for g in groups}
         print(f"{label:30}" + "".join(f"{per_job[g]:14.2f}" if g in cpu[name] else f"{'-':>14}" for g in groups)
               + f"{sum(per_job.values()):10.2f}")
