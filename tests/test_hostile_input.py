@@ -87,6 +87,13 @@ def test_zip_bombs_are_refused_from_their_directory(client, kind, params, member
     assert client.get("/api/v1/jobs").json["total"] == 0
 
 
+def test_an_uploaded_name_keeps_no_control_characters(client):
+    answer = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest",
+                                               "file": (io.BytesIO(b"payload"), "trace\x00\x1b[31m.bin")})
+    assert answer.status_code == 201, answer.json  # PostgreSQL refused the NUL: a 500
+    assert answer.json["input"]["filename"] == "trace[31m.bin"
+
+
 def test_an_uploaded_name_never_becomes_a_path(client, settings):
     answer = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest", "params": "{}",
                                                "file": (io.BytesIO(b"payload"), "../../../../tmp/escape.sh")})
@@ -267,6 +274,23 @@ def test_non_finite_numbers_in_json_are_refused(client, body):
     assert form.status_code == 400 and form.json["error"]["details"]["fields"] == {"params": "malformed JSON"}
     assert client.get("/api/v1/jobs").json["total"] == 0
     assert client.get("/api/v1/jobs").json == json.loads(client.get("/api/v1/jobs").get_data())  # still JSON
+
+
+@pytest.mark.parametrize("text", ["\\u0000", "cam\\u0000era", "\\udb18", "ok\\ude0e"])
+def test_strings_a_database_cannot_store_are_refused(client, text):
+    """A NUL or an unpaired surrogate made PostgreSQL fail the INSERT (a 500)."""
+    for path, body in (("/api/v1/devices", f'{{"id": "cam", "driver": "simulated", "name": "{text}"}}'),
+                       ("/api/v1/jobs", f'{{"kind": "diagnostics.selftest", "params": {{"{text}": 1}}}}')):
+        answer = client.post(path, data=body, content_type="application/json")
+        assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_INPUT", answer.json
+    assert client.get("/api/v1/devices").json["devices"] == [] and client.get("/api/v1/jobs").json["total"] == 0
+
+
+@pytest.mark.parametrize("url", ["/api/v1/jobs?kind=a%00b", "/api/v1/devices/a%00b", "/api/v1/jobs/a%00b",
+                                 "/api/v1/jobs/a%00b/artifacts", "/api/v1/devices/a%00b/profiles"])
+def test_a_nul_in_the_address_is_refused(client, url):
+    answer = client.get(url)
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_INPUT"  # was a 500 on PostgreSQL
 
 
 def test_an_error_about_many_fields_stays_small(client):

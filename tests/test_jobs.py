@@ -37,6 +37,7 @@ def test_job_streams_progress_in_order_to_its_result(jobs, http):
 
     final = messages[-1]["job"]
     assert final["result"]["peak_hz"] == final["result"]["expected_peak_hz"] == 7.0
+    assert final["result"]["compute_threads"] == 1  # VITALQ_COMPUTE_THREADS, as the suite sets it
     assert final["attempts"] == 1 and final["progress"]["fraction"] == 1.0
     assert final["progress"]["message"] == "step 5 of 5"
     [artifact] = final["artifacts"]
@@ -274,3 +275,13 @@ def test_a_job_streams_over_the_production_server(gunicorn_server, tokens, clean
         assert fractions == [step / 10 for step in range(1, 11)]
         seqs = [m["seq"] for m in messages[1:-1]]
         assert seqs == sorted(set(seqs))  # each event once, in order
+
+
+def test_a_pool_shares_the_cores_out_among_its_processes(configure):
+    from worker.celery_app import compute_threads
+
+    configure(VITALQ_COMPUTE_THREADS="0")  # the default: the machine's cores, shared out
+    cores = os.cpu_count()
+    assert compute_threads(1) == cores and compute_threads(cores) == 1 and compute_threads(4 * cores) == 1
+    configure(VITALQ_COMPUTE_THREADS="3")
+    assert compute_threads(1) == compute_threads(64) == 3

@@ -38,15 +38,33 @@ MAX_MESSAGE_CHARS = 2000
 
 
 def parse_json(text: str | bytes, field: str = "body"):
-    """JSON as RFC 8259 has it: NaN and Infinity, which Python's parser takes, are refused
-    (they pass a schema's minimum and maximum, and no JSON client can read them back)."""
+    """JSON as RFC 8259 has it, and as a database can store it: NaN and Infinity, which
+    Python's parser takes, are refused (they pass a schema's minimum and maximum, and no
+    JSON client can read them back), and so are strings with a NUL character or an
+    unpaired surrogate (``\\u0000``, ``\\ud800``: PostgreSQL cannot store them)."""
     def refuse(constant: str):
         raise ValueError(f"{constant} is not a JSON number")
 
     try:
-        return json.loads(text, parse_constant=refuse)
+        value = json.loads(text, parse_constant=refuse)
+        _check_strings(value)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidInput(f"{field} is not valid JSON: {exc}", {"fields": {field: "malformed JSON"}}) from None
+    return value
+
+
+def _check_strings(value) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a string holds a NUL character")
+        value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for an unpaired surrogate
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key)
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
 
 
 def json_body(optional: bool = False) -> dict:
@@ -79,6 +97,9 @@ def init_app(app: Flask) -> None:
         g.request_started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
         g.request_id_token = logs.request_id.set(g.request_id)
+        # A NUL in a path or query (%00) reaches no database: PostgreSQL cannot take it.
+        if "\x00" in request.path or any("\x00" in key + value for key, value in request.args.items(multi=True)):
+            raise InvalidInput("a NUL character in the address", {"fields": {"url": "holds a NUL character"}})
 
     @app.teardown_request
     def _forget_request_id(_exc):

@@ -91,7 +91,10 @@ class UploadSink:
         else:
             os.replace(self._path, target)
         self.committed = True
-        return StoredUpload(digest, self.size, target, Path(filename or "").name[:255])
+        # The name is a label only: control characters (a NUL, which PostgreSQL cannot
+        # store) and unpaired surrogates are left out of it.
+        label = "".join(c for c in Path(filename or "").name if c.isprintable() and not "\ud800" <= c <= "\udfff")
+        return StoredUpload(digest, self.size, target, label[:255])
 
     def discard(self) -> None:
         if not self.committed:
