@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,13 @@ def status_of(url: str) -> int | None:
 
 def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="vitalq-readme-"))
+    try:
+        return run(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the venv alone is about a gigabyte
+
+
+def run(folder: Path) -> int:
     venv = folder / ".venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", str(REPO)], check=True)
