@@ -73,12 +73,7 @@ def submit_many(entries: Any, owner_id: int | None = None) -> list[Job]:
     refuse_if_too_many_waiting(owner_id, adding=len(prepared))
     for queue in {kind.queue_for(params) for kind, params, _ in prepared}:
         refuse_if_queue_full(queue)
-    rows = []
-    for kind, params, priority in prepared:
-        soft, hard = capped_time_limits(*kind.limits_for(params, None))
-        rows.append(dict(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
-                         soft_time_limit_s=soft, time_limit_s=hard, input_record=None, owner_id=owner_id))
-    jobs = store.create_many(rows)
+    jobs = store.create_many([_job_row(kind, params, priority, owner_id) for kind, params, priority in prepared])
     with app.producer_or_acquire() as producer:
         for done, job in enumerate(jobs):
             try:
@@ -121,10 +116,7 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
     refuse_if_too_many_waiting(owner_id)
     refuse_if_queue_full(kind.queue_for(params))
     stored = upload.commit(filename) if upload is not None else None
-    soft, hard = capped_time_limits(*kind.limits_for(params, stored.path if stored else None))
-    job = store.create(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
-                       soft_time_limit_s=soft, time_limit_s=hard,
-                       input_record=stored.to_record() if stored else None, owner_id=owner_id)
+    job = store.create(**_job_row(kind, params, priority, owner_id, stored.to_record() if stored else None))
     enqueue(job)
     return job
 
@@ -143,9 +135,7 @@ def resubmit(job_id: str, priority: Any = None, owner_id: int | None = None) -> 
         raise NotFound("the job's input file is no longer stored; submit it again")
     refuse_if_too_many_waiting(owner_id)
     refuse_if_queue_full(original.queue)
-    soft, hard = capped_time_limits(*kind.limits_for(original.params, Path(stored["path"]) if stored else None))
-    job = store.create(kind=kind.name, params=original.params, priority=priority, queue=original.queue,
-                       soft_time_limit_s=soft, time_limit_s=hard, input_record=stored, owner_id=owner_id)
+    job = store.create(**_job_row(kind, original.params, priority, owner_id, stored))
     enqueue(job)
     return job
 
@@ -184,6 +174,15 @@ def refuse_if_queue_full(queue: str) -> None:
     if depth >= limit:
         raise QueueFull(f"queue {queue} holds {depth} waiting jobs, its limit; try again later",
                         {"queue": queue, "depth": depth, "limit": limit})
+
+
+def _job_row(kind, params: dict[str, Any], priority: int, owner_id: int | None,
+             input_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A job to record (``store.create``'s arguments): its queue, and its time limits from
+    the kind, scaled to the stored input, kept under the visibility timeout."""
+    soft, hard = capped_time_limits(*kind.limits_for(params, Path(input_record["path"]) if input_record else None))
+    return dict(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
+                soft_time_limit_s=soft, time_limit_s=hard, input_record=input_record, owner_id=owner_id)
 
 
 def capped_time_limits(soft: float, hard: float) -> tuple[float, float]:
