@@ -81,7 +81,7 @@ def test_calibration_over_http_streams_progress_to_a_passing_profile(http, jobs,
     job = calibrate(http, "bench-cam")
     assert job["queue"] == "hw.bench-cam" and job["params"]["trigger"] == "manual"
 
-    events = jobs.events(job["id"], timeout_s=120)
+    events = jobs.events(job["id"], after=0, timeout_s=120)
     stages = [event.get("stage") for event in events if event["type"] == "progress"]
     for stage in ("exposure", "gain", "focus", "views", "intrinsics", "verdict"):
         assert stage in stages, stages

@@ -24,7 +24,7 @@ def worker_pid(job: dict) -> int:
 
 def test_job_streams_progress_in_order_to_its_result(jobs, http):
     job = jobs.submit({"duration_s": 0.5, "steps": 5})
-    messages = jobs.events(job["id"])
+    messages = jobs.events(job["id"], after=0)  # every event, even those before the socket opened
 
     assert messages[0]["type"] == "snapshot" and messages[0]["job"]["id"] == job["id"]
     assert messages[-1]["type"] == "final" and messages[-1]["job"]["status"] == "succeeded"
@@ -181,7 +181,7 @@ def test_hard_time_limit_stops_a_job_that_ignores_the_soft_one(jobs):
 
 def test_transient_faults_are_retried_with_backoff(jobs):
     job = jobs.submit({"duration_s": 0, "transient_failures": 2})
-    seen = jobs.events(job["id"])
+    seen = jobs.events(job["id"], after=0)
     statuses = [m["status"] for m in seen[1:-1] if m["type"] == "status"]
     assert statuses == ["running", "retrying", "running", "retrying", "running", "succeeded"]
     job = seen[-1]["job"]

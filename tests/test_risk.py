@@ -173,7 +173,7 @@ def test_video_analyze_chains_rppg_into_risk(jobs, http, tmp_path):
     response = http.post("/api/v1/jobs", data={"kind": "video.analyze", "params": "{}"},
                          files={"file": ("face.avi", path.read_bytes())})
     assert response.status_code == 201, response.text
-    messages = jobs.events(response.json()["id"], timeout_s=120)
+    messages = jobs.events(response.json()["id"], after=0, timeout_s=120)
     job = messages[-1]["job"]
     assert job["status"] == "succeeded", job["error"]
     stages = [m["stage"] for m in messages if m["type"] == "progress"]

@@ -109,7 +109,7 @@ def test_rppg_job_over_http_finds_the_heart_rate(jobs, http, face_video):
     path, truth = face_video
     response = submit_video(http, path.read_bytes(), "face.avi", {"method": "POS"})
     assert response.status_code == 201, response.text
-    messages = jobs.events(response.json()["id"], timeout_s=120)
+    messages = jobs.events(response.json()["id"], after=0, timeout_s=120)
     job = messages[-1]["job"]
     assert job["status"] == "succeeded", job["error"]
     result = job["result"]

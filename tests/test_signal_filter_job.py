@@ -37,7 +37,7 @@ def test_real_ppg_recording_filtered_over_http_equals_sosfiltfilt(jobs, http):
     params = {"fs": 100.0, "cutoff_hz": [0.7, 3.5], "order": 3, "output_dtype": "float64", "chunk_size": 500}
     response = submit_file(http, content, "data.csv", params)
     assert response.status_code == 201, response.text
-    messages = jobs.events(response.json()["id"], timeout_s=60)
+    messages = jobs.events(response.json()["id"], after=0, timeout_s=60)  # every event, however fast the job
     job = messages[-1]["job"]
     assert job["status"] == "succeeded", job["error"]
 
