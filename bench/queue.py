@@ -9,7 +9,8 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
   a Flask/gevent POST that inserts one SQLAlchemy row and sends one Celery task, which
   marks the row done) and raw Celery ``apply_async`` round trips of a no-op task, all
   on the same Redis and database, each with the CPU milliseconds it costs per job in
-  the client, the web server, and the worker's pool and main processes;
+  the client, the web server, the worker's pool and main processes, and the
+  PostgreSQL and Redis servers when they run on this machine;
 - websocket event latency, from the worker's publish to the client (p50/p95).
 
     python bench/queue.py [--jobs 400] [--concurrency 2]
@@ -33,6 +34,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Callable
 
 import httpx
 import websocket
@@ -91,29 +93,52 @@ def children(pid: int) -> list[int]:
     return found
 
 
-class CpuMeter:
-    """CPU seconds spent by named groups of processes between ``start`` and ``stop``."""
+def services() -> list[int]:
+    """PostgreSQL's and Redis's processes (on this machine; not found if they run elsewhere)."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in ("postgres", "redis-server"):
+                found.append(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
 
-    def __init__(self, groups: dict[str, list[int]]):
+
+class CpuMeter:
+    """CPU seconds spent by named groups of processes between ``start`` and ``stop``;
+    a group is a list of pids, or a function that finds them (a process that starts
+    meanwhile, as a database backend may, counts from its start)."""
+
+    def __init__(self, groups: dict[str, list[int] | Callable[[], list[int]]]):
         self.groups = groups
 
-    def _read(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+    def _read(self) -> dict[str, dict[int, float]]:
+        seconds = {}
+        for name, pids in self.groups.items():
+            seconds[name] = {}
+            for pid in pids() if callable(pids) else pids:
+                try:
+                    seconds[name][pid] = cpu_seconds(pid)
+                except OSError:  # ended
+                    continue
+        return seconds
 
     def start(self) -> None:
         self.before = self._read()
 
     def stop(self) -> dict[str, float]:
         after = self._read()
-        return {name: after[name] - self.before[name] for name in self.groups}
+        return {name: sum(seconds - self.before[name].get(pid, 0.0) for pid, seconds in after[name].items())
+                for name in self.groups}
 
 
-def process_groups(supervisor: processes.Supervisor, web: str, worker: str) -> dict[str, list[int]]:
-    """The client (this process), the web server (gunicorn and its worker), and a Celery
-    worker's main process and its pool children."""
+def process_groups(supervisor: processes.Supervisor, web: str, worker: str) -> dict:
+    """The client (this process), the web server (gunicorn and its worker), a Celery
+    worker's main process and its pool children, and the database and broker."""
     web_pid, worker_pid = supervisor.running[web].pid, supervisor.running[worker].pid
     return {"client": [os.getpid()], "web": [web_pid, *children(web_pid)],
-            "worker child": children(worker_pid), "worker main": [worker_pid]}
+            "worker child": children(worker_pid), "worker main": [worker_pid], "services": services}
 
 
 def sustained(base: str, n: int, submit_some, finished, per_call: int = 1, clients: int = 8) -> float:
@@ -136,7 +161,7 @@ def sustained(base: str, n: int, submit_some, finished, per_call: int = 1, clien
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(call, range(n // per_call)))
     while finished(ids) < len(ids):
-        time.sleep(0.01)
+        time.sleep(0.05)  # each look is a query of every id: it costs the database what it measures
     return len(ids) / (time.perf_counter() - started)
 
 
@@ -287,13 +312,13 @@ def main() -> None:
         rows.insert(1, (f"vitalq, batches of {args.batch} (POST /api/v1/batches)", batch_throughput))
     for name, value in rows:
         print(f"{name:58} {value:9.1f} {100 * value / peer_throughput:8.0f}% {100 * value / raw_throughput:8.0f}%")
-    groups = ("client", "web", "worker child", "worker main")
-    print(f"\n{'CPU ms per job, in the throughput run':30}" + "".join(f"{g:>14}" for g in groups) + f"{'total':>10}")
+    groups = ("client", "web", "worker child", "worker main", "services")
+    print(f"\n{'CPU ms per job, in the throughput run':37}" + "".join(f"{g:>13}" for g in groups) + f"{'total':>9}")
     for name, label in (("raw", "raw Celery no-op"), ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq"),
                         ("vitalq batch", f"vitalq, batches of {args.batch}"))[:4 if args.batch else 3]:
         per_job = {g: 1000 * cpu[name].get(g, 0.0) / args.jobs for g in groups}
-        print(f"{label:30}" + "".join(f"{per_job[g]:14.2f}" if g in cpu[name] else f"{'-':>14}" for g in groups)
-              + f"{sum(per_job.values()):10.2f}")
+        print(f"{label:37}" + "".join(f"{per_job[g]:13.2f}" if g in cpu[name] else f"{'-':>13}" for g in groups)
+              + f"{sum(per_job.values()):9.2f}")
     print(f"\n(n = {len(latency)} latency jobs, {args.jobs} throughput jobs, {len(ws_latency)} websocket events; "
           f"mean submit-to-start {statistics.mean(latency):.2f} ms)")
 

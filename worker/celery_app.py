@@ -6,6 +6,7 @@ in ``tasks/`` and bind to this app when a worker imports them.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
@@ -49,6 +50,10 @@ def _prepare_pool_process(**_kwargs) -> None:
 @after_setup_task_logger.connect
 def _structured_logs(logger=None, **_kwargs) -> None:
     use_structured_logs(*logger.handlers)
+    # vitalq logs each job's start and end itself, with the job's id and outcome;
+    # Celery's "Task received" and "succeeded in" lines would double them (and their CPU).
+    for per_task in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(per_task).setLevel(logging.WARNING)
 
 
 def queue_depths(queues: tuple[str, ...]) -> dict[str, int]:

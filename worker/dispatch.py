@@ -6,11 +6,12 @@ priority, upload format), so an invalid job is refused with nothing stored or qu
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import kombu.exceptions
 import redis
@@ -71,8 +72,8 @@ def submit_many(entries: Any, owner_id: int | None = None) -> list[Job]:
             exc.message, exc.details = f"job {index}: {exc.message}", {**exc.details, "index": index}
             raise
     refuse_if_too_many_waiting(owner_id, adding=len(prepared))
-    for queue in {kind.queue_for(params) for kind, params, _ in prepared}:
-        refuse_if_queue_full(queue)
+    for queue, adding in collections.Counter(kind.queue_for(params) for kind, params, _ in prepared).items():
+        refuse_if_queue_full(queue, adding)
     jobs = store.create_many([_job_row(kind, params, priority, owner_id) for kind, params, priority in prepared])
     with app.producer_or_acquire() as producer:
         for done, job in enumerate(jobs):
@@ -140,12 +141,30 @@ def resubmit(job_id: str, priority: Any = None, owner_id: int | None = None) -> 
     return job
 
 
-#: Seconds a process trusts its count of a user's waiting jobs, adding those it queues
-#: meanwhile: a submission costs no count of the backlog, and the cap is exact within a
-#: process (the count is taken again whenever the cap looks reached); other processes'
-#: submissions are seen within the second.
-WAITING_MEMORY_S = 1.0
-_waiting_seen: dict[int, list] = {}
+class RecentCounts:
+    """Counts a process trusts for ``memory_s`` seconds, adding what it queued
+    meanwhile: a submission costs no count of the backlog, and a cap is exact within a
+    process (the count is taken again whenever the cap looks reached); other processes'
+    submissions are seen within ``memory_s``."""
+
+    def __init__(self, memory_s: float = 1.0):
+        self.memory_s = memory_s
+        self._seen: dict[Any, list] = {}
+
+    def count(self, key: Any, adding: int, limit: int, take: Callable[[], int]) -> int:
+        """The count for ``key``: remembered, or ``take()`` when stale or when ``adding``
+        more would pass ``limit``."""
+        seen = self._seen.get(key)
+        if seen is None or time.monotonic() - seen[0] > self.memory_s or seen[1] + adding > limit:
+            seen = self._seen[key] = [time.monotonic(), take()]
+        return seen[1]
+
+    def add(self, key: Any, adding: int) -> None:
+        self._seen[key][1] += adding
+
+
+_waiting_counts = RecentCounts()
+_queue_depths = RecentCounts()
 
 
 def refuse_if_too_many_waiting(owner_id: int | None, adding: int = 1) -> None:
@@ -153,27 +172,26 @@ def refuse_if_too_many_waiting(owner_id: int | None, adding: int = 1) -> None:
     if owner_id is None:
         return
     limit = get_settings().max_queued_per_user
-    seen = _waiting_seen.get(owner_id)
-    if seen is None or time.monotonic() - seen[0] > WAITING_MEMORY_S or seen[1] + adding > limit:
-        seen = _waiting_seen[owner_id] = [time.monotonic(), store.count_waiting(owner_id, up_to=limit)]
-    waiting = seen[1]
+    waiting = _waiting_counts.count(owner_id, adding, limit, lambda: store.count_waiting(owner_id, up_to=limit))
     if waiting + adding > limit:
         raise RateLimited(f"you have {waiting} jobs waiting, the most allowed; wait for some to start",
                           {"waiting": waiting, "limit": limit}, retry_after_s=30)
-    seen[1] += adding
+    _waiting_counts.add(owner_id, adding)
 
 
-def refuse_if_queue_full(queue: str) -> None:
-    """Backpressure: raise QueueFull (503, Retry-After) when ``queue`` is deeper than
-    ``VITALQ_MAX_QUEUE_DEPTH``, rather than let jobs pile up."""
-    limit = get_settings().max_queue_depth
+def refuse_if_queue_full(queue: str, adding: int = 1) -> None:
+    """Backpressure: raise QueueFull (503, Retry-After) when ``queue`` would hold more than
+    ``VITALQ_MAX_QUEUE_DEPTH`` waiting jobs, rather than let jobs pile up."""
+    settings = get_settings()
+    limit, key = settings.max_queue_depth, (settings.redis_url, queue)
     try:
-        depth = queue_depths((queue,))[queue]
+        depth = _queue_depths.count(key, adding, limit, lambda: queue_depths((queue,))[queue])
     except redis.RedisError as exc:
         raise Unavailable("the broker cannot be reached; submit the job again later") from exc
-    if depth >= limit:
+    if depth + adding > limit:
         raise QueueFull(f"queue {queue} holds {depth} waiting jobs, its limit; try again later",
                         {"queue": queue, "depth": depth, "limit": limit})
+    _queue_depths.add(key, adding)
 
 
 def _job_row(kind, params: dict[str, Any], priority: int, owner_id: int | None,

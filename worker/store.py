@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Iterable
 
 import redis
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from . import progress
 from .db import session_scope
@@ -26,6 +27,34 @@ log = logging.getLogger(__name__)
 
 def _values(statuses: Iterable[JobStatus]) -> list[str]:
     return [status.value for status in statuses]
+
+
+# The writes of every job's start and end are Core statements built once, with their
+# values bound by name: building a statement and its cache key each time cost a short
+# job's worker more CPU than running it. Returned rows become Jobs without the ORM's
+# bookkeeping.
+_jobs = Job.__table__
+_INSERT = _jobs.insert().returning(*_jobs.c, sort_by_parameter_order=True)
+_RUN = dict(status=JobStatus.RUNNING.value, attempts=_jobs.c.attempts + 1, started_at=bindparam("now"),
+            worker=bindparam("worker_name"))
+_START = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(_values(STARTABLE)))
+          .values(**_RUN).returning(*_jobs.c))
+_START_AGAIN = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.status == JobStatus.RUNNING.value,
+                                     _jobs.c.redeliveries < bindparam("max_redeliveries"))
+                .values(redeliveries=_jobs.c.redeliveries + 1, **_RUN).returning(*_jobs.c))
+_SAVE_PROGRESS = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.progress_seq < bindparam("seq"))
+                  .values(progress_fraction=bindparam("fraction"), progress_stage=bindparam("stage"),
+                          progress_message=bindparam("message"), progress_seq=bindparam("seq")))
+
+
+@lru_cache(maxsize=None)
+def _finish_statement(columns: tuple[str, ...]):
+    """The UPDATE that ends an unfinished job, setting ``columns`` (each bound as
+    ``set_<column>``), returning what the log and the status event need."""
+    return (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.not_in(_values(FINISHED)))
+            .values({column: bindparam(f"set_{column}") for column in columns})
+            .returning(_jobs.c.id, _jobs.c.status, _jobs.c.error_code, _jobs.c.run_seconds,
+                       _jobs.c.progress_fraction, _jobs.c.progress_stage, _jobs.c.progress_message))
 
 
 def _announce(job) -> None:
@@ -70,15 +99,13 @@ def create(*, kind: str, params: dict[str, Any], priority: int, queue: str,
 def create_many(rows: list[dict[str, Any]]) -> list[Job]:
     """Insert queued jobs (each as ``create`` takes them) in one transaction and one
     INSERT, and return them in order."""
+    values = [dict(kind=row["kind"], params=row["params"], priority=row["priority"], queue=row["queue"],
+                   input=row["input_record"], owner_id=row["owner_id"], soft_time_limit_s=row["soft_time_limit_s"],
+                   time_limit_s=row["time_limit_s"], status=JobStatus.QUEUED.value, progress_fraction=0.0,
+                   progress_seq=0, artifacts=[], attempts=0, redeliveries=0, cancel_requested=False)
+              for row in rows]
     with session_scope() as session:
-        jobs = [Job(kind=row["kind"], params=row["params"], priority=row["priority"], queue=row["queue"],
-                    input=row["input_record"], owner_id=row["owner_id"], soft_time_limit_s=row["soft_time_limit_s"],
-                    time_limit_s=row["time_limit_s"], status=JobStatus.QUEUED.value, progress_fraction=0.0,
-                    progress_seq=0, artifacts=[], attempts=0, redeliveries=0, cancel_requested=False)
-                for row in rows]
-        session.add_all(jobs)
-        session.flush()
-        return jobs
+        return [Job(**row._mapping) for row in session.execute(_INSERT, values)]
 
 
 def get(job_id: str) -> Job:
@@ -114,20 +141,9 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Job | None:
     it is counted as a redelivery and run again, until ``max_redeliveries`` is
     exceeded, when it fails with ``WORKER_LOST``.
     """
-    now = utcnow()
-    table = Job.__table__
-    run = dict(status=JobStatus.RUNNING.value, attempts=table.c.attempts + 1, started_at=now, worker=worker)
+    bound = dict(job_id=job_id, now=utcnow(), worker_name=worker, max_redeliveries=max_redeliveries)
     with session_scope() as session:
-        # Core UPDATEs returning the row, made a Job without the ORM's bookkeeping (a
-        # short job's worker spent most of its CPU there).
-        started = session.execute(
-            table.update().where(table.c.id == job_id, table.c.status.in_(_values(STARTABLE))).values(**run)
-            .returning(*table.c)).first()
-        if started is None:
-            started = session.execute(
-                table.update().where(table.c.id == job_id, table.c.status == JobStatus.RUNNING.value,
-                                     table.c.redeliveries < max_redeliveries)
-                .values(redeliveries=table.c.redeliveries + 1, **run).returning(*table.c)).first()
+        started = session.execute(_START, bound).first() or session.execute(_START_AGAIN, bound).first()
         if started is not None:
             return Job(**started._mapping)
         job = session.get(Job, job_id)
@@ -142,10 +158,7 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Job | None:
 
 def save_progress(job_id: str, *, fraction: float, stage: str | None, message: str | None, seq: int) -> None:
     with session_scope() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id, Job.progress_seq < seq)
-            .values(progress_fraction=fraction, progress_stage=stage, progress_message=message, progress_seq=seq)
-        )
+        session.execute(_SAVE_PROGRESS, dict(job_id=job_id, fraction=fraction, stage=stage, message=message, seq=seq))
 
 
 def _progress_values(progress: dict[str, Any] | None) -> dict[str, Any]:
@@ -202,13 +215,8 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
                           error_code=None, error_message=None, error_details=None)
         elif error is not None:
             values.update(error_code=error.code, error_message=error.message, error_details=json_safe(error.details))
-        # A Core UPDATE returning what the log and the event need: the ORM's RETURNING of
-        # a whole Job cost the worker more CPU than the rest of a short job.
-        table = Job.__table__
-        job = session.execute(
-            table.update().where(table.c.id == job_id, table.c.status.not_in(_values(FINISHED))).values(**values)
-            .returning(table.c.id, table.c.status, table.c.error_code, table.c.run_seconds, table.c.progress_fraction,
-                       table.c.progress_stage, table.c.progress_message)).first()
+        job = session.execute(_finish_statement(tuple(sorted(values))),
+                              {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}}).first()
         if job is None:
             return False
     log.info("job %s: %s", job.status, job.error_code or f"{job.run_seconds or 0:.2f} s",
