@@ -8,7 +8,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -167,11 +172,76 @@ def test_list_filters_and_paginates(client):
 
 def test_cancel_of_a_queued_job_is_final_and_a_second_cancel_conflicts(client):
     job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).get_json()
-    response = client.delete(f"/api/v1/jobs/{job['id']}")
+    response = client.post(f"/api/v1/jobs/{job['id']}/cancel")
     assert response.status_code == 200
     assert response.get_json()["status"] == "cancelled"
     assert response.get_json()["error"]["code"] == "CANCELLED"
-    assert_error(client.delete(f"/api/v1/jobs/{job['id']}"), 409, "JOB_FINISHED")
+    assert_error(client.post(f"/api/v1/jobs/{job['id']}/cancel"), 409, "JOB_FINISHED")
+    assert client.get(f"/api/v1/jobs/{job['id']}").status_code == 200  # a cancel never deletes
+
+
+def test_delete_cancels_a_live_job_and_deletes_a_finished_one(client):
+    job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).get_json()
+    cancelled = client.delete(f"/api/v1/jobs/{job['id']}")
+    assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
+    deleted = client.delete(f"/api/v1/jobs/{job['id']}")
+    assert deleted.status_code == 204 and deleted.data == b""
+    assert_error(client.get(f"/api/v1/jobs/{job['id']}"), 404, "NOT_FOUND")
+    assert_error(client.delete(f"/api/v1/jobs/{job['id']}"), 404, "NOT_FOUND")
+
+
+def _age(path: Path, days: float) -> None:
+    then = time.time() - days * 86400
+    os.utime(path, (then, then))
+
+
+def test_retention_deletes_old_finished_jobs_and_sweeps_what_no_job_refers_to(client, settings):
+    from sqlalchemy import update
+
+    from worker import retention
+    from worker.db import session_scope
+    from worker.models import Job
+
+    for folder in (settings.uploads_dir, settings.jobs_dir):  # what earlier tests left, their jobs gone
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def cancelled_job(content: bytes) -> str:
+        job = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest",
+                                                "file": (io.BytesIO(content), "trace.bin")}).get_json()
+        assert client.post(f"/api/v1/jobs/{job['id']}/cancel").status_code == 200
+        return job["id"]
+
+    old, recent, sharing = cancelled_job(b"old"), cancelled_job(b"recent"), cancelled_job(b"shared")
+    old_sharing = cancelled_job(b"shared")
+    queued = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).get_json()["id"]
+    with session_scope() as session:  # finished 40 days ago; the queued one was created then
+        session.execute(update(Job).where(Job.id.in_([old, old_sharing])).values(
+            finished_at=datetime.now(timezone.utc) - timedelta(days=40)))
+        session.execute(update(Job).where(Job.id == queued).values(
+            created_at=datetime.now(timezone.utc) - timedelta(days=40)))
+    uploads = {path.read_bytes(): path for path in settings.uploads_dir.glob("*.bin")}
+    for path in uploads.values():
+        _age(path, 40)
+    (settings.jobs_dir / old).mkdir(parents=True, exist_ok=True)
+    (settings.jobs_dir / old / "result.json").write_text("{}")
+    orphan_folder, fresh_orphan = settings.jobs_dir / "no-such-job", settings.jobs_dir / "being-written"
+    orphan_upload = settings.uploads_dir / ("0" * 64 + ".bin")
+    for folder in (orphan_folder, fresh_orphan):
+        folder.mkdir(parents=True)
+    orphan_upload.write_bytes(b"left by a deletion that was cut short")
+    for path in (orphan_folder, orphan_upload):
+        _age(path, 2)
+
+    assert retention.purge(30) == {"jobs": 2, "uploads": 1, "job_folders": 1}
+    for gone in (old, old_sharing):
+        assert_error(client.get(f"/api/v1/jobs/{gone}"), 404, "NOT_FOUND")
+    for kept in (recent, sharing, queued):  # finished lately, or not finished at all
+        assert client.get(f"/api/v1/jobs/{kept}").status_code == 200
+    assert not uploads[b"old"].exists() and not (settings.jobs_dir / old).exists()
+    assert uploads[b"recent"].exists() and uploads[b"shared"].exists()  # still the input of a job
+    assert not orphan_folder.exists() and not orphan_upload.exists()
+    assert fresh_orphan.exists()  # its job may be on its way to being recorded
+    assert retention.purge(30) == {"jobs": 0, "uploads": 0, "job_folders": 0}
 
 
 def test_retry_runs_a_finished_job_again_and_refuses_a_malformed_body(client):

@@ -51,6 +51,9 @@ def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean, r
                "the job listed as cancelled")
     again = run_cli("cancel", job_id, url=live_server)  # a finished job cannot be cancelled twice
     assert again.returncode == 1 and "JOB_FINISHED" in again.stderr
+    deleted = run_cli("delete", job_id, url=live_server)
+    assert deleted.returncode == 0 and deleted.stdout.strip() == f"job {job_id}: deleted", deleted.stderr
+    assert job_id not in run_cli("jobs", url=live_server).stdout
 
 
 def test_command_line_reports_bad_params_with_the_api_error(live_server, clean, run_cli):

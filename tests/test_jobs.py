@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import websocket
@@ -194,6 +197,102 @@ def test_transient_faults_fail_the_job_once_retries_are_spent(jobs, settings):
     assert job["status"] == "failed" and job["error"]["code"] == "TRANSIENT"
     assert job["attempts"] == settings.max_retries + 1
     assert job["error"]["details"]["retries"] == settings.max_retries
+
+
+def test_failed_and_cancelled_jobs_are_failed_tasks_in_celerys_events(jobs, http):
+    """What Flower counts: a job that failed or was cancelled is a failed task, and one
+    that succeeded a succeeded task; each job still finishes once."""
+    events: queue.Queue = queue.Queue()
+    with celery_app.connection_for_read() as connection:
+        receiver = celery_app.events.Receiver(connection, handlers={"*": events.put})
+        listener = threading.Thread(target=receiver.capture, kwargs={"limit": None, "timeout": None, "wakeup": False},
+                                    daemon=True)
+        listener.start()
+        try:
+            events.get(timeout=10)  # a worker heartbeat: the listener hears what is sent from now on
+            failed = jobs.submit({"duration_s": 0, "transient_failures": 10})
+            cancelled = jobs.submit({"duration_s": 30, "steps": 300})
+            jobs.wait_for(cancelled["id"], lambda j: j["progress"]["fraction"] > 0, what="some progress")
+            assert http.delete(f"/api/v1/jobs/{cancelled['id']}").status_code == 202
+            succeeded = jobs.submit({"duration_s": 0})
+            ends = {job["id"]: jobs.wait_finished(job["id"], timeout_s=60)["status"]
+                    for job in (failed, cancelled, succeeded)}
+            assert ends == {failed["id"]: "failed", cancelled["id"]: "cancelled", succeeded["id"]: "succeeded"}
+            seen: dict[str, list[dict]] = {}
+
+            def task_ends_seen() -> bool:
+                while not events.empty():
+                    event = events.get()
+                    if event["type"] in ("task-succeeded", "task-failed"):
+                        seen.setdefault(event["uuid"], []).append(event)
+                return all(job_id in seen for job_id in ends)
+
+            wait_until(task_ends_seen, 15, "the three jobs' task events")
+        finally:
+            receiver.should_stop = True
+    assert [event["type"] for event in seen[succeeded["id"]]] == ["task-succeeded"]
+    for job_id, code in ((failed["id"], "TRANSIENT"), (cancelled["id"], "CANCELLED")):
+        assert [event["type"] for event in seen[job_id]] == ["task-failed"], seen[job_id]
+        assert code in seen[job_id][0]["exception"]
+    statuses = [event["status"] for _, event in progress.read(failed["id"]) if event["type"] == "status"]
+    assert statuses.count("failed") == 1, statuses
+
+
+def test_a_deleted_job_leaves_nothing_and_its_upload_goes_with_the_last_job_using_it(jobs, http, settings):
+    from pathlib import Path
+
+    from worker.broker import get_redis
+
+    content = os.urandom(64 * 1024)
+    ids = [http.post("/api/v1/jobs", data={"kind": "diagnostics.selftest"},
+                     files={"file": ("trace.bin", content)}).json()["id"] for _ in range(2)]
+    assert [jobs.wait_finished(job_id)["status"] for job_id in ids] == ["succeeded", "succeeded"]
+    [upload] = Path(settings.uploads_dir).glob(jobs.get(ids[0])["input"]["sha256"] + "*")
+    old = time.time() - 2 * 86400  # past the grace kept for uploads a submission may be reusing
+    os.utime(upload, (old, old))
+
+    def left_behind(job_id: str) -> dict:
+        return {"artifacts": (settings.jobs_dir / job_id).exists(),
+                "redis keys": get_redis().exists(*progress.keys(job_id))}
+
+    assert left_behind(ids[0]) == {"artifacts": True, "redis keys": 2}  # events and their sequence
+    assert http.delete(f"/api/v1/jobs/{ids[0]}").status_code == 204
+    assert http.get(f"/api/v1/jobs/{ids[0]}").status_code == 404
+    assert http.get(f"/api/v1/jobs/{ids[0]}/artifacts/selftest.json").status_code == 404
+    assert left_behind(ids[0]) == {"artifacts": False, "redis keys": 0}
+    assert upload.exists()  # the other job's input still
+    assert http.post(f"/api/v1/jobs/{ids[1]}/retry").status_code == 201  # and it can run again
+    assert http.delete(f"/api/v1/jobs/{ids[1]}").status_code == 204
+    assert upload.exists()  # the retry refers to it now
+    retried = http.get("/api/v1/jobs").json()["jobs"][0]
+    jobs.wait_finished(retried["id"])
+    assert http.delete(f"/api/v1/jobs/{retried['id']}").status_code == 204
+    assert not upload.exists()
+
+
+def test_beat_deletes_jobs_past_their_retention(jobs, settings):
+    import sys
+
+    from sqlalchemy import update
+    from test_calibration_job import Subprocess
+
+    from worker.db import session_scope
+    from worker.models import Job
+
+    old, recent = (jobs.submit({"duration_s": 0})["id"] for _ in range(2))
+    for job_id in (old, recent):
+        jobs.wait_finished(job_id)
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == old).values(finished_at=Job.finished_at - timedelta(days=3)))
+    beat = Subprocess("beat", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat"],
+                      env={"VITALQ_RETENTION_DAYS": "2", "VITALQ_RETENTION_INTERVAL_S": "1"})
+    try:
+        wait_until(lambda: jobs.http.get(f"/api/v1/jobs/{old}").status_code == 404, 60,
+                   lambda: f"the old job deleted: {beat.log_path.read_text()[-3000:]}")
+    finally:
+        beat.stop()
+    assert jobs.get(recent)["status"] == "succeeded"
+    assert not (settings.jobs_dir / old).exists() and (settings.jobs_dir / recent).exists()
 
 
 def test_job_whose_worker_process_is_killed_is_redelivered_and_finishes_once(jobs):

@@ -306,6 +306,20 @@ def cancel(job_id: str, url: str, token: str | None) -> None:
     click.echo(f"job {job_id}: {'cancelled' if job['status'] == 'cancelled' else 'asked to stop'}")
 
 
+@main.command()
+@click.argument("job_id")
+@url_option
+@token_option
+def delete(job_id: str, url: str, token: str | None) -> None:
+    """Delete a finished job, with its artifacts and events (a live job is cancelled instead)."""
+    with _api_errors():
+        client = Client(url, token)
+        if not client.job(job_id)["finished_at"]:
+            raise click.ClickException(f"job {job_id} has not finished; cancel it first")
+        client.delete(job_id)
+    click.echo(f"job {job_id}: deleted")
+
+
 def _progress_bar(message: dict) -> None:
     if message["type"] not in ("snapshot", "progress", "status"):
         return

@@ -33,7 +33,7 @@ class Client:
             except (ValueError, KeyError, TypeError):
                 error = {"code": "HTTP_" + str(response.status_code), "message": response.text[:500]}
             raise ApiError(response.status_code, error)
-        return response.json()
+        return None if response.status_code == 204 else response.json()
 
     def kinds(self) -> dict[str, dict[str, Any]]:
         return {kind["name"]: kind for kind in self._call("GET", "/api/v1/kinds")["kinds"]}
@@ -55,7 +55,11 @@ class Client:
         return self._call("GET", "/api/v1/jobs", params={k: v for k, v in filters.items() if v is not None})
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/api/v1/jobs/{job_id}")
+        return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job with its artifacts (a live one is cancelled instead)."""
+        self._call("DELETE", f"/api/v1/jobs/{job_id}")
 
     def events(self, job_id: str, after: int | None = None, timeout_s: float = 3600.0) -> Iterator[dict[str, Any]]:
         """The job's websocket messages (snapshot, events, final) until it closes."""

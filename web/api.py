@@ -1,4 +1,4 @@
-"""The HTTP API, ``/api/v1``: submit, read, list and cancel jobs; their artifacts; the job kinds."""
+"""The HTTP API, ``/api/v1``: submit, read, list, cancel and delete jobs; their artifacts; the job kinds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file, url_for
 
-from worker import dispatch, risk_models, storage, store
+from worker import dispatch, retention, risk_models, storage, store
 from worker.exceptions import InvalidInput, NotFound, from_input_error
 from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
@@ -88,12 +88,23 @@ def get_job(job_id: str):
     return jsonify(visible(store.get(job_id)).to_dict())
 
 
-@bp.delete("/jobs/<job_id>")
+@bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):
-    """200 when the job is cancelled; 202 when a running job has been asked to stop."""
+    """200 when the job is cancelled; 202 when a running job has been asked to stop; 409
+    JOB_FINISHED when it had already finished (nothing is deleted)."""
     visible(store.get(job_id))
     job = dispatch.cancel(job_id)
     return jsonify(job.to_dict()), 200 if job.finished else 202
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str):
+    """A finished job is deleted, with its artifacts, its events and (once no other job
+    refers to it) its upload: 204. A live job is cancelled, as ``POST .../cancel`` does."""
+    if not visible(store.get(job_id)).finished:
+        return cancel_job(job_id)
+    retention.delete_job(job_id)
+    return "", 204
 
 
 @bp.post("/jobs/<job_id>/retry")

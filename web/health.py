@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ from worker import db, devices, dispatch, store
 from worker.broker import KEY_PREFIX, get_redis
 from worker.celery_app import app as celery_app
 from worker.kinds import SELFTEST
+from worker.settings import get_settings
 
 bp = Blueprint("health", __name__)
 
@@ -29,13 +31,14 @@ def live():
 
 @bp.get("/health/ready")
 def ready():
-    """Ready when the database is reachable and migrated, the broker answers, and a
-    worker consumes every queue."""
+    """Ready when the database is reachable and migrated, the broker answers, a worker
+    consumes every queue, and the data folder's disk has room for uploads and results."""
     checks = {
         "database": _check(db.ping),
         "migrations": _check(_migrations_at_head),
         "broker": _check(lambda: get_redis().ping() and None),
         "workers": _check(_every_queue_served),
+        "disk": _check(_disk_has_room),
     }
     ok = all(check["ok"] for check in checks.values())
     return jsonify({"status": "ready" if ok else "not_ready", "checks": checks}), 200 if ok else 503
@@ -95,6 +98,16 @@ def _check(probe: Callable[[], Any]) -> dict[str, Any]:
     except Exception as exc:  # every failure is a finding here, not an error
         return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     return {"ok": True, "detail": detail}
+
+
+def _disk_has_room() -> dict[str, int]:
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    disk = shutil.disk_usage(settings.data_dir)
+    if disk.free < settings.min_free_disk_bytes:
+        raise OSError(f"{disk.free} bytes free on the data folder's disk, under the "
+                      f"{settings.min_free_disk_bytes} required (VITALQ_MIN_FREE_DISK_BYTES)")
+    return {"free_bytes": disk.free, "total_bytes": disk.total}
 
 
 def _migrations_at_head() -> str:

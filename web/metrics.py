@@ -1,5 +1,5 @@
 """Prometheus metrics: job counts and run times from the job table, queue depths from
-Redis, and this web process's own request latencies.
+Redis, disk use of the data folder, and this web process's own request latencies.
 
 Job figures are read from the database at scrape time, so they are the same whichever
 web process answers and whichever worker ran the job.
@@ -13,12 +13,21 @@ from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
-from worker import devices, store
+from worker import devices, retention, store
 from worker.celery_app import queue_depths
 
 from . import feeds
 
 RUN_SECONDS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+#: Seconds a reading of disk use is served: it walks the data folder's every file.
+DISK_READING_S = 60.0
+_disk_reading: list = [float("-inf"), {}]
+
+
+def _disk_usage() -> dict[str, int]:
+    if time.monotonic() - _disk_reading[0] > DISK_READING_S:
+        _disk_reading[:] = [time.monotonic(), retention.disk_usage()]
+    return _disk_reading[1]
 
 
 class JobCollector:
@@ -39,6 +48,17 @@ class JobCollector:
             buckets = [(str(bound), n) for bound, n in zip(RUN_SECONDS_BUCKETS, cumulative)]
             runs.add_metric([kind], buckets + [("+Inf", count)], total)
         yield runs
+
+        disk = _disk_usage()
+        usage = GaugeMetricFamily("vitalq_data_bytes", "Bytes held in the data folder, by what holds them",
+                                  labels=["area"])
+        for area in ("uploads", "jobs"):
+            usage.add_metric([area], disk[f"{area}_bytes"])
+        yield usage
+        yield GaugeMetricFamily("vitalq_data_disk_free_bytes", "Free bytes on the data folder's disk",
+                                value=disk["free_bytes"])
+        yield GaugeMetricFamily("vitalq_data_disk_size_bytes", "Size of the data folder's disk, in bytes",
+                                value=disk["total_bytes"])
 
         # This web process's own: the live websockets, and the Redis readers they share.
         yield GaugeMetricFamily("vitalq_websockets", "Job websockets open in this web process",

@@ -161,9 +161,15 @@ def describe() -> dict[str, Any]:
                     **_errors(400, 404, 503)}}},
             "/api/v1/jobs/{job_id}": {
                 "get": {"operationId": "getJob", "parameters": [JOB_ID], "responses": {**job_ops, **_errors(404)}},
-                "delete": {"operationId": "cancelJob", "parameters": [JOB_ID], "responses": {
-                    **job_ops, "202": _json(_ref("Job"), "Asked to stop"), **_errors(404, 409)}},
+                "delete": {"operationId": "deleteJob", "parameters": [JOB_ID],
+                           "description": "A finished job is deleted, with its artifacts, events and (once no "
+                                          "other job refers to it) its upload; a live job is cancelled.",
+                           "responses": {"204": {"description": "Deleted"}, **job_ops,
+                                         "202": _json(_ref("Job"), "Asked to stop"), **_errors(404, 409)}},
             },
+            "/api/v1/jobs/{job_id}/cancel": {"post": {
+                "operationId": "cancelJob", "parameters": [JOB_ID], "responses": {
+                    **job_ops, "202": _json(_ref("Job"), "Asked to stop"), **_errors(404, 409)}}},
             "/api/v1/jobs/{job_id}/retry": {"post": {
                 "operationId": "retryJob", "parameters": [JOB_ID],
                 "requestBody": {"required": False, "content": {"application/json": {"schema": {

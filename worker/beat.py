@@ -6,7 +6,9 @@ or cleared over the API takes effect without restarting beat. (celery-redbeat an
 sqlalchemy-celery-beat would keep a second copy of each schedule to keep in step.)
 Static entries of ``beat_schedule`` in ``celeryconfig`` run beside them as usual, and
 so does the reconciler (``worker.reconcile``), run in this process every
-``VITALQ_RECONCILE_INTERVAL_S`` seconds so that it needs no free worker.
+``VITALQ_RECONCILE_INTERVAL_S`` seconds so that it needs no free worker, and, when
+``VITALQ_RETENTION_DAYS`` is set, retention (``worker.retention.purge``) every
+``VITALQ_RETENTION_INTERVAL_S`` seconds.
 
 A due calibration is submitted as a job like any other (``dispatch.submit``), so it
 has its record and waits its turn on the device's queue behind a running job; one
@@ -23,7 +25,7 @@ from types import SimpleNamespace
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule
 
-from . import devices, dispatch, store
+from . import devices, dispatch, retention, store
 from .exceptions import VitalqError
 from .reconcile import reconcile
 from .schedules import parse_schedule
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_PREFIX = "calibrate:"
 RECONCILE_ENTRY = "vitalq:reconcile"
+RETENTION_ENTRY = "vitalq:retention"
 
 
 class DeviceScheduler(Scheduler):
@@ -60,6 +63,11 @@ class DeviceScheduler(Scheduler):
                 name=RECONCILE_ENTRY, task=RECONCILE_ENTRY, app=self.app,
                 schedule=schedule(timedelta(seconds=get_settings().reconcile_interval_s)))
             self.data[RECONCILE_ENTRY] = entries[RECONCILE_ENTRY]
+        if RETENTION_ENTRY not in entries and get_settings().retention_days > 0:
+            entries[RETENTION_ENTRY] = ScheduleEntry(
+                name=RETENTION_ENTRY, task=RETENTION_ENTRY, app=self.app,
+                schedule=schedule(timedelta(seconds=get_settings().retention_interval_s)))
+            self.data[RETENTION_ENTRY] = entries[RETENTION_ENTRY]
         static = self.app.conf.beat_schedule or {}
         if set(static) - set(entries):
             self.merge_inplace(static)
@@ -94,6 +102,16 @@ class DeviceScheduler(Scheduler):
             report = reconcile(min_age_s=get_settings().reconcile_min_age_s)
             if any(report.values()):
                 log.warning("reconciler: %s", report)
+            return None
+        if entry.name == RETENTION_ENTRY:  # likewise: a sweep of the database and the data folder
+            entry = self.reserve(entry) if advance else entry
+            try:
+                removed = retention.purge(get_settings().retention_days)
+            except Exception:  # the database or a folder is away: the next hour tries again
+                log.exception("retention: purge failed")
+                return None
+            if any(removed.values()):
+                log.info("retention: removed %s", removed)
             return None
         if not entry.name.startswith(ENTRY_PREFIX):
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)

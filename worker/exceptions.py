@@ -91,6 +91,13 @@ class JobFinished(VitalqError):
     http_status = 409
 
 
+class JobLive(VitalqError):
+    """An operation that needs a finished job was asked of a live one."""
+
+    code = "JOB_LIVE"
+    http_status = 409
+
+
 class Unavailable(VitalqError):
     """A service vitalq depends on (broker, database) cannot be reached right now."""
 
@@ -172,3 +179,14 @@ def from_input_error(exc) -> VitalqError:
     error.code = exc.code
     error.http_status = _STATUS_BY_CODE.get(exc.code, 400)
     return error
+
+
+class JobFailed(Exception):
+    """What a job's task raises to Celery once the job's failure (or cancel) is recorded:
+    Celery's events, and Flower, then count the job as a failed task. Not a VitalqError:
+    it reports, it is never reported back; expected (``JobTask.throws``), so Celery
+    logs it without a traceback and never retries it."""
+
+    def __init__(self, error: VitalqError):
+        super().__init__(f"{error.code}: {error.message}")
+        self.code = error.code

@@ -10,7 +10,8 @@ A job kind's task is a plain function of a :class:`JobContext`::
 The message carries only the job id. ``JobTask`` marks the job running (counting
 attempts and redeliveries), hands the function its context, and records the end:
 the returned dict as the result and the files in the job folder as artifacts, or the
-error with its code. Transient faults are retried with exponential backoff and full
+error with its code (and then raises JobFailed, so that Celery's events and Flower count
+a failed job as a failed task). Transient faults are retried with exponential backoff and full
 jitter; everything else fails at once.
 
 PostgreSQL is the record of truth, so a worker that cannot reach it waits (see
@@ -27,7 +28,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 import redis
 import sqlalchemy.exc
@@ -39,7 +40,8 @@ from hardware.errors import DeviceError
 from ml.errors import InputError
 
 from . import logs, progress, storage, store
-from .exceptions import JobCancelled, JobTimeout, TransientError, VitalqError, from_device_error, from_input_error
+from .exceptions import (JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError, from_device_error,
+                         from_input_error)
 from .models import Job, JobStatus
 from .settings import get_settings
 
@@ -167,6 +169,7 @@ class JobTask(Task):
     that is not the last hands the job on, queued again, with its result."""
 
     Request = JobRequest
+    throws = (JobFailed,)
     acks_late = True
     reject_on_worker_lost = True
     typing = False
@@ -195,12 +198,13 @@ class JobTask(Task):
         log.info("job started: %s, attempt %d", job.kind, job.attempts)
         try:
             self._run_and_record(job, settings)
-        except Retry:
+        except (Retry, JobFailed):
             raise
         except Exception:  # the recording itself broke: settle the job rather than leave it running
             log.exception("job %s: recording its outcome failed", job_id)
-            self._record(lambda: store.finish(job_id, JobStatus.FAILED,
-                                              error=VitalqError("internal error while recording the job's outcome")))
+            error = VitalqError("internal error while recording the job's outcome")
+            self._record(lambda: store.finish(job_id, JobStatus.FAILED, error=error))
+            raise JobFailed(error) from None
         return None
 
     def _record(self, write: Callable[[], T]) -> T:
@@ -243,11 +247,12 @@ class JobTask(Task):
             else:
                 self._record(lambda: store.hand_off(job_id, result or {}, progress=unsaved))
 
-    def _fail(self, context: JobContext, job: Job, status: JobStatus, error: VitalqError) -> None:
-        """Record the failure; the job keeps the progress it had made."""
+    def _fail(self, context: JobContext, job: Job, status: JobStatus, error: VitalqError) -> NoReturn:
+        """Record the failure (the job keeps the progress it had made), then tell Celery."""
         storage.remove_artifacts(job.id)  # partial outputs are not results
         unsaved = context.unsaved_progress()
         self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at, progress=unsaved))
+        raise JobFailed(error) from None
 
     def _retry(self, context: JobContext, job: Job, error: VitalqError, settings) -> None:
         """Retry later with backoff, or fail with the error once retries are spent."""

@@ -46,6 +46,11 @@ def _cancel_key(job_id: str) -> str:
     return f"{KEY_PREFIX}job:{job_id}:cancel"
 
 
+def keys(job_id: str) -> list[str]:
+    """Every Redis key of a job's events (to delete them with the job)."""
+    return [events_key(job_id), _seq_key(job_id), _cancel_key(job_id)]
+
+
 @lru_cache(maxsize=None)
 def _publish_script(client: redis.Redis):
     # Sent once per process and server, then run by its SHA1 (EVALSHA): the script's text

@@ -7,17 +7,9 @@ a Redis server that ``vitalq up`` starts for the session (see ``worker.embedded_
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-
-
-def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
-
-
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
 
 
 @dataclass(frozen=True)
@@ -64,6 +56,13 @@ class Settings:
     #: Seconds the web process waits for one block (up to 64 KiB) of a request body before
     #: answering 408 (a client that trickles bytes holds a connection otherwise).
     body_read_timeout_s: float = 60.0
+    #: Days a finished job (its record, artifacts and events, and its upload once no job
+    #: refers to it) is kept; beat deletes older ones every ``retention_interval_s``.
+    #: 0: kept until deleted.
+    retention_days: float = 0.0
+    retention_interval_s: float = 3600.0
+    #: Free space on the data folder's disk below which ``/health/ready`` fails.
+    min_free_disk_bytes: int = 256 * 1024**2
 
     @property
     def uploads_dir(self) -> Path:
@@ -75,30 +74,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
+        """Each setting from ``VITALQ_<NAME>`` (upper case), when set, else its default;
+        the data folder, database and broker from ``VITALQ_DATA_DIR``, ``DATABASE_URL``
+        and ``REDIS_URL``."""
         data_dir = Path(os.environ.get("VITALQ_DATA_DIR", "var")).resolve()
-        return cls(
-            data_dir=data_dir,
-            database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitalq.db'}",
-            redis_url=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-            registry_refresh_s=_float("VITALQ_REGISTRY_REFRESH_S", 5.0),
-            reconcile_interval_s=_float("VITALQ_RECONCILE_INTERVAL_S", 60.0),
-            reconcile_min_age_s=_float("VITALQ_RECONCILE_MIN_AGE_S", 60.0),
-            max_queue_depth=_int("VITALQ_MAX_QUEUE_DEPTH", 10_000),
-            rate_limit_per_min=_int("VITALQ_RATE_LIMIT_PER_MIN", 1200),
-            max_queued_per_user=_int("VITALQ_MAX_QUEUED_PER_USER", 1000),
-            compute_threads=_int("VITALQ_COMPUTE_THREADS", 0),
-            body_read_timeout_s=_float("VITALQ_BODY_READ_TIMEOUT_S", 60.0),
-            max_upload_bytes=_int("VITALQ_MAX_UPLOAD_BYTES", 4 * 1024**3),
-            max_retries=_int("VITALQ_MAX_RETRIES", 5),
-            retry_backoff_s=_float("VITALQ_RETRY_BACKOFF_S", 2.0),
-            retry_backoff_max_s=_float("VITALQ_RETRY_BACKOFF_MAX_S", 120.0),
-            max_redeliveries=_int("VITALQ_MAX_REDELIVERIES", 3),
-            database_wait_s=_float("VITALQ_DATABASE_WAIT_S", 300.0),
-            cancel_grace_s=_float("VITALQ_CANCEL_GRACE_S", 10.0),
-            progress_db_interval_s=_float("VITALQ_PROGRESS_DB_INTERVAL_S", 1.0),
-            visibility_timeout_s=_int("VITALQ_VISIBILITY_TIMEOUT_S", 6 * 3600),
-            unacked_restore_interval_s=_int("VITALQ_UNACKED_RESTORE_INTERVAL_S", 10),
-        )
+        tuned = {}
+        for field in fields(cls):
+            value = os.environ.get(f"VITALQ_{field.name.upper()}")
+            if value is not None and field.name not in ("data_dir", "database_url", "redis_url"):
+                tuned[field.name] = type(field.default)(value)
+        return cls(data_dir=data_dir,
+                   database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitalq.db'}",
+                   redis_url=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0", **tuned)
 
 
 @lru_cache(maxsize=1)

@@ -88,6 +88,7 @@ class UploadSink:
         target = self._path.parent / f"{digest}{plain_suffix(filename)}"
         if target.exists():
             self._path.unlink()
+            os.utime(target)  # in use again: retention leaves a recently used upload alone
         else:
             os.replace(self._path, target)
         self.committed = True

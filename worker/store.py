@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, case, func, select, update
 
 from . import progress
 from .db import session_scope
-from .exceptions import JobCancelled, JobFinished, NotFound, VitalqError, WorkerLost
+from .exceptions import JobCancelled, JobFinished, JobLive, NotFound, VitalqError, WorkerLost
 from .models import FINISHED, STARTABLE, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,46 @@ def request_cancel(job_id: str) -> tuple[Job, bool]:
         raise JobFinished(f"job {job_id} has already finished ({job.status})", {"status": job.status})
     progress.request_cancel(job_id)
     return get(job_id), True
+
+
+def delete(job_id: str) -> dict[str, Any] | None:
+    """Delete a finished job's record; returns its input record (None if it had no file).
+    Raises NotFound, or JobLive for a job not finished."""
+    with session_scope() as session:
+        deleted = session.execute(_jobs.delete().where(_jobs.c.id == job_id, _jobs.c.status.in_(_values(FINISHED)))
+                                  .returning(_jobs.c.input)).first()
+        if deleted is not None:
+            return deleted.input
+        job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    raise JobLive(f"job {job_id} is {job.status}; cancel it first", {"status": job.status})
+
+
+def delete_finished_before(cutoff: datetime, limit: int = 500) -> list[tuple[str, dict[str, Any] | None]]:
+    """Delete up to ``limit`` jobs finished before ``cutoff``; returns their ids and input records."""
+    oldest = (select(_jobs.c.id).where(_jobs.c.status.in_(_values(FINISHED)), _jobs.c.finished_at < cutoff)
+              .order_by(_jobs.c.finished_at).limit(limit))
+    with session_scope() as session:
+        rows = session.execute(_jobs.delete().where(_jobs.c.id.in_(oldest.scalar_subquery()))
+                               .returning(_jobs.c.id, _jobs.c.input))
+        return [(row.id, row.input) for row in rows]
+
+
+def inputs_in_use(paths: Iterable[str]) -> set[str]:
+    """Which of these upload paths a job still refers to."""
+    paths = list(paths)
+    if not paths:
+        return set()
+    stored_path = Job.input["path"].as_string()
+    with session_scope() as session:
+        return set(session.scalars(select(stored_path).where(stored_path.in_(paths)).distinct()))
+
+
+def known_ids(job_ids: Iterable[str]) -> set[str]:
+    """Which of these job ids have a record."""
+    with session_scope() as session:
+        return set(session.scalars(select(Job.id).where(Job.id.in_(list(job_ids)))))
 
 
 def counts_by_kind_and_status() -> list[tuple[str, str, int]]:

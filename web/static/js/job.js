@@ -95,7 +95,7 @@ function connect() {
 $("cancel").addEventListener("click", async () => {
   $("cancel").disabled = true;
   try {
-    const job = await api(`/api/v1/jobs/${jobId}`, { method: "DELETE" });
+    const job = await api(`/api/v1/jobs/${jobId}/cancel`, { method: "POST", json: {} });
     $("connection").textContent = job.finished_at ? "" : "asked to stop…";
   } catch (error) {
     $("connection").textContent = `Could not cancel: ${error.message}`;
