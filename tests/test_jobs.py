@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -328,12 +329,18 @@ def test_redelivered_message_of_a_finished_job_does_nothing(jobs):
     assert max(event["seq"] for _, event in progress.read(job["id"])) == seq_before
 
 
-def test_health_checks_and_metrics_see_the_worker_and_jobs(jobs, http):
+def test_health_checks_and_metrics_see_the_worker_and_jobs(jobs, http, monkeypatch):
+    monkeypatch.setattr("web.metrics.DISK_READING_S", 0)  # read now, not a reading of an earlier test's
     ready = http.get("/health/ready")
     assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
     assert all(check["ok"] for check in checks.values())
     assert any(name.startswith("test-") for name in checks["workers"]["detail"]["cpu"])
+    assert checks["disk"]["detail"]["free_bytes"] > 0
+    # Once the workers are known, a check waits for their answers, not its 1 s broadcast timeout.
+    started = time.perf_counter()
+    assert http.get("/health/ready").status_code == 200
+    assert time.perf_counter() - started < 0.9
 
     deep = http.get("/health/deep")
     assert deep.status_code == 200 and deep.json()["job_status"] == "succeeded"
@@ -344,6 +351,16 @@ def test_health_checks_and_metrics_see_the_worker_and_jobs(jobs, http):
     assert 'vitalq_queue_depth{queue="cpu"} 0.0' in metrics
     assert 'vitalq_job_run_seconds_count{kind="diagnostics.selftest"} 1.0' in metrics
     assert 'vitalq_http_request_seconds_count{endpoint="health.deep",method="GET",status="200"}' in metrics
+    assert re.search(r'^vitalq_data_bytes\{area="jobs"\} [1-9]', metrics, re.M)  # the selftest's artifact
+    assert re.search(r"^vitalq_data_disk_free_bytes [1-9]", metrics, re.M)
+
+
+def test_not_ready_when_the_data_disk_is_nearly_full(http, configure):
+    configure(VITALQ_MIN_FREE_DISK_BYTES=str(2**62))
+    ready = http.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+    disk = ready.json()["checks"]["disk"]
+    assert disk["ok"] is False and "VITALQ_MIN_FREE_DISK_BYTES" in disk["detail"]
 
 
 def test_the_deep_health_check_runs_one_selftest_however_often_it_is_called(jobs, http):

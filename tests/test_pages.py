@@ -56,6 +56,7 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     # The status event comes first; the error panel is filled by the final event just after.
     page.wait_for_selector("#failure", state="visible", timeout=10_000)
     assert page.is_visible("#failure") and "cancelled" in page.inner_text("#failure-plain")
+    assert page.inner_text("#failure-title") == "Why it stopped"  # not "Why it failed"
     assert page.is_visible("#retry") and not page.is_visible("#cancel")
     shot(page, "pages-job-cancelled")
     page.click("#retry")  # runs it again as a new job
@@ -65,6 +66,9 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     assert jobs.get(again)["params"] == job["params"]
     jobs.http.delete(f"/api/v1/jobs/{again}")
     assert jobs.wait_finished(again)["status"] == "cancelled"  # the worker is free for the next test
+    page.goto("/jobs")
+    page.wait_for_selector("#job-table[data-loaded=true]")
+    assert "CANCELLED" in page.inner_text(f"tr[data-job-id='{job['id']}'] td[data-label=Error]")
 
 
 def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):
@@ -101,6 +105,10 @@ def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
     overall = float(page.locator("th:has-text('Overall') + td").inner_text().split()[0])
     assert abs(overall - truth.mean_hr_bpm) < 3
     assert page.locator("th:has-text('RMSSD') + td").inner_text().endswith("ms")
+    # Quality has its own 0-1 axis, not the heart rate's.
+    heart_rate = page.locator("figure.chart:has-text('Heart rate over time')")
+    assert "quality (0–1)" in heart_rate.inner_text() and "x100" not in heart_rate.inner_text()
+    assert heart_rate.locator(".u-axis").count() == 3  # time, bpm, quality
     assert {"plot.png", "pulse.csv", "heart_rate.csv"} <= set(page.inner_text("#artifacts").split())
     shot(page, "pages-rppg-results")
 
@@ -143,6 +151,34 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clea
     assert "queued" in page.inner_text("#device-status")
     page.goto("/")
     page.wait_for_selector("form[data-ready=true]")
+    assert page.input_value("#kind") == "video.rppg"  # the kind most people come for
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     shot(page, "pages-submit-phone")
+    # A calibration is of a registered device, chosen from a list.
+    page.select_option("#kind", "camera.calibrate")
+    assert page.locator("#param-device option").all_inner_texts() == ["bench-cam (simulated)"]
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")
+    job_id = page.url.rsplit("/", 1)[1]
+    assert client.get(f"/api/v1/jobs/{job_id}").get_json()["params"]["device"] == "bench-cam"
     context.close()
+
+
+def test_a_trained_model_is_shown_as_tables_of_its_metrics(page, worker, jobs, tmp_path):
+    from test_risk import write_csv
+
+    from ml.risk.training import demo_dataset
+
+    features, labels = demo_dataset(rows=400, seed=2)
+    response = jobs.http.post("/api/v1/jobs", data={"kind": "risk.train"},
+                              files={"file": ("train.csv", write_csv(tmp_path / "t.csv", features, labels).read_bytes())})
+    job = jobs.wait_finished(response.json()["id"], timeout_s=120)
+    assert job["status"] == "succeeded", job["error"]
+    page.goto(f"/jobs/{job['id']}")
+    page.wait_for_selector("#job[data-rendered=true]")
+    metrics = job["result"]["model"]["metrics"]
+    auc = page.locator("#result-views th:has-text('ROC AUC') + td").inner_text()
+    assert auc.startswith(f"{metrics['cv_roc_auc']['mean']:.3f} ± ") and f"{metrics['holdout_roc_auc']:.3f}" in auc
+    assert page.locator("#result-views th:has-text('Runtime') + td").inner_text() == job["result"]["model"]["runtime"]
+    assert page.locator("#result-views pre").count() == 0  # no raw JSON dump
+    shot(page, "pages-risk-train")

@@ -185,6 +185,17 @@ def test_video_analyze_chains_rppg_into_risk(jobs, http, tmp_path):
     assert risk["model"]["demo"] is True and "not clinically validated" in risk["model"]["notice"]
     assert risk["features"]["mean_hr_bpm"] == job["result"]["rppg"]["hrv"]["mean_hr_bpm"]
     assert {a["name"] for a in job["artifacts"]} >= {"plot.png", "pulse.csv"}
+    # One attempt in two stages, timed from the first stage's start.
+    assert job["attempts"] == 1
+    assert job["run_seconds"] > stage_seconds(messages, "video.analyze.risk") > 0
+    assert [m["message"] for m in messages if m["type"] == "status" and m["status"] == "running"] == [
+        "attempt 1, stage video.analyze.rppg", "attempt 1, stage video.analyze.risk"]
+
+
+def stage_seconds(messages: list[dict], stage: str) -> float:
+    """Seconds from the stage's running event to the job's last event."""
+    start = next(m["time"] for m in messages if m["type"] == "status" and stage in (m["message"] or ""))
+    return max(m["time"] for m in messages if "time" in m) - start
 
 
 @pytest.mark.usefixtures("worker")

@@ -117,12 +117,25 @@ def _migrations_at_head() -> str:
     return head
 
 
+#: The workers that answered the last check: the next one waits for that many replies,
+#: not for its whole timeout (a broadcast cannot know how many workers will answer).
+_workers_seen: set[str] = set()
+
+
 def _every_queue_served() -> dict[str, list[str]]:
-    replies = celery_app.control.inspect(timeout=1.0).active_queues() or {}
-    served: dict[str, list[str]] = {queue: [] for queue in devices.queues()}
-    for worker, queues in replies.items():
-        for queue in queues:
-            served.setdefault(queue["name"], []).append(worker)
+    def ask(expected: int | None) -> dict[str, list[str]]:
+        replies = celery_app.control.inspect(timeout=1.0, limit=expected).active_queues() or {}
+        served: dict[str, list[str]] = {queue: [] for queue in devices.queues()}
+        for worker, queues in replies.items():
+            for queue in queues:
+                served.setdefault(queue["name"], []).append(worker)
+        return served
+
+    served = ask(len(_workers_seen) or None)
+    if _workers_seen and not all(served.values()):  # a worker may have joined: hear them all
+        served = ask(None)
+    _workers_seen.clear()
+    _workers_seen.update(worker for workers in served.values() for worker in workers)
     missing = [queue for queue, workers in served.items() if not workers]
     if missing:
         raise RuntimeError(f"no worker consumes {', '.join(missing)}")

@@ -214,9 +214,10 @@ class JobTask(Task):
         job_id = job.id
         context = JobContext(job, span=self.progress_span)
         try:
+            stage = "" if self.progress_span == (0.0, 1.0) else f", stage {self.name}"
             progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
                                       "fraction": job.progress_fraction, "stage": job.progress_stage,
-                                      "message": f"attempt {job.attempts}"})
+                                      "message": f"attempt {job.attempts}{stage}"})
             result = self.run(context)
         except JobCancelled as exc:
             self._fail(context, job, JobStatus.CANCELLED, exc)

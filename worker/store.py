@@ -37,8 +37,13 @@ _jobs = Job.__table__
 _INSERT = _jobs.insert().returning(*_jobs.c, sort_by_parameter_order=True)
 _RUN = dict(status=JobStatus.RUNNING.value, attempts=_jobs.c.attempts + 1, started_at=bindparam("now"),
             worker=bindparam("worker_name"))
+# The next stage of a job handed on by the last (queued, carrying a result) goes on with
+# the same attempt, and the job's run time counts from its first stage.
+_next_stage = (_jobs.c.status == JobStatus.QUEUED.value) & _jobs.c.result.is_not(None)
 _START = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(_values(STARTABLE)))
-          .values(**_RUN).returning(*_jobs.c))
+          .values(**{**_RUN, "attempts": case((_next_stage, _jobs.c.attempts), else_=_jobs.c.attempts + 1),
+                     "started_at": case((_next_stage, _jobs.c.started_at), else_=bindparam("now"))})
+          .returning(*_jobs.c))
 _START_AGAIN = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.status == JobStatus.RUNNING.value,
                                      _jobs.c.redeliveries < bindparam("max_redeliveries"))
                 .values(redeliveries=_jobs.c.redeliveries + 1, **_RUN).returning(*_jobs.c))

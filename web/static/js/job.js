@@ -41,6 +41,7 @@ async function showFinal(job) {
   if (job.status === "succeeded") showProgress(1, job.progress.stage, "done");
   if (job.error) {
     $("failure").hidden = false;
+    $("failure-title").textContent = job.status === "cancelled" ? "Why it stopped" : "Why it failed";
     $("failure-plain").textContent = plainError(job.error.code);
     $("failure-code").textContent = job.error.code;
     $("failure-message").textContent = job.error.message;

@@ -8,8 +8,8 @@ function chart(container, title, xLabel, series, data, options = {}) {
   const width = Math.max(280, Math.min(container.clientWidth || 800, 960));
   const plot = new uPlot({
     width, height: options.height || 260,
-    scales: { x: { time: false, distr: options.logX ? 3 : 1 } },
-    axes: [{ label: xLabel }, { label: options.yLabel || "" }],
+    scales: { x: { time: false, distr: options.logX ? 3 : 1 }, ...(options.scales || {}) },
+    axes: [{ label: xLabel }, ...(options.axes || [{ label: options.yLabel || "" }])],
     series: [{ label: xLabel }, ...series],
     cursor: { drag: { x: true, y: false } },
   }, data, box);
@@ -44,9 +44,14 @@ async function rppg(job, container, summary = job.result) {
   const [t, pulse] = await csv(job, "pulse.csv");
   chart(container, "Pulse signal (blood-volume pulse)", "time (s)", [{ label: "pulse", stroke: "#0b5cad" }], [t, pulse]);
   const [ht, bpm, quality] = await csv(job, "heart_rate.csv");
+  // Quality (0 to 1) on its own axis, at the right: it is not a heart rate.
   chart(container, "Heart rate over time", "time (s)",
-    [{ label: "bpm", stroke: "#a40e26", points: { show: true } }, { label: "quality (x100)", stroke: "#57606a", dash: [4, 4] }],
-    [ht, bpm, quality.map((q) => (q === null ? null : 100 * q))], { yLabel: "bpm" });
+    [{ label: "heart rate (bpm)", stroke: "#a40e26", points: { show: true }, scale: "bpm" },
+     { label: "quality (0–1)", stroke: "#57606a", dash: [4, 4], scale: "quality" }],
+    [ht, bpm, quality], {
+      scales: { quality: { range: [0, 1] } },
+      axes: [{ label: "heart rate (bpm)", scale: "bpm" }, { label: "quality", scale: "quality", side: 1, grid: { show: false } }],
+    });
   const hrv = summary.hrv || {};
   table(container, "Heart-rate variability", [
     ["Beats used", hrv.beats ?? "—"], ["Mean HR", fixed(hrv.mean_hr_bpm, 1, " bpm")], ["SDNN", fixed(hrv.sdnn_ms, 1, " ms")],
@@ -109,6 +114,19 @@ function risk(job, container, prediction = job.result) {
       el("th", { scope: "col" }, "predicted"))), el("tbody", {}, rows)));
 }
 
+function trained(job, container) {
+  const model = job.result.model, metrics = model.metrics;
+  const score = (name) => metrics[`cv_${name}`] ? `${fixed(metrics[`cv_${name}`].mean, 3)} ± ${fixed(metrics[`cv_${name}`].std, 3)}` : "—";
+  table(container, "Model", [["Version", `${model.version}${model.active ? " (active)" : ""}`], ["Name", model.name],
+    ["Type", model.model_type], ["Runtime", model.runtime], ["Classes", Object.entries(model.class_balance).map(([c, n]) => `${c}: ${n} rows`).join(", ")],
+    ["Features", model.features.length]]);
+  table(container, `Performance (${metrics.cv_folds}-fold cross-validation; held-out rows: ${metrics.holdout_rows})`, [
+    ["ROC AUC", `${score("roc_auc")} (held out: ${fixed(metrics.holdout_roc_auc, 3)})`],
+    ["Balanced accuracy", `${score("balanced_accuracy")} (held out: ${fixed(metrics.holdout_balanced_accuracy, 3)})`],
+    ...(metrics.cv_brier ? [["Brier score (lower is better)", `${score("brier")} (held out: ${fixed(metrics.holdout_brier, 3)})`]] : []),
+  ]);
+}
+
 function plain(job, container) {
   container.append(el("pre", {}, JSON.stringify(job.result, null, 2)));
 }
@@ -119,5 +137,6 @@ export const RESULT_VIEWS = {
   "signal.filter": filtered,
   "camera.calibrate": calibration,
   "risk.predict": risk,
+  "risk.train": trained,
   default: plain,
 };

@@ -9,6 +9,9 @@ const fileField = document.getElementById("file-field");
 const fileInput = document.getElementById("file");
 const dropzone = document.getElementById("dropzone");
 let kinds = [];
+let devices = [];
+// The page opens on the kind most people come for.
+const DEFAULT_KIND = "video.rppg";
 
 function schemaType(spec) {
   const types = Array.isArray(spec.type) ? spec.type.filter((t) => t !== "null") : [spec.type];
@@ -31,6 +34,12 @@ function inputFor(name, spec, required) {
   const id = `param-${name}`;
   const common = { id, name, "data-param": name, "aria-describedby": `${id}-help ${id}-error`, required };
   const type = schemaType(spec);
+  if (name === "device") { // a registered device, by its id
+    const select = el("select", common);
+    for (const device of devices) select.append(el("option", { value: JSON.stringify(device.id) }, `${device.id} (${device.driver})`));
+    if (!devices.length) select.append(el("option", { value: "" }, "(no device registered: see Devices)"));
+    return select;
+  }
   if (type === "enum") {
     const select = el("select", common);
     if (!required && spec.default === undefined) select.append(el("option", { value: "" }, "(not set)"));
@@ -82,7 +91,7 @@ function collectParams(kind) {
     if (type === "boolean") { params[name] = input.checked; continue; }
     const raw = input.value.trim();
     if (raw === "") continue; // the default applies
-    if (type === "enum") params[name] = JSON.parse(raw);
+    if (type === "enum" || name === "device") params[name] = JSON.parse(raw);
     else if (type === "number" || type === "integer") params[name] = Number(raw);
     else if (type === "array" && !(spec.items && spec.items.type === "object")) {
       // Items that may be numbers (cutoffs, channel indexes) are numbers when they read as one.
@@ -191,10 +200,12 @@ kindSelect.addEventListener("change", () => {
 });
 
 (async () => {
-  kinds = (await api("/api/v1/kinds")).kinds;
+  [kinds, devices] = await Promise.all([api("/api/v1/kinds").then((body) => body.kinds),
+                                        api("/api/v1/devices").then((body) => body.devices)]);
   for (const kind of kinds) kindSelect.append(el("option", { value: kind.name }, `${kind.title} (${kind.name})`));
   const wanted = new URLSearchParams(location.search).get("kind");
-  if (wanted && kinds.some((k) => k.name === wanted)) kindSelect.value = wanted;
+  const opening = [wanted, DEFAULT_KIND].find((name) => kinds.some((k) => k.name === name));
+  if (opening) kindSelect.value = opening;
   renderParams(kinds.find((k) => k.name === kindSelect.value));
   form.dataset.ready = "true";
 })();
