@@ -1,24 +1,19 @@
-"""Errors of the camera layer, each with a stable code.
+"""Errors of the camera layer, each with a stable code (``vitalq.errors``).
 
 A device that cannot be opened, is in use or drops out mid-capture is a *transient*
 fault (``DeviceError``): the job layer retries it with backoff. A request the device
-cannot honour (a control it lacks, a value out of range) is bad input (``InputError``).
+cannot honour (a control it lacks, a value out of range) is bad input.
 """
 
 from __future__ import annotations
 
-from ml.errors import InputError
+from vitalq.errors import InvalidInput, TransientError
 
 
-class DeviceError(Exception):
+class DeviceError(TransientError):
     """A fault of the device itself, which may pass: retry later."""
 
     code = "DEVICE_UNAVAILABLE"
-
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
 
 
 class DeviceUnavailableError(DeviceError):
@@ -33,13 +28,13 @@ class DeviceBusyError(DeviceError):
     code = "DEVICE_BUSY"
 
 
-class ControlUnsupported(InputError):
+class ControlUnsupported(InvalidInput):
     """The device has no such control, or refused the value."""
 
     code = "CONTROL_UNSUPPORTED"
 
 
-class CalibrationError(InputError):
+class CalibrationError(InvalidInput):
     """The calibration cannot proceed with what the camera sees (no target in view)."""
 
     code = "CALIBRATION_FAILED"

@@ -1,50 +1,30 @@
 """Errors the computation raises for bad input, each with a stable code.
 
-ml/ and hardware/ know nothing of Celery or HTTP; the job layer (``worker.jobtask``)
-turns an ``InputError`` into a failed job with the same code, never retried.
+They are vitalq's own (``vitalq.errors``, which depends on nothing): ml/ knows nothing
+of Celery or HTTP, and a job that raises one fails with its code, never retried.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from vitalq.errors import EmptyInput, InvalidInput, TooLarge, UnsupportedFormat
+
+__all__ = ["CorruptFile", "EmptyInput", "InvalidInput", "NonFiniteSample", "ParseError", "TooLarge",
+           "UnsupportedFormat"]
 
 
-class InputError(ValueError):
-    """The input cannot be processed as given. Retrying will not help."""
-
-    code = "INVALID_INPUT"
-
-    def __init__(self, message: str, **details: Any):
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class UnsupportedFormat(InputError):
-    code = "UNSUPPORTED_FORMAT"
-
-
-class EmptyInput(InputError):
-    code = "EMPTY_INPUT"
-
-
-class TooLarge(InputError):
-    code = "TOO_LARGE"
-
-
-class CorruptFile(InputError):
+class CorruptFile(InvalidInput):
     """Truncated, mis-sized or internally inconsistent."""
 
     code = "CORRUPT_FILE"
 
 
-class ParseError(InputError):
+class ParseError(InvalidInput):
     """Text that is not what it should be; ``details["line"]`` names the 1-based line."""
 
     code = "PARSE_ERROR"
 
 
-class NonFiniteSample(InputError):
+class NonFiniteSample(InvalidInput):
     """NaN or infinity; ``details["index"]`` is the first bad sample, ``details["channel"]`` its channel."""
 
     code = "NON_FINITE"

@@ -13,7 +13,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from threadpoolctl import threadpool_info
 
-from worker.exceptions import InvalidInput, TransientError
+from vitalq.errors import InvalidInput, TransientError
 from worker.jobtask import JobContext, JobTask
 
 #: The selftest recovers this frequency (Hz) from a synthetic sine to show numpy works.

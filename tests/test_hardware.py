@@ -173,7 +173,7 @@ def test_opencv_driver_reads_a_video_file_as_a_camera(board_video, tmp_path):
 def test_schedules_are_parsed_or_refused_with_the_field_named():
     from datetime import timedelta
 
-    from worker.exceptions import InvalidInput
+    from vitalq.errors import InvalidInput
     from worker.schedules import parse_schedule
 
     assert parse_schedule("@every 6h").run_every == timedelta(hours=6)

@@ -161,7 +161,7 @@ class _vitalq_errors:
         return self
 
     def __exit__(self, exc_type, exc, _tb):
-        from worker.exceptions import VitalqError
+        from vitalq.errors import VitalqError
 
         if exc is not None and isinstance(exc, VitalqError):
             raise click.ClickException(f"{exc.code}: {exc.message}")

@@ -14,7 +14,7 @@ from flask import Request as FlaskRequest
 from flask_sock import Sock
 
 from worker.settings import get_settings
-from worker.exceptions import InvalidInput
+from vitalq.errors import InvalidInput
 from worker.storage import UploadSink
 
 sock = Sock()

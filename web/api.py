@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request, send_file, url_for
 
 from worker import dispatch, retention, risk_models, storage, store
-from worker.exceptions import InvalidInput, NotFound, from_input_error
+from vitalq.errors import InvalidInput, NotFound
 from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
 
@@ -166,9 +166,4 @@ def activate_model(version: int):
 
 
 def _model_call(call):
-    from ml.errors import InputError
-
-    try:
-        return call(risk_models.registry())
-    except InputError as exc:
-        raise from_input_error(exc) from None
+    return call(risk_models.registry())

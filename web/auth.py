@@ -32,7 +32,7 @@ from flask import Blueprint, Flask, g, redirect, render_template, request, sessi
 
 from worker import accounts
 from worker.broker import KEY_PREFIX, get_redis
-from worker.exceptions import Forbidden, NotFound, RateLimited, Unauthenticated
+from vitalq.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from worker.models import Job, User
 from worker.settings import get_settings
 

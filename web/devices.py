@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, url_for
 
 from worker import devices, dispatch
-from worker.exceptions import NotFound
+from vitalq.errors import NotFound
 
 from .auth import current_user, require_admin
 from .errors import created, json_body

@@ -12,8 +12,8 @@ import sqlalchemy.exc
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from vitalq.errors import InvalidInput, Unavailable, VitalqError
 from worker import logs
-from worker.exceptions import InvalidInput, Unavailable, VitalqError
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("vitalq.access")
@@ -21,6 +21,21 @@ access_log = logging.getLogger("vitalq.access")
 #: Codes for the HTTP errors Werkzeug raises itself (routing, methods, body size).
 HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "TIMEOUT", 413: "TOO_LARGE",
               415: "UNSUPPORTED_FORMAT", 429: "RATE_LIMITED"}
+
+
+#: The HTTP status of each error code that is not the rule's: bad input (an InvalidInput)
+#: is 400, a retryable fault 503, and anything else 500.
+HTTP_STATUS = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
+               "JOB_FINISHED": 409, "JOB_LIVE": 409, "CANCELLED": 409, "UNAUTHENTICATED": 401, "FORBIDDEN": 403,
+               "RATE_LIMITED": 429, "TIMEOUT": 504}
+
+
+def http_status(error: VitalqError) -> int:
+    if error.code in HTTP_STATUS:
+        return HTTP_STATUS[error.code]
+    if isinstance(error, InvalidInput):
+        return 400
+    return 503 if error.retryable else 500
 
 
 def created(body: dict, location: str):
@@ -119,7 +134,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(VitalqError)
     def _vitalq_error(exc: VitalqError):
-        response, status = error_response(exc.code, exc.message, exc.http_status, exc.details)
+        reported = exc.to_dict()
+        response, status = error_response(reported["code"], reported["message"], http_status(exc), reported["details"])
         if getattr(exc, "retry_after_s", None):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         return response, status
@@ -137,7 +153,7 @@ def init_app(app: Flask) -> None:
     def _service_down(exc: Exception):
         log.error("a backing service is unreachable: %s", exc)
         error = Unavailable("a service vitalq depends on is unreachable; try again shortly")
-        response, status = error_response(error.code, error.message, error.http_status)
+        response, status = error_response(error.code, error.message, http_status(error))
         response.headers["Retry-After"] = "5"
         return response, status
 

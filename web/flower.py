@@ -11,7 +11,7 @@ import os
 import httpx
 from flask import Blueprint, Response, current_app, request
 
-from worker.exceptions import Unavailable
+from vitalq.errors import Unavailable
 
 from .auth import require_admin
 

@@ -18,7 +18,7 @@ from flask import request
 from flask_sock import Sock
 
 from worker import store
-from worker.exceptions import NotFound
+from vitalq.errors import NotFound
 from worker.models import FINISHED, JobStatus
 
 from . import feeds

@@ -21,9 +21,10 @@ import time
 import redis
 from sqlalchemy import func, select, update
 
+from vitalq.errors import AlreadyExists, InvalidInput, NotFound
+
 from .broker import KEY_PREFIX, get_redis
 from .db import session_scope
-from .exceptions import AlreadyExists, InvalidInput, NotFound
 from .models import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "vq_"

@@ -25,8 +25,9 @@ from types import SimpleNamespace
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule
 
+from vitalq.errors import VitalqError
+
 from . import devices, dispatch, retention, store
-from .exceptions import VitalqError
 from .reconcile import reconcile
 from .schedules import parse_schedule
 from .settings import get_settings

@@ -17,8 +17,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from sqlalchemy import func, or_, select, update
 
+from vitalq.errors import AlreadyExists, InvalidInput, NotFound
+
 from .db import session_scope
-from .exceptions import AlreadyExists, InvalidInput, NotFound
 from .models import CameraProfile, Device, utcnow
 from .schedules import parse_schedule
 

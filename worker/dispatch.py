@@ -17,10 +17,11 @@ import kombu.exceptions
 import redis
 from celery import chain
 
+from vitalq.errors import (EmptyInput, InvalidInput, JobCancelled, NotFound, QueueFull, RateLimited, TooLarge,
+                           Unavailable, UnsupportedFormat, VitalqError)
+
 from . import logs, store
 from .celery_app import app, queue_depths
-from .exceptions import (EmptyInput, InvalidInput, JobCancelled, NotFound, QueueFull, RateLimited, TooLarge,
-                         Unavailable, UnsupportedFormat, VitalqError)
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings

@@ -36,12 +36,9 @@ from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
 
-from hardware.errors import DeviceError
-from ml.errors import InputError
+from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
 
 from . import logs, progress, storage, store
-from .exceptions import (JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError, from_device_error,
-                         from_input_error)
 from .models import Job, JobStatus
 from .settings import get_settings
 
@@ -225,11 +222,7 @@ class JobTask(Task):
             self._fail(context, job, JobStatus.FAILED, JobTimeout(
                 f"exceeded its soft time limit of {job.soft_time_limit_s:g} s",
                 {"soft_time_limit_s": job.soft_time_limit_s}))
-        except InputError as exc:
-            self._fail(context, job, JobStatus.FAILED, from_input_error(exc))
-        except DeviceError as exc:
-            self._retry(context, job, from_device_error(exc), settings)
-        except VitalqError as exc:
+        except VitalqError as exc:  # bad input fails at once; a device or service fault is retried
             if exc.retryable:
                 self._retry(context, job, exc, settings)
             else:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from jsonschema import Draft202012Validator
 
-from .exceptions import InvalidInput, NotFound, UnsupportedFormat, from_input_error
+from vitalq.errors import InvalidInput, NotFound, UnsupportedFormat
 
 #: (params, the uploaded file or None) -> (soft, hard) time limits in seconds.
 TimeLimits = Callable[[dict[str, Any], "Path | None"], "tuple[float, float]"]
@@ -52,7 +52,7 @@ class JobKind:
     #: Celery task names run one after the other as a chain; None: the task named like the kind.
     stages: tuple[str, ...] | None = None
     #: Checks that a JSON Schema cannot say, across fields and against the uploaded
-    #: file (its path, or None): raises InvalidInput or an ``ml.errors.InputError``.
+    #: file (its path, or None): raises InvalidInput or an ``ml.errors.InvalidInput``.
     check: Callable[[dict[str, Any], "Path | None"], None] | None = None
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
@@ -89,12 +89,7 @@ class JobKind:
         }
         filled.update(params)
         if self.check is not None:
-            try:
-                self.check(filled, upload)
-            except ValueError as exc:
-                if not hasattr(exc, "code"):
-                    raise
-                raise from_input_error(exc) from None
+            self.check(filled, upload)
         return filled
 
     def queue_for(self, params: dict[str, Any]) -> str:

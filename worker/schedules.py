@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from celery.schedules import crontab, schedule
 
-from .exceptions import InvalidInput
+from vitalq.errors import InvalidInput
 
 _SHORTHANDS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
                "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *"}

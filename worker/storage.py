@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .exceptions import InvalidInput, TooLarge
+from vitalq.errors import InvalidInput, TooLarge
 from .settings import get_settings
 
 _PLAIN_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")

@@ -17,9 +17,10 @@ from typing import Any, Iterable
 import redis
 from sqlalchemy import bindparam, case, func, select, update
 
+from vitalq.errors import JobCancelled, JobFinished, JobLive, NotFound, VitalqError, WorkerLost
+
 from . import progress
 from .db import session_scope
-from .exceptions import JobCancelled, JobFinished, JobLive, NotFound, VitalqError, WorkerLost
 from .models import FINISHED, STARTABLE, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,8 @@ def mark_retrying(job_id: str, error: VitalqError, progress: dict[str, Any] | No
         if job is None or job.finished:
             return
         job.status = JobStatus.RETRYING.value
-        job.error_code, job.error_message, job.error_details = error.code, error.message, error.details
+        reported = error.to_dict()
+        job.error_code, job.error_message, job.error_details = reported["code"], reported["message"], reported["details"]
         for column, value in _progress_values(progress).items():
             setattr(job, column, value)
     _announce(job)
@@ -219,7 +221,9 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             values.update(result=json_safe(result), artifacts=artifacts or [], progress_fraction=1.0,
                           error_code=None, error_message=None, error_details=None)
         elif error is not None:
-            values.update(error_code=error.code, error_message=error.message, error_details=json_safe(error.details))
+            reported = error.to_dict()
+            values.update(error_code=reported["code"], error_message=reported["message"],
+                          error_details=json_safe(reported["details"]))
         job = session.execute(_finish_statement(tuple(sorted(values))),
                               {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}}).first()
         if job is None:

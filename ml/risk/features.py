@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ FEATURES = (
 NAMES = tuple(f.name for f in FEATURES)
 
 
-class InvalidFeature(InputError):
+class InvalidFeature(InvalidInput):
     """A feature missing, not a number, or out of its plausible range; names the row and feature."""
 
 

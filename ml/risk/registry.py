@@ -25,7 +25,7 @@ import joblib
 import numpy as np
 import openvino as ov
 
-from ..errors import InputError
+from ..errors import InvalidInput
 from .features import FEATURES
 from .serving import PARITY_TOLERANCE, NotConvertible, compiled, openvino_proba, parity, to_openvino
 from .training import TrainedModel
@@ -34,7 +34,7 @@ DEMO_NOTICE = ("demonstration model trained on generated data; not clinically va
                "medical decision")
 
 
-class ModelNotFound(InputError):
+class ModelNotFound(InvalidInput):
     code = "NOT_FOUND"
 
 

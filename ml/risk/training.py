@@ -21,7 +21,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..errors import InputError, ParseError, TooLarge
+from ..errors import InvalidInput, ParseError, TooLarge
 from ..text import bounded_lines, head
 from .features import NAMES, feature_matrix
 
@@ -42,7 +42,7 @@ def make_pipeline(model_type: str, seed: int = 0) -> Pipeline:
     elif model_type == "mlp":
         model = MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=3000, early_stopping=False, random_state=seed)
     else:
-        raise InputError(f"unknown model type {model_type!r}; one of {', '.join(MODEL_TYPES)}", field="model_type")
+        raise InvalidInput(f"unknown model type {model_type!r}; one of {', '.join(MODEL_TYPES)}", field="model_type")
     return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                      ("scale", StandardScaler()), ("model", model)])
 
@@ -99,7 +99,7 @@ def read_labelled_csv(path: Path, labelled: bool = True) -> tuple[np.ndarray, np
         raise ParseError("the CSV has no rows", line=2)
     try:
         features = feature_matrix(rows)
-    except InputError as exc:  # rows are numbered from the first data line: name the file line
+    except InvalidInput as exc:  # rows are numbered from the first data line: name the file line
         row = exc.details.get("row", 0)
         raise type(exc)(f"line {row + 2}: {exc.message.split(': ', 1)[-1]}", **{**exc.details, "line": row + 2}) from None
     if not labelled:
@@ -126,9 +126,9 @@ def train(features: np.ndarray, labels: np.ndarray, model_type: str = "logistic"
     the 20% held out."""
     classes, counts = np.unique(labels, return_counts=True)
     if classes.size < 2:
-        raise InputError("the labels hold a single class; a classifier needs two or more", field="label")
+        raise InvalidInput("the labels hold a single class; a classifier needs two or more", field="label")
     if counts.min() < MIN_PER_CLASS:
-        raise InputError(f"class {classes[np.argmin(counts)]!r} has {counts.min()} rows; at least "
+        raise InvalidInput(f"class {classes[np.argmin(counts)]!r} has {counts.min()} rows; at least "
                          f"{MIN_PER_CLASS} per class are needed", field="label")
     train_x, test_x, train_y, test_y = train_test_split(features, labels, test_size=0.2, stratify=labels,
                                                         random_state=seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..archives import check_members, open_zip
-from ..errors import CorruptFile, EmptyInput, InputError, TooLarge
+from ..errors import CorruptFile, EmptyInput, InvalidInput, TooLarge
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Refused before decoding: a frame larger than this many pixels, or a zip entry larger than this.
@@ -27,7 +27,7 @@ IMAGE_HEAD_BYTES = 64 * 1024
 MAX_BOXES = 4096
 
 
-class UnreadableVideo(InputError):
+class UnreadableVideo(InvalidInput):
     code = "UNREADABLE_VIDEO"
 
 
@@ -133,7 +133,7 @@ def open_image_archive(path: Path) -> tuple[zipfile.ZipFile, list[zipfile.ZipInf
         if not members:
             raise EmptyInput("the zip holds no images (png, jpg, bmp, tif)")
         check_members(members, max_total_bytes=MAX_ZIP_IMAGES * MAX_IMAGE_BYTES, max_members=MAX_ZIP_IMAGES)
-    except InputError:
+    except InvalidInput:
         archive.close()
         raise
     return archive, members

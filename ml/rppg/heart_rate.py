@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from ..errors import InputError
+from ..errors import InvalidInput
 
 #: 39 to 240 bpm.
 DEFAULT_BAND_HZ = (0.65, 4.0)
 
 
-class TooShort(InputError):
+class TooShort(InvalidInput):
     code = "TOO_SHORT"
 
 

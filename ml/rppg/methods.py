@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-from ..errors import InputError
+from ..errors import InvalidInput
 
 #: Pulse band used inside the methods that select a component (Hz): 39 to 240 bpm.
 PULSE_BAND_HZ = (0.65, 4.0)
@@ -27,9 +27,9 @@ PULSE_BAND_HZ = (0.65, 4.0)
 def _check(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb, dtype=np.float64)
     if rgb.ndim != 3 or rgb.shape[1] != 3:
-        raise InputError(f"rgb traces must have shape [estimators, 3, frames], not {rgb.shape}")
+        raise InvalidInput(f"rgb traces must have shape [estimators, 3, frames], not {rgb.shape}")
     if rgb.shape[2] < 2:
-        raise InputError("rgb traces need at least two frames")
+        raise InvalidInput("rgb traces need at least two frames")
     return rgb
 
 
@@ -172,5 +172,5 @@ def apply_method(name: str, rgb: np.ndarray, fs: float) -> np.ndarray:
     try:
         method = METHODS[name.upper()]
     except KeyError:
-        raise InputError(f"unknown rPPG method {name!r}; one of {', '.join(METHODS)}", field="method") from None
+        raise InvalidInput(f"unknown rPPG method {name!r}; one of {', '.join(METHODS)}", field="method") from None
     return method(rgb, fs) if name.upper() in NEEDS_FS else method(rgb)

@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..errors import EmptyInput, InputError
+from ..errors import EmptyInput, InvalidInput
 from .heart_rate import DEFAULT_BAND_HZ, HeartRate, Spectrum, bandpass, estimate_heart_rate, pulse_spectrum
 from .hrv import hrv_metrics, pulse_peaks
 from .methods import apply_method
@@ -32,11 +32,11 @@ MIN_FACE_FRACTION = 0.5
 HRV_HALF_BAND_HZ = 0.3
 
 
-class NoFaceFound(InputError):
+class NoFaceFound(InvalidInput):
     code = "NO_FACE"
 
 
-class FrameRateTooLow(InputError):
+class FrameRateTooLow(InvalidInput):
     code = "FRAME_RATE_TOO_LOW"
 
 
@@ -178,7 +178,7 @@ def analyze_video(path: Path, *, method: str = "POS", roi: str = "face", window_
     """Heart rate, pulse and HRV of the face video at ``path``.
 
     Raises UnreadableVideo, EmptyInput, FrameRateTooLow, NoFaceFound (with the fraction
-    of frames that had a face), TooShort (shorter than one window), or InputError.
+    of frames that had a face), TooShort (shorter than one window), or InvalidInput.
     """
     with VideoFrames(path, fps=fps) as frames:
         nominal = frames.info.fps

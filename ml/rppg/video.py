@@ -13,7 +13,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..errors import EmptyInput, InputError, TooLarge
+from ..errors import EmptyInput, InvalidInput, TooLarge
 from .containers import MAX_IMAGE_BYTES, UnreadableVideo, check_frame_size, image_size, open_image_archive
 
 #: Frames decoded ahead of the analysis: enough to smooth out uneven decoding times, few
@@ -60,7 +60,7 @@ class VideoFrames:
     def _open_zip(self, fps: float | None) -> VideoInfo:
         self._archive, self._members = open_image_archive(self.path)
         if fps is None:
-            raise InputError("give the frame rate fps of an image sequence", field="fps")
+            raise InvalidInput("give the frame rate fps of an image sequence", field="fps")
         first = self._decode(self._members[0])
         return VideoInfo(float(fps), len(self._members), first.shape[1], first.shape[0])
 

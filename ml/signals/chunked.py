@@ -35,7 +35,7 @@ from typing import Callable, Protocol
 import numpy as np
 from scipy import signal
 
-from ..errors import InputError, NonFiniteSample
+from ..errors import InvalidInput, NonFiniteSample
 from .summary import Envelope, RunningStats
 
 Progress = Callable[[float, str], None]
@@ -61,7 +61,7 @@ class SignalSource(Protocol):
     def read(self, start: int, stop: int) -> np.ndarray: ...
 
 
-class SignalTooShort(InputError):
+class SignalTooShort(InvalidInput):
     pass
 
 

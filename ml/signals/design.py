@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-from ..errors import InputError
+from ..errors import InvalidInput
 
 FAMILIES = ("butter", "cheby1", "cheby2", "bessel", "ellip")
 BAND_TYPES = ("lowpass", "highpass", "bandpass", "bandstop")
@@ -21,7 +21,7 @@ MAX_ORDER = 12
 MIN_RIPPLE_DB, MAX_RIPPLE_DB = 0.01, 20.0
 
 
-class FilterDesignError(InputError):
+class FilterDesignError(InvalidInput):
     """A filter that cannot be designed or would not be stable at this sample rate."""
 
 

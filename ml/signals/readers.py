@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..archives import check_members, open_zip
-from ..errors import CorruptFile, EmptyInput, InputError, ParseError, TooLarge, UnsupportedFormat
+from ..errors import CorruptFile, EmptyInput, InvalidInput, ParseError, TooLarge, UnsupportedFormat
 from ..text import bounded_lines, head
 
 FORMATS = ("npy", "raw", "csv", "edf", "bdf", "wfdb")
@@ -168,7 +168,7 @@ class ArraySource:
 
 def _need_fs(fs: Any, why: str) -> float:
     if fs is None:
-        raise InputError(f"give the sample rate fs in Hz: {why}", field="fs")
+        raise InvalidInput(f"give the sample rate fs in Hz: {why}", field="fs")
     return float(fs)
 
 
@@ -199,15 +199,15 @@ def open_npy(path: Path, fs: Any) -> ArraySource:
 def open_raw(path: Path, dtype: Any, n_channels: Any, fs: Any) -> ArraySource:
     """Headerless interleaved samples: ``dtype`` (little-endian unless "<"/">" says), ``n_channels``."""
     if dtype is None:
-        raise InputError("raw binary needs its dtype", field="dtype", accepted=list(RAW_DTYPES))
+        raise InvalidInput("raw binary needs its dtype", field="dtype", accepted=list(RAW_DTYPES))
     try:
         dtype = np.dtype(dtype)
     except TypeError:
-        raise InputError(f"unknown dtype {dtype!r}", field="dtype", accepted=list(RAW_DTYPES)) from None
+        raise InvalidInput(f"unknown dtype {dtype!r}", field="dtype", accepted=list(RAW_DTYPES)) from None
     if dtype.byteorder == "=":
         dtype = dtype.newbyteorder("<")
     if dtype.kind not in "iuf":
-        raise InputError(f"raw samples must be integers or floats, not {dtype}", field="dtype")
+        raise InvalidInput(f"raw samples must be integers or floats, not {dtype}", field="dtype")
     fs = _need_fs(fs, "raw binary has no header")
     n_channels = int(n_channels)
     frame = dtype.itemsize * n_channels
@@ -250,7 +250,7 @@ class EdfSource:
         self.indices = [_column_index(c, labels, "channels") for c in channels] if channels else list(range(len(labels)))
         rates = {labels[i]: float(self.reader.getSampleFrequency(i)) for i in self.indices}
         if len(set(rates.values())) > 1:
-            raise InputError("the channels have different sample rates; choose channels of one rate with "
+            raise InvalidInput("the channels have different sample rates; choose channels of one rate with "
                              "the channels parameter", field="channels", rates=rates)
         lengths = {int(self.reader.getNSamples()[i]) for i in self.indices}
         self.channel_names = [labels[i] for i in self.indices]
@@ -326,7 +326,7 @@ def parse_csv(path: Path, target: Path, *, fs: Any = None, time_column: Any = No
     that column (numbers in ``time_unit``, "s" or "ms", or ISO 8601 date-times).
 
     Raises ParseError naming the 1-based line of the first value that is not a number,
-    TooLarge for a line longer than ``ml.text.MAX_LINE_BYTES``, InputError for more than
+    TooLarge for a line longer than ``ml.text.MAX_LINE_BYTES``, InvalidInput for more than
     ``MAX_CSV_COLUMNS`` columns.
     """
     with open(path, "r", encoding="utf-8", errors="strict", newline="") as file:
@@ -336,7 +336,7 @@ def parse_csv(path: Path, target: Path, *, fs: Any = None, time_column: Any = No
             raise UnsupportedFormat("the CSV file is not UTF-8 text") from None
         delimiter = _delimiter(first)
         if first.count(delimiter) >= MAX_CSV_COLUMNS:
-            raise InputError(f"the CSV file has more than {MAX_CSV_COLUMNS} columns", field="file",
+            raise InvalidInput(f"the CSV file has more than {MAX_CSV_COLUMNS} columns", field="file",
                              limit_columns=MAX_CSV_COLUMNS)
         cells = [c.strip().strip('"') for c in first.rstrip("\r\n").split(delimiter)]
         has_header = not all(_is_number(c) for c in cells if c != "")
@@ -347,7 +347,7 @@ def parse_csv(path: Path, target: Path, *, fs: Any = None, time_column: Any = No
         else:
             keep = [i for i in range(len(names)) if i != time_index]
         if not keep:
-            raise InputError("the CSV file has no signal column", field="channels")
+            raise InvalidInput("the CSV file has no signal column", field="channels")
         file.seek(0)
         lines = bounded_lines(file)
         line_number = 0
@@ -397,7 +397,7 @@ def _column_index(column: Any, names: list[str], field_name: str) -> int:
         return column
     if isinstance(column, str) and column in names:
         return names.index(column)
-    raise InputError(f"no channel or column {column!r}; the file has {', '.join(names)}", field=field_name,
+    raise InvalidInput(f"no channel or column {column!r}; the file has {', '.join(names)}", field=field_name,
                      available=names)
 
 
@@ -438,9 +438,9 @@ def _failing_row(rows: list[str], delimiter: str, keep: list[int]) -> int:
 
 def _fs_from_times(times: np.ndarray, unit: str) -> float:
     if times.size < 2:
-        raise InputError("the time column needs at least two samples to give a sample rate", field="time_column")
+        raise InvalidInput("the time column needs at least two samples to give a sample rate", field="time_column")
     step = float(np.median(np.diff(times)))
     step = step / 1000.0 if unit == "ms" else step
     if not step > 0:
-        raise InputError("the time column does not increase", field="time_column")
+        raise InvalidInput("the time column does not increase", field="time_column")
     return 1.0 / step

@@ -1,0 +1,156 @@
+"""Every error vitalq reports, each with a stable code: one tree, with no dependencies.
+
+The code is the contract: clients branch on it, the web tier maps it to an HTTP status
+(``web.errors.HTTP_STATUS``), and a job decides from ``retryable`` whether a fault is
+worth another attempt (``worker.jobtask``). Bad input is never retried; transient faults
+(a broker, database or device that is briefly away) are. The computation (``ml.errors``)
+and the camera layer (``hardware.errors``) raise subclasses of these, knowing nothing of
+Celery or HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: An absolute path of two or more parts: the server's own folders, which no message shows.
+_SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+@-]+/)+([\w.+@-]+)")
+
+
+def without_paths(message: str) -> str:
+    """``message`` with each absolute file path cut to its last part (libraries name the
+    file they failed on: an upload's stored path tells nobody anything but the layout of
+    this server)."""
+    return _SERVER_PATH.sub(r"\1", message)
+
+
+class VitalqError(Exception):
+    """Base of every error with a code. ``details`` (a dict, and keyword arguments) must be
+    JSON-serialisable; ``details["field"]`` names the input field at fault."""
+
+    code = "INTERNAL"
+    retryable = False
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, **more_details: Any):
+        super().__init__(message)
+        self.message = message
+        self.details = {**(details or {}), **more_details}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as reported by the API and on the job's record: no server path in its
+        message, and the field at fault under ``details["fields"]``."""
+        message = without_paths(self.message)
+        details = dict(self.details)
+        if "field" in details:
+            details["fields"] = {details.pop("field"): message}
+        return {"code": self.code, "message": message, "details": details}
+
+
+class InvalidInput(VitalqError):
+    """The input cannot be processed as given. Retrying will not help."""
+
+    code = "INVALID_INPUT"
+
+
+class EmptyInput(InvalidInput):
+    """An upload (or a file inside one) with nothing in it."""
+
+    code = "EMPTY_INPUT"
+
+
+class UnsupportedFormat(InvalidInput):
+    code = "UNSUPPORTED_FORMAT"
+
+
+class TooLarge(InvalidInput):
+    code = "TOO_LARGE"
+
+
+class TransientError(VitalqError):
+    """A fault of a service around the job, which may pass: retried with backoff."""
+
+    code = "TRANSIENT"
+    retryable = True
+
+
+class NotFound(VitalqError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(VitalqError):
+    """A resource with this id exists already."""
+
+    code = "ALREADY_EXISTS"
+
+
+class Unauthenticated(VitalqError):
+    """No credentials, or credentials that are not (or no longer) valid."""
+
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(VitalqError):
+    code = "FORBIDDEN"
+
+
+class RateLimited(VitalqError):
+    """Too many requests, or too many jobs waiting, for one user; ``retry_after_s`` says when to try again."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, retry_after_s: int = 60):
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
+class JobFinished(VitalqError):
+    """An operation that needs a live job was asked of a finished one."""
+
+    code = "JOB_FINISHED"
+
+
+class JobLive(VitalqError):
+    """An operation that needs a finished job was asked of a live one."""
+
+    code = "JOB_LIVE"
+
+
+class Unavailable(VitalqError):
+    """A service vitalq depends on (broker, database) cannot be reached right now."""
+
+    code = "UNAVAILABLE"
+    retryable = True
+    #: Seconds a client should wait before trying again (the Retry-After header).
+    retry_after_s = 5
+
+
+class QueueFull(Unavailable):
+    """The job's queue holds more waiting jobs than it is configured to."""
+
+    code = "QUEUE_FULL"
+    retry_after_s = 30
+
+
+class JobCancelled(VitalqError):
+    """Raised inside a running job at its next progress point after a cancel."""
+
+    code = "CANCELLED"
+
+
+class JobTimeout(VitalqError):
+    code = "TIMEOUT"
+
+
+class WorkerLost(VitalqError):
+    code = "WORKER_LOST"
+
+
+class JobFailed(Exception):
+    """What a job's task raises to Celery once the job's failure (or cancel) is recorded:
+    Celery's events, and Flower, then count the job as a failed task. Not a VitalqError:
+    it reports, it is never reported back; expected (``JobTask.throws``), so Celery
+    logs it without a traceback and never retries it."""
+
+    def __init__(self, error: VitalqError):
+        super().__init__(f"{error.code}: {error.message}")
+        self.code = error.code
