@@ -25,9 +25,8 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml.risk import MODEL_TYPES, demo_dataset, train  # noqa: E402
+from ml.risk._openvino import ov  # noqa: E402
 from ml.risk.serving import NotConvertible, openvino_proba, to_openvino  # noqa: E402
-
-import openvino as ov  # noqa: E402
 
 
 def latencies_us(predict, rows: np.ndarray, repeats: int = 2000) -> np.ndarray:

@@ -1,10 +1,12 @@
 """Cameras and their calibration: drivers behind one interface (``camera.Camera``), a
-physically modelled simulated camera, and the calibration routine. No Celery, no Flask."""
+physically modelled simulated camera, and the calibration routine. No Celery, no Flask.
+Each name is imported from its module on first use (``lazy_loader``): OpenCV loads with
+the first camera, not with the package."""
 
-from .calibration import CalibrationPlan, CalibrationResult, calibrate
-from .camera import DRIVERS, Camera, Capabilities, ControlRange, open_camera
-from .errors import CalibrationError, ControlUnsupported, DeviceBusyError, DeviceError, DeviceUnavailableError
+import lazy_loader
 
-__all__ = ["CalibrationPlan", "CalibrationResult", "calibrate", "DRIVERS", "Camera", "Capabilities", "ControlRange",
-           "open_camera", "CalibrationError", "ControlUnsupported", "DeviceBusyError", "DeviceError",
-           "DeviceUnavailableError"]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "calibration": ["CalibrationPlan", "CalibrationResult", "calibrate"],
+    "camera": ["DRIVERS", "Camera", "Capabilities", "ControlRange", "open_camera"],
+    "errors": ["CalibrationError", "ControlUnsupported", "DeviceBusyError", "DeviceError", "DeviceUnavailableError"],
+})

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -302,3 +304,45 @@ def test_a_batch_is_queued_whole_or_not_at_all(client):
     for body in ({"jobs": []}, {"jobs": batch * 4}, {"jobs": "all"}, {"jobs": batch, "extra": 1}):
         assert_error(client.post("/api/v1/batches", json=body), 400, "INVALID_INPUT")
     assert store.find()[1] == 30 and queue_depths(("cpu",))["cpu"] == 30  # the refused ones left nothing
+
+
+#: What the web process must never load: it streams uploads and checks bounded headers;
+#: decoding, fitting and inference run in the workers.
+WORKER_ONLY = ("openvino", "sklearn", "joblib", "cv2", "av", "matplotlib", "pyedflib", "wfdb", "hardware")
+
+
+def test_the_web_process_loads_no_decoder_model_or_driver(clean, tokens, tmp_path):
+    """Every kind submitted (each upload's header checked), models listed, in a fresh web process."""
+    script = tmp_path / "web_process.py"
+    from ml.risk import NAMES, demo_dataset
+
+    row = {name: None if value != value else float(value) for name, value in zip(NAMES, demo_dataset(rows=50)[0][0])}
+    script.write_text(f"""
+import io, json, sys
+ROW = {row!r}
+from web import create_app
+
+client = create_app().test_client()
+client.environ_base["HTTP_AUTHORIZATION"] = "Bearer {tokens['admin']}"
+answers = {{
+    "kinds": client.get("/api/v1/kinds").status_code,
+    "models": client.get("/api/v1/models").status_code,
+    "filter": client.post("/api/v1/jobs", data={{"kind": "signal.filter", "params": json.dumps({{"fs": 100}}),
+                                                "file": (io.BytesIO(b"a,b\\n" + b"1,2\\n" * 500), "s.csv")}}).status_code,
+    "video": client.post("/api/v1/jobs", data={{"kind": "video.rppg", "params": "{{}}",
+                                               "file": (io.BytesIO(b"RIFF" + bytes(4) + b"AVI " + bytes(3000)), "v.avi")}}).status_code,
+    "train": client.post("/api/v1/jobs", data={{"kind": "risk.train",
+                                               "file": (io.BytesIO(b"mean_hr_bpm,label\\n70,1\\n"), "t.csv")}}).status_code,
+    "predict": client.post("/api/v1/jobs", json={{"kind": "risk.predict", "params": {{"rows": [ROW]}}}}).status_code,
+    "calibrate": client.post("/api/v1/jobs", json={{"kind": "camera.calibrate", "params": {{"device": "none-here"}}}}).status_code,
+}}
+print(json.dumps({{"answers": answers, "loaded": sorted({{m.split(".")[0] for m in sys.modules}} & set({WORKER_ONLY!r}))}}))
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["answers"]["kinds"] == report["answers"]["models"] == 200, report
+    assert report["answers"]["filter"] == report["answers"]["predict"] == report["answers"]["video"] == 201
+    assert report["answers"]["train"] == report["answers"]["calibrate"] == 400  # a header, a device: refused
+    assert report["loaded"] == []

@@ -11,6 +11,7 @@ from scipy import signal
 
 from ml.errors import CorruptFile, EmptyInput, NonFiniteSample, ParseError, UnsupportedFormat
 from ml.signals import FilterSpec, default_padlen, design_sos, filter_source, open_signal, sniff
+from ml.signals.chunked import SignalTooShort
 from ml.signals.design import FilterDesignError
 
 FS = 250.0
@@ -126,7 +127,7 @@ def test_non_finite_samples_fail_with_the_first_index_or_are_interpolated(tmp_pa
 
 def test_signal_shorter_than_the_padding_is_refused(tmp_path, rng):
     sos = design_sos(SPECS[0], FS)
-    with pytest.raises(ValueError, match="needs more than"):
+    with pytest.raises(SignalTooShort, match="needs more than"):
         run(ArraySignal(rng.standard_normal(default_padlen(sos))), sos, tmp_path)
 
 

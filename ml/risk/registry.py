@@ -5,6 +5,9 @@ schema, training data sha256, creation time and serving runtime; one version act
     record = registry.register(trained, name="hrv-risk", training_sha256=digest)
     probabilities, record = registry.predict(rows)  # the active version
 
+Reading the registry (versions, metadata, which is active) needs neither scikit-learn
+nor OpenVINO: the web process lists models without importing them.
+
 Layout: ``<root>/<version>/{model.joblib, model.xml, model.bin, meta.json}`` and
 ``<root>/active.json``. Versions are claimed by creating their folder, which is atomic,
 so workers on several machines sharing the folder never reuse a number.
@@ -21,14 +24,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
-import openvino as ov
 
 from ..errors import InvalidInput
 from .features import FEATURES
-from .serving import PARITY_TOLERANCE, NotConvertible, compiled, openvino_proba, parity, to_openvino
-from .training import TrainedModel
 
 DEMO_NOTICE = ("demonstration model trained on generated data; not clinically validated, not for any "
                "medical decision")
@@ -74,10 +73,15 @@ class ModelRegistry:
             except FileExistsError:
                 version += 1
 
-    def register(self, trained: TrainedModel, *, name: str, training_sha256: str, demo: bool = False,
+    def register(self, trained, *, name: str, training_sha256: str, demo: bool = False,
                  activate: bool = True) -> ModelRecord:
         """Store a trained model as the next version, with its OpenVINO form when it
         converts and matches scikit-learn to PARITY_TOLERANCE on the held-out rows."""
+        import joblib
+
+        from ._openvino import ov
+        from .serving import PARITY_TOLERANCE, NotConvertible, parity, to_openvino
+
         version, folder = self._claim_version()
         joblib.dump(trained.pipeline, folder / "model.joblib")
         runtime, openvino_info = "sklearn", {}
@@ -133,6 +137,8 @@ class ModelRegistry:
         record = self.get(version)
         folder = self.root / str(version)
         if record.runtime == "openvino":
+            from .serving import compiled, openvino_proba
+
             return openvino_proba(compiled(str(folder / "model.xml")), features), record
         path = folder / "model.joblib"
         return _sklearn(str(path), path.stat().st_mtime_ns).predict_proba(features), record
@@ -140,6 +146,8 @@ class ModelRegistry:
 
 @lru_cache(maxsize=32)
 def _sklearn(path: str, _mtime_ns: int):
+    import joblib
+
     return joblib.load(path)
 
 
@@ -147,3 +155,34 @@ def _write_json(path: Path, data: dict) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(data, indent=2))
     os.replace(temporary, path)  # readers see the old file or the new one, never half
+
+
+def ensure_default_model(registry: ModelRegistry) -> ModelRecord:
+    """The active model, training the demonstration model first if none is registered.
+
+    Reproducible: a seeded generated data set and a seeded logistic regression."""
+    import hashlib
+
+    from .training import demo_dataset, train
+
+    active = registry.active_version()
+    if active is not None:
+        return registry.get(active)
+    features, labels = demo_dataset()
+    digest = hashlib.sha256(features.tobytes() + labels.tobytes()).hexdigest()
+    return registry.register(train(features, labels, "logistic"), name="demo-hrv-risk", training_sha256=digest,
+                             demo=True)
+
+
+def predict_rows(registry: ModelRegistry, features, version: int | None = None) -> dict:
+    """Probabilities, predicted class, model version and runtime for each row of features."""
+    probabilities, record = registry.predict(features, version)
+    classes = record.classes
+    return {
+        "model": {"version": record.version, "name": record.name, "type": record.model_type,
+                  "runtime": record.runtime, "demo": record.demo, "notice": record.notice,
+                  **({"openvino_refused": record.openvino["refused"]} if "refused" in record.openvino else {})},
+        "classes": classes,
+        "predictions": [{"probabilities": {str(c): float(p) for c, p in zip(classes, row)},
+                         "predicted": classes[int(row.argmax())]} for row in probabilities],
+    }

@@ -15,8 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import openvino as ov
-import openvino.opset13 as ops
+
+from ._openvino import ov  # noqa: I001 (first: OpenVINO without its telemetry)
+import openvino.opset13 as ops  # noqa: E402
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline

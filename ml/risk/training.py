@@ -13,13 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ..errors import InvalidInput, ParseError, TooLarge
 from ..text import bounded_lines, head
@@ -34,7 +27,17 @@ HEADER_BYTES = 64 * 1024
 MIN_PER_CLASS = 10
 
 
-def make_pipeline(model_type: str, seed: int = 0) -> Pipeline:
+def make_pipeline(model_type: str, seed: int = 0):
+    """A scikit-learn pipeline: median imputation, scaling, then the model."""
+    # scikit-learn is imported here, not with the module: reading a CSV's header (the
+    # web process's check) needs none of it.
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if model_type == "logistic":
         model = LogisticRegression(max_iter=2000, class_weight="balanced")
     elif model_type == "gradient_boosting":
@@ -112,7 +115,7 @@ def read_labelled_csv(path: Path, labelled: bool = True) -> tuple[np.ndarray, np
 
 @dataclass
 class TrainedModel:
-    pipeline: Pipeline
+    pipeline: Any  # a fitted sklearn.pipeline.Pipeline
     model_type: str
     classes: list
     metrics: dict[str, Any]
@@ -124,6 +127,8 @@ def train(features: np.ndarray, labels: np.ndarray, model_type: str = "logistic"
     """Fit a pipeline on 80% of the rows (stratified), with 5-fold cross-validated
     ROC AUC, balanced accuracy and Brier score (calibration) on them, and the same on
     the 20% held out."""
+    from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
+
     classes, counts = np.unique(labels, return_counts=True)
     if classes.size < 2:
         raise InvalidInput("the labels hold a single class; a classifier needs two or more", field="label")

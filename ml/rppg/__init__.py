@@ -1,16 +1,16 @@
 """Remote photoplethysmography: heart rate, pulse and HRV from face video.
 
-Pure functions over arrays and files; nothing here knows of Celery or HTTP.
+Pure functions over arrays and files; nothing here knows of Celery or HTTP. Each name is
+imported from its module on first use (``lazy_loader``): checking a video's container
+(``containers``, the web process's check) loads no decoder.
 """
 
-from .heart_rate import HeartRate, TooShort, bandpass, estimate_heart_rate, pulse_spectrum, spectral_peak
-from .hrv import hrv_metrics, pulse_peaks
-from .methods import METHODS, apply_method
-from .pipeline import FrameRateTooLow, NoFaceFound, RppgResult, analyze_video
-from .video import UnreadableVideo, VideoFrames
+import lazy_loader
 
-__all__ = [
-    "METHODS", "FrameRateTooLow", "HeartRate", "NoFaceFound", "RppgResult", "TooShort", "UnreadableVideo",
-    "VideoFrames", "analyze_video", "apply_method", "bandpass", "estimate_heart_rate", "hrv_metrics",
-    "pulse_peaks", "pulse_spectrum", "spectral_peak",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "heart_rate": ["HeartRate", "TooShort", "bandpass", "estimate_heart_rate", "pulse_spectrum", "spectral_peak"],
+    "hrv": ["hrv_metrics", "pulse_peaks"],
+    "methods": ["METHODS", "apply_method"],
+    "pipeline": ["FrameRateTooLow", "NoFaceFound", "RppgResult", "analyze_video"],
+    "video": ["UnreadableVideo", "VideoFrames"],
+})

@@ -1,14 +1,13 @@
 """Filtering physiological signals of any length: designs, readers and the chunked filter.
 
 Pure functions and classes over arrays and files; nothing here knows of Celery or HTTP.
+Each name is imported from its module on first use (``lazy_loader``).
 """
 
-from .chunked import NAN_POLICIES, FilterReport, default_padlen, fill_non_finite, filter_source
-from .design import BAND_TYPES, FAMILIES, FilterDesignError, FilterSpec, design_sos
-from .readers import FORMATS, RAW_DTYPES, SignalProbe, open_signal, probe_signal, sniff
+import lazy_loader
 
-__all__ = [
-    "BAND_TYPES", "FAMILIES", "FORMATS", "NAN_POLICIES", "RAW_DTYPES", "FilterDesignError", "FilterReport",
-    "FilterSpec", "SignalProbe", "default_padlen", "design_sos", "fill_non_finite", "filter_source", "open_signal",
-    "probe_signal", "sniff",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "chunked": ["NAN_POLICIES", "FilterReport", "default_padlen", "fill_non_finite", "filter_source"],
+    "design": ["BAND_TYPES", "FAMILIES", "FilterDesignError", "FilterSpec", "design_sos"],
+    "readers": ["FORMATS", "RAW_DTYPES", "SignalProbe", "open_signal", "probe_signal", "sniff"],
+})
