@@ -44,7 +44,7 @@ def test_kinds_publish_schema_queue_limits_and_uploads(client):
     assert selftest["params_schema"]["properties"]["duration_s"]["maximum"] == 600
     assert selftest["time_limits"]["soft_s"] < selftest["time_limits"]["hard_s"]
     assert selftest["upload"] == {"required": False, "formats": [], "max_bytes": None, "by_content": False}
-    assert kinds["signal.filter"]["upload"]["by_content"] and kinds["video.rppg"]["time_limits"]["scaled_to_input"]
+    assert kinds["signal.filter"]["upload"]["by_content"] and kinds["video.rppg"]["time_limits"]["seconds_per_upload_mb"] > 0
     assert client.get("/api/v1/kinds/diagnostics.selftest").get_json() == selftest
     assert_error(client.get("/api/v1/kinds/nope"), 404, "NOT_FOUND")
 
@@ -71,6 +71,15 @@ def test_a_selftest_longer_than_a_minute_gets_a_limit_that_fits_it(client):
     asked = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
                                               "params": {"duration_s": 75, "soft_time_limit_s": 5}}).get_json()
     assert asked["time_limits"] == {"soft_s": 5, "hard_s": 35}  # a limit asked for is kept
+
+
+def test_a_job_whose_work_grows_with_its_upload_gets_limits_that_grow_with_it(client):
+    kind = client.get("/api/v1/kinds/signal.filter").get_json()["time_limits"]
+    rows = b"t,ppg\n" + b"".join(b"%d,%d\n" % (i, i % 97) for i in range(400_000))
+    job = client.post("/api/v1/jobs", data={"kind": "signal.filter", "params": json.dumps({"fs": 100}),
+                                            "file": (io.BytesIO(rows), "big.csv")}).get_json()
+    extra = len(rows) / 1e6 * kind["seconds_per_upload_mb"]
+    assert job["time_limits"] == pytest.approx({"soft_s": kind["soft_s"] + extra, "hard_s": kind["hard_s"] + 1.5 * extra})
 
 
 @pytest.mark.parametrize("body, field", [

@@ -42,12 +42,15 @@ class JobKind:
     title: str
     description: str
     params_schema: dict[str, Any]
+    #: Time limits, seconds; a kind whose work grows with its upload adds
+    #: ``seconds_per_upload_mb`` per megabyte to them (1.5 times as many to the hard one).
     soft_time_limit_s: float
     time_limit_s: float
+    seconds_per_upload_mb: float = 0.0
     upload: Upload | None = None
     #: Queue name, or a function of the params for kinds bound to a device.
     queue: str | Callable[[dict[str, Any]], str] = "cpu"
-    #: Limits that depend on the input (for example scaled to a video's length).
+    #: Limits that the params set instead (the selftest's, which says how long it works).
     time_limits: TimeLimits | None = None
     #: Celery task names run one after the other as a chain; None: the task named like the kind.
     stages: tuple[str, ...] | None = None
@@ -98,7 +101,8 @@ class JobKind:
     def limits_for(self, params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
         if self.time_limits is not None:
             return self.time_limits(params, upload)
-        return self.soft_time_limit_s, self.time_limit_s
+        extra = (upload.stat().st_size / 1e6 if upload is not None else 0.0) * self.seconds_per_upload_mb
+        return self.soft_time_limit_s + extra, self.time_limit_s + 1.5 * extra
 
     def describe(self) -> dict[str, Any]:
         """The kind as ``GET /api/v1/kinds`` publishes it."""
@@ -108,10 +112,12 @@ class JobKind:
             "description": self.description,
             "queue": self.queue if isinstance(self.queue, str) else "hw.<device>",
             "params_schema": self.params_schema,
+            # Each job carries the limits it runs under; these are those of an empty upload.
             "time_limits": {
                 "soft_s": self.soft_time_limit_s,
                 "hard_s": self.time_limit_s,
-                "scaled_to_input": self.time_limits is not None,
+                "seconds_per_upload_mb": self.seconds_per_upload_mb,
+                "set_by_params": self.time_limits is not None,
             },
             "stages": list(self.stages or (self.name,)),
             "upload": None
@@ -245,12 +251,6 @@ def _check_filter_request(params: dict[str, Any], upload: Path | None) -> None:
                            f"{default_padlen(sos)}", {"fields": {"file": "too short for this filter"}})
 
 
-def _filter_time_limits(_params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
-    # Generous for this machine's ~100 MB/s through both passes, plus start-up.
-    soft = 120.0 + (upload.stat().st_size if upload else 0) / 20e6
-    return soft, soft * 1.5 + 60.0
-
-
 SIGNAL_FILTER = register(
     JobKind(
         name="signal.filter",
@@ -309,7 +309,8 @@ SIGNAL_FILTER = register(
         },
         soft_time_limit_s=120,
         time_limit_s=240,
-        time_limits=_filter_time_limits,
+        # Generous for this machine's ~100 MB/s through both passes, plus start-up.
+        seconds_per_upload_mb=0.05,
         upload=Upload(required=True, formats=(".npy", ".csv", ".txt", ".edf", ".bdf", ".zip", ".bin", ".raw", ".dat"),
                       by_content=True),
         check=_check_filter_request,
@@ -336,13 +337,6 @@ def _check_video(params: dict[str, Any], upload: Path | None) -> None:
     check_video(upload)  # headers, or a zip's directory and first image: absurd frame sizes, bombs
     if params["min_hz"] >= params["max_hz"]:
         raise InvalidInput("min_hz must be below max_hz", {"fields": {"min_hz": "must be below max_hz"}})
-
-
-def _rppg_time_limits(_params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
-    # About 1 MB per 5 s of 640x480 video; analysis runs at 300+ frames per second.
-    size = upload.stat().st_size if upload else 0
-    soft = 120.0 + size / 100e3
-    return soft, soft * 1.5 + 60.0
 
 
 VIDEO_RPPG = register(
@@ -380,7 +374,8 @@ VIDEO_RPPG = register(
         },
         soft_time_limit_s=120,
         time_limit_s=240,
-        time_limits=_rppg_time_limits,
+        # About 1 MB per 5 s of 640x480 video; analysis runs at 300+ frames per second.
+        seconds_per_upload_mb=10.0,
         upload=Upload(required=True, formats=(".mp4", ".avi", ".mov", ".mkv", ".zip"), by_content=True),
         check=_check_video,
     )
@@ -490,7 +485,8 @@ VIDEO_ANALYZE = register(
         params_schema=_ANALYZE_PARAMS,
         soft_time_limit_s=120,
         time_limit_s=240,
-        time_limits=_rppg_time_limits,
+        # About 1 MB per 5 s of 640x480 video; analysis runs at 300+ frames per second.
+        seconds_per_upload_mb=10.0,
         upload=VIDEO_RPPG.upload,
         stages=("video.analyze.rppg", "video.analyze.risk"),
         check=_check_analysis,
