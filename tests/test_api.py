@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from worker import store
@@ -47,6 +48,28 @@ def test_kinds_publish_schema_queue_limits_and_uploads(client):
     assert kinds["signal.filter"]["upload"]["by_content"] and kinds["video.rppg"]["time_limits"]["seconds_per_upload_mb"] > 0
     assert client.get("/api/v1/kinds/diagnostics.selftest").get_json() == selftest
     assert_error(client.get("/api/v1/kinds/nope"), 404, "NOT_FOUND")
+
+
+def test_kind_schemas_offer_exactly_what_the_computation_implements():
+    """The schemas spell their choices out (the web process imports no computation to
+    publish them): each must be what ml/ accepts, no more and no less."""
+    from ml.rppg import METHODS
+    from ml.risk import MODEL_TYPES
+    from ml.signals import BAND_TYPES, FAMILIES, FORMATS, NAN_POLICIES, RAW_DTYPES
+    from worker.kinds import get_kind
+
+    def choices(kind: str, param: str) -> set:
+        return set(get_kind(kind).params_schema["properties"][param]["enum"])
+
+    assert choices("signal.filter", "family") == {*FAMILIES, "none"}
+    assert choices("signal.filter", "btype") == set(BAND_TYPES)
+    assert choices("signal.filter", "format") == {*FORMATS, "auto"}
+    # Raw samples: the reader's named types, and byte orders spelled out (any numpy integer or float reads).
+    assert set(RAW_DTYPES) <= choices("signal.filter", "dtype")
+    assert all(np.dtype(name).kind in "iuf" for name in choices("signal.filter", "dtype"))
+    assert choices("signal.filter", "nan_policy") == set(NAN_POLICIES)
+    assert choices("video.rppg", "method") == choices("video.analyze", "method") == set(METHODS)
+    assert choices("risk.train", "model_type") == set(MODEL_TYPES)
 
 
 def test_submit_records_and_queues_a_job_with_defaults(client, settings):

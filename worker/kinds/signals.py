@@ -1,0 +1,95 @@
+"""``signal.filter``: zero-phase filtering of recordings of any length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vitalq.errors import InvalidInput
+
+from .base import JobKind, Upload, register
+
+
+def _check_filter_request(params: dict[str, Any], upload: Path | None) -> None:
+    """Refuse at submission what would fail at once: an unreadable file, a filter that
+    cannot be designed at the file's sample rate, a signal shorter than the padding."""
+    import tempfile
+
+    from ml.signals import FilterSpec, default_padlen, design_sos, probe_signal
+
+    if upload is None:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        # A bounded look (a CSV's first 64 KiB, headers): the worker reads the whole file.
+        probe = probe_signal(upload, params, Path(scratch))
+    sos = design_sos(FilterSpec.from_params(params), probe.fs)
+    if params["zero_phase"] and probe.n_samples is not None and probe.n_samples <= default_padlen(sos):
+        raise InvalidInput(f"the signal has {probe.n_samples} samples; this filter needs more than "
+                           f"{default_padlen(sos)}", {"fields": {"file": "too short for this filter"}})
+
+
+SIGNAL_FILTER = register(
+    JobKind(
+        name="signal.filter",
+        title="Filter a signal",
+        description=(
+            "Zero-phase (forward-backward) or causal IIR filtering of PPG, ECG or other recordings of any "
+            "length, in bounded memory; the zero-phase result equals scipy.signal.sosfiltfilt. Returns the "
+            "filtered signal (.npy), a min/max preview for plotting, and per-channel statistics."
+        ),
+        params_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "format": {"enum": ["auto", "npy", "raw", "csv", "edf", "bdf", "wfdb"], "default": "auto",
+                           "description": "File format; auto recognises it from the content (raw must be named)."},
+                "fs": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6,
+                       "description": "Sample rate in Hz (needed for npy, raw, and CSV without a time column)."},
+                "dtype": {"enum": ["int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64",
+                                   "<i2", ">i2", "<i4", ">i4", "<f4", ">f4", "<f8", ">f8"],
+                          "description": "Sample type of a raw file (little-endian unless < or > says)."},
+                "n_channels": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 1,
+                               "description": "Interleaved channels in a raw file."},
+                "channels": {"type": "array", "maxItems": 1024,
+                             "items": {"type": ["string", "integer"]},
+                             "description": "Channels to filter, by name or 0-based index (default: all)."},
+                "time_column": {"type": ["string", "integer"],
+                                "description": "CSV column of sample times, from which fs is taken."},
+                "time_unit": {"enum": ["s", "ms"], "default": "s", "description": "Unit of a numeric time column."},
+                "family": {"enum": ["butter", "cheby1", "cheby2", "bessel", "ellip", "none"], "default": "butter",
+                           "description": "IIR design (none: the notch alone)."},
+                "btype": {"enum": ["lowpass", "highpass", "bandpass", "bandstop"], "default": "bandpass"},
+                "cutoff_hz": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                              "minItems": 1, "maxItems": 2, "default": [0.5, 8.0],
+                              "description": "Cutoff in Hz: one edge, or two for band filters; inside (0, fs/2)."},
+                "order": {"type": "integer", "minimum": 1, "maximum": 12, "default": 4},
+                "ripple_db": {"type": "number", "minimum": 0.01, "maximum": 20, "default": 1.0,
+                              "description": "Passband ripple in dB (cheby1, ellip; below attenuation_db for ellip)."},
+                "attenuation_db": {"type": "number", "minimum": 10, "maximum": 150, "default": 40.0,
+                                   "description": "Stopband attenuation in dB (cheby2, ellip)."},
+                "notch_hz": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None,
+                             "description": "Mains frequency to remove in Hz (50 or 60), or null."},
+                "notch_harmonics": {"type": "integer", "minimum": 1, "maximum": 20, "default": 1,
+                                    "description": "Harmonics of the mains frequency removed too."},
+                "notch_q": {"type": "number", "minimum": 1, "maximum": 500, "default": 30.0,
+                            "description": "Quality factor of each notch."},
+                "zero_phase": {"type": "boolean", "default": True,
+                               "description": "Forward-backward (no phase shift) or causal."},
+                "nan_policy": {"enum": ["raise", "interpolate"], "default": "raise",
+                               "description": "NaN or Inf samples fail the job, or are filled linearly."},
+                "output_dtype": {"enum": ["float32", "float64"], "default": "float32"},
+                "chunk_size": {"type": "integer", "minimum": 1, "maximum": 1 << 24, "default": 1 << 20,
+                               "description": "Samples per channel processed at once."},
+                "preview_points": {"type": "integer", "minimum": 10, "maximum": 20000, "default": 2000,
+                                   "description": "Bins of the min/max preview per channel."},
+            },
+        },
+        soft_time_limit_s=120,
+        time_limit_s=240,
+        # Generous for this machine's ~100 MB/s through both passes, plus start-up.
+        seconds_per_upload_mb=0.05,
+        upload=Upload(required=True, formats=(".npy", ".csv", ".txt", ".edf", ".bdf", ".zip", ".bin", ".raw", ".dat"),
+                      by_content=True),
+        check=_check_filter_request,
+    )
+)
