@@ -86,22 +86,20 @@ def settings():
 
 
 @pytest.fixture
-def configure(monkeypatch):
-    """Change vitalq's settings for one test: ``configure(VITALQ_MAX_QUEUE_DEPTH="2")``.
+def configure(settings):
+    """Change vitalq's settings for one test: ``configure(max_queue_depth=2)``.
 
-    Settings are read once per process, so they are read again now and after the test.
-    The live server runs in this process and sees the change; worker processes do not.
+    The process's settings are replaced by a copy with these changes, and given back
+    after the test. The live server runs in this process and sees the change; worker
+    processes do not.
     """
-    from worker.settings import get_settings
+    from dataclasses import replace
 
-    def apply(**env: str) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
+    from worker.settings import get_settings, use_settings
 
-    yield apply
-    monkeypatch.undo()
-    get_settings.cache_clear()
+    before = get_settings()
+    yield lambda **changes: use_settings(replace(get_settings(), **changes))
+    use_settings(before)
 
 
 @pytest.fixture

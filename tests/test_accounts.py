@@ -120,7 +120,7 @@ def test_signed_in_pages_need_the_csrf_token_to_change_anything(live_server, cle
 
 
 def test_rate_limit_and_queued_cap_answer_429_with_retry_after(as_user, configure):
-    configure(VITALQ_RATE_LIMIT_PER_MIN="20", VITALQ_MAX_QUEUED_PER_USER="3")
+    configure(rate_limit_per_min=20, max_queued_per_user=3)
     alice, bob = as_user["alice"], as_user["bob"]
     for _ in range(3):
         assert alice.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).status_code == 201
@@ -180,7 +180,7 @@ def test_pages_send_security_headers(live_server, clean, tokens):
 
 @pytest.mark.parametrize("spell", ["Bearer  {}", "Bearer\t{}", "bearer {}", "BEARER \t {}"])
 def test_a_token_spelled_differently_is_counted_in_one_bucket(live_server, clean, tokens, configure, spell):
-    configure(VITALQ_RATE_LIMIT_PER_MIN="10")
+    configure(rate_limit_per_min=10)
     token = tokens["bob"]
     with httpx.Client(base_url=live_server, timeout=30) as client:
         plain = [client.get("/api/v1/kinds", headers=bearer(token)).status_code for _ in range(6)]
@@ -192,7 +192,7 @@ def test_a_token_spelled_differently_is_counted_in_one_bucket(live_server, clean
 def test_the_rate_limit_holds_across_a_minute_boundary(live_server, clean, tokens, configure, monkeypatch):
     import web.auth
 
-    configure(VITALQ_RATE_LIMIT_PER_MIN="20")
+    configure(rate_limit_per_min=20)
     start = (time.time() // 60 + 2) * 60 - 1  # one second before a minute turns
     monkeypatch.setattr(web.auth, "clock", lambda: now[0])
     now = [start]
@@ -209,10 +209,13 @@ def test_the_rate_limit_holds_across_a_minute_boundary(live_server, clean, token
         assert bob.get("/api/v1/kinds").status_code == 200
 
 
-def test_metrics_can_be_closed_to_anonymous_callers(database, tokens):
+def test_metrics_can_be_closed_to_anonymous_callers(database, tokens, settings, configure):
+    from dataclasses import replace
+
     from web import create_app
 
-    closed = create_app({"METRICS_PUBLIC": False}).test_client()
+    # An app built on its own settings (they become the process's: ``configure`` gives the old back).
+    closed = create_app(replace(settings, metrics_public=False)).test_client()
     assert closed.get("/metrics").status_code == 401
     assert closed.get("/metrics", headers=bearer(tokens["alice"])).status_code == 200
     assert closed.get("/health/live").status_code == 200  # health stays open

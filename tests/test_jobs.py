@@ -356,7 +356,7 @@ def test_health_checks_and_metrics_see_the_worker_and_jobs(jobs, http, monkeypat
 
 
 def test_not_ready_when_the_data_disk_is_nearly_full(http, configure):
-    configure(VITALQ_MIN_FREE_DISK_BYTES=str(2**62))
+    configure(min_free_disk_bytes=2**62)
     ready = http.get("/health/ready")
     assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
     disk = ready.json()["checks"]["disk"]
@@ -396,8 +396,8 @@ def test_a_job_streams_over_the_production_server(gunicorn_server, tokens, clean
 def test_a_pool_shares_the_cores_out_among_its_processes(configure):
     from worker.celery_app import compute_threads
 
-    configure(VITALQ_COMPUTE_THREADS="0")  # the default: the machine's cores, shared out
+    configure(compute_threads=0)  # the default: the machine's cores, shared out
     cores = os.cpu_count()
     assert compute_threads(1) == cores and compute_threads(cores) == 1 and compute_threads(4 * cores) == 1
-    configure(VITALQ_COMPUTE_THREADS="3")
+    configure(compute_threads=3)
     assert compute_threads(1) == compute_threads(64) == 3

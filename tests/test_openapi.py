@@ -21,7 +21,7 @@ schema = schemathesis.openapi.from_dict(describe())
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_operation_keeps_to_its_description(case, live_server, clean, tokens, configure):
-    configure(VITALQ_RATE_LIMIT_PER_MIN="0")  # thousands of requests a minute: no 429 to hide behind
+    configure(rate_limit_per_min=0)  # thousands of requests a minute: no 429 to hide behind
     # Every check but "schema-valid data is accepted": a JSON Schema cannot say what the
     # API rightly refuses beyond it (a file a kind needs, a hard limit above the soft one,
     # a crontab's grammar, content sniffed from the bytes).

@@ -73,7 +73,7 @@ def test_a_job_whose_whole_worker_died_is_run_again_and_finishes_once(jobs):
 
 
 def test_a_full_queue_answers_503_with_retry_after(http, configure):
-    configure(VITALQ_MAX_QUEUE_DEPTH="2")
+    configure(max_queue_depth=2)
     assert http.post("/api/v1/devices", json={"id": "ghost", "driver": "simulated"}).status_code == 201
     for _ in range(2):
         assert http.post("/api/v1/devices/ghost/calibrate", json={}).status_code == 201
@@ -88,7 +88,7 @@ def test_a_full_queue_answers_503_with_retry_after(http, configure):
 
 
 def test_a_submission_while_the_broker_is_down_gets_503_and_leaves_nothing(client, settings, configure):
-    configure(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    configure(redis_url="redis://127.0.0.1:1/0")  # nothing listens there
     def stored_uploads() -> set:
         return set(settings.uploads_dir.glob("*")) if settings.uploads_dir.exists() else set()
 
@@ -105,7 +105,7 @@ def test_a_submission_while_the_broker_is_down_gets_503_and_leaves_nothing(clien
 
 def test_reads_go_on_while_the_broker_is_down_and_submissions_get_503(client, configure):
     job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"}).json
-    configure(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    configure(redis_url="redis://127.0.0.1:1/0")  # nothing listens there
     assert client.get(f"/api/v1/jobs/{job['id']}").status_code == 200  # the record is in the database
     assert client.get("/api/v1/jobs").json["total"] == 1
     refused = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"})

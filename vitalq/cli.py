@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 import httpx
 
+from worker.settings import get_settings, use_settings
+
 from . import processes
 from .client import ApiError, Client, coerce_param
 
@@ -56,16 +58,15 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
         env["REDIS_URL"] = os.environ["REDIS_URL"] = embedded.start()
     try:
         from worker import db
-        from worker.settings import get_settings
 
-        get_settings.cache_clear()
+        use_settings(None)  # read again, with the data folder and broker just set
         settings = get_settings()
         click.echo(f"vitalq: database {_redact(settings.database_url)}: applying migrations")
         db.upgrade()
         _ensure_default_model()
         _first_admin(host, port, data_dir)
 
-        flower_auth = os.environ.get("VITALQ_FLOWER_AUTH") or _flower_password(data_dir)
+        flower_auth = get_settings().flower_auth or _flower_password(data_dir)
         env["VITALQ_FLOWER_AUTH"] = flower_auth  # the web tier passes admins through to Flower with it
         supervisor = processes.Supervisor(env, pool=processes.hardware_pool)
         if embedded is not None:  # a Redis that exits is started again, on its port and files
@@ -206,7 +207,7 @@ def _flower_password(data_dir: Path) -> str:
 
 
 def _required_flower_auth() -> str:
-    auth = os.environ.get("VITALQ_FLOWER_AUTH", "")
+    auth = get_settings().flower_auth
     if ":" not in auth:
         raise click.UsageError("Flower runs only behind a sign-in: set VITALQ_FLOWER_AUTH=user:password")
     return auth

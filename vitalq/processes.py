@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from worker.settings import get_settings
+
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
 
 
@@ -34,7 +36,7 @@ def web(host: str, port: int, connections: int | None = None) -> ProcessSpec:
     ``VITALQ_WEB_CONNECTIONS``, 4000) and switching between them is cheap. One process
     keeps the in-process request metrics whole. The app logs each request itself, as
     JSON; ``web.wsgi`` makes psycopg2 cooperate with gevent."""
-    connections = connections or int(os.environ.get("VITALQ_WEB_CONNECTIONS", 4000))
+    connections = connections or get_settings().web_connections
     return ProcessSpec("web", [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
                                "--workers", "1", "--worker-connections", str(connections),
                                "--bind", f"{host}:{port}", "--graceful-timeout", "10",

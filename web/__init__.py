@@ -7,14 +7,13 @@ job's computation.
 
 from __future__ import annotations
 
-from typing import Any
 
 from flask import Flask, g, request
 from flask import Request as FlaskRequest
 from flask_sock import Sock
 
-from worker.settings import get_settings
 from vitalq.errors import InvalidInput
+from worker.settings import Settings, get_settings, use_settings
 from worker.storage import UploadSink
 
 sock = Sock()
@@ -47,7 +46,11 @@ class StreamingUploadRequest(FlaskRequest):
         return sink
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
+def create_app(settings: Settings | None = None) -> Flask:
+    """The web app, on ``settings`` (default: the process's, from its environment), which
+    become the process's: the job layer it calls reads the same."""
+    if settings is not None:
+        use_settings(settings)
     settings = get_settings()
     app = Flask(__name__)
     app.request_class = StreamingUploadRequest
@@ -58,14 +61,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         MAX_FORM_PARTS=32,
         SOCK_SERVER_OPTIONS={"ping_interval": 25},
-        # Where the pages link to Flower (through vitalq's sign-in), and where Flower runs.
-        FLOWER_URL="/flower/",
-        FLOWER_UPSTREAM="http://127.0.0.1:5555",
-        METRICS_PUBLIC=True,
     )
-    app.config.from_prefixed_env("VITALQ")
-    if config:
-        app.config.update(config)
+    app.extensions["vitalq_settings"] = settings
 
     from . import api, auth, devices, errors, flower, health, metrics, openapi, pages, ws
     from .deadlines import BodyDeadline

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import redis
 from flask import Blueprint, Flask, g, redirect, render_template, request, session, url_for
 
+from vitalq.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from worker import accounts
 from worker.broker import KEY_PREFIX, get_redis
-from vitalq.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from worker.models import Job, User
 from worker.settings import get_settings
 
@@ -78,7 +78,7 @@ def init_app(app: Flask) -> None:
     def _authenticate():
         g.user = None
         path = request.path
-        if path.startswith(PUBLIC_PREFIXES) or (path == "/metrics" and app.config["METRICS_PUBLIC"]):
+        if path.startswith(PUBLIC_PREFIXES) or (path == "/metrics" and get_settings().metrics_public):
             return None
         scheme, credentials = (request.headers.get("Authorization", "").split(None, 1) + ["", ""])[:2]
         if scheme.lower() == "bearer":
@@ -160,7 +160,7 @@ def _same_origin() -> bool:
 def _secret_key(data_dir) -> bytes:
     """The key that signs session cookies: ``VITALQ_SECRET_KEY``, or one made once and
     kept in the data folder, so that every web process and restart shares it."""
-    configured = os.environ.get("VITALQ_SECRET_KEY")
+    configured = get_settings().secret_key
     if configured:
         return configured.encode()
     path = data_dir / "secret_key"

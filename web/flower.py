@@ -6,12 +6,11 @@ token, which passes through untouched.
 
 from __future__ import annotations
 
-import os
-
 import httpx
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from vitalq.errors import Unavailable
+from worker.settings import get_settings
 
 from .auth import require_admin
 
@@ -27,8 +26,9 @@ _NOT_FORWARDED = {"host", "authorization", "connection", "keep-alive", "transfer
 @bp.route("/flower/<path:path>", methods=METHODS)
 def proxy(path: str):
     require_admin()
-    upstream = current_app.config["FLOWER_UPSTREAM"].rstrip("/")
-    user, _, password = os.environ.get("VITALQ_FLOWER_AUTH", "").partition(":")
+    settings = get_settings()
+    upstream = settings.flower_upstream.rstrip("/")
+    user, _, password = settings.flower_auth.partition(":")
     try:
         answer = httpx.request(
             request.method, f"{upstream}/flower/{path}", params=list(request.args.items(multi=True)),

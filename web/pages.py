@@ -7,9 +7,10 @@ Everything is served from here (no CDN, no web font): the pages work offline.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 
 from worker import store
+from worker.settings import get_settings
 
 from .auth import visible
 
@@ -18,7 +19,7 @@ bp = Blueprint("pages", __name__)
 
 @bp.app_context_processor
 def _links():
-    return {"flower_url": current_app.config["FLOWER_URL"]}
+    return {"flower_url": get_settings().flower_url}
 
 
 @bp.get("/")

@@ -8,7 +8,6 @@ worker, so that one job's story can be read out of the logs of every process.
 from __future__ import annotations
 
 import logging
-import os
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
@@ -29,7 +28,9 @@ class ContextFilter(logging.Filter):
 
 
 def formatter() -> logging.Formatter:
-    if os.environ.get("VITALQ_LOG_FORMAT", "json").lower() == "text":
+    from .settings import get_settings
+
+    if get_settings().log_format.lower() == "text":
         return logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s %(job_id)s] %(message)s")
     return JsonFormatter(_FIELDS, rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
                          timestamp=False)

@@ -1,4 +1,8 @@
-"""Every setting vitalq reads, from the environment, in one place.
+"""Every setting vitalq reads, in one place: ``Settings``, with its defaults written once.
+
+A process's settings come from its environment (``Settings.from_env``), read once, or
+are handed to it (``use_settings``: the web app factory does, and the tests build their
+own instead of changing the environment). Nothing else in vitalq reads the environment.
 
 With nothing set, vitalq runs on embedded defaults: SQLite under the data folder and
 a Redis server that ``vitalq up`` starts for the session (see ``worker.embedded_redis``).
@@ -8,7 +12,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from pathlib import Path
 
 
@@ -63,6 +66,18 @@ class Settings:
     retention_interval_s: float = 3600.0
     #: Free space on the data folder's disk below which ``/health/ready`` fails.
     min_free_disk_bytes: int = 256 * 1024**2
+    #: Signs session cookies; empty: a key made once and kept in the data folder.
+    secret_key: str = ""
+    #: ``/metrics`` without a token (Prometheus scrapers rarely carry one).
+    metrics_public: bool = True
+    #: Where Flower runs, the basic auth it asks for ("user:password"), and where the pages link to it.
+    flower_upstream: str = "http://127.0.0.1:5555"
+    flower_auth: str = ""
+    flower_url: str = "/flower/"
+    #: Log lines as JSON objects ("json") or plain text for a terminal ("text").
+    log_format: str = "json"
+    #: Connections one web process serves at once (gunicorn's gevent worker).
+    web_connections: int = 4000
 
     @property
     def uploads_dir(self) -> Path:
@@ -82,13 +97,31 @@ class Settings:
         for field in fields(cls):
             value = os.environ.get(f"VITALQ_{field.name.upper()}")
             if value is not None and field.name not in ("data_dir", "database_url", "redis_url"):
-                tuned[field.name] = type(field.default)(value)
+                tuned[field.name] = _parse(value, type(field.default))
         return cls(data_dir=data_dir,
                    database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitalq.db'}",
                    redis_url=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0", **tuned)
 
 
-@lru_cache(maxsize=1)
+def _parse(value: str, kind: type):
+    if kind is bool:
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return kind(value)
+
+
+_current: Settings | None = None
+
+
 def get_settings() -> Settings:
-    """The settings of this process, read once from the environment."""
-    return Settings.from_env()
+    """The settings of this process: those handed to ``use_settings``, else read once
+    from the environment."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make ``settings`` this process's (None: read the environment again at next use)."""
+    global _current
+    _current = settings
