@@ -50,6 +50,7 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     page.wait_for_selector("#job[data-status=running]", timeout=30_000)
     page.wait_for_function("() => document.querySelector('#progress').value > 0")
     shot(page, "pages-job-running")
+    assert not page.is_visible("#delete")  # a live job is cancelled, not deleted
     page.click("#cancel")
     page.wait_for_selector("#job[data-status=cancelled]", timeout=30_000)
     assert "cancelled" in page.inner_text("#status")
@@ -69,6 +70,13 @@ def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     page.goto("/jobs")
     page.wait_for_selector("#job-table[data-loaded=true]")
     assert "CANCELLED" in page.inner_text(f"tr[data-job-id='{job['id']}'] td[data-label=Error]")
+    # A finished job can be deleted from its page, once its user confirms.
+    page.goto(f"/jobs/{again}")
+    page.wait_for_selector("#delete", state="visible")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete")
+    page.wait_for_url("**/jobs")
+    assert jobs.http.get(f"/api/v1/jobs/{again}").status_code == 404
 
 
 def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):

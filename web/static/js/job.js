@@ -23,6 +23,7 @@ function showStatus(status) {
   const live = ["queued", "running", "retrying"].includes(status);
   $("cancel").hidden = !live;
   $("retry").hidden = live;
+  $("delete").hidden = live;
 }
 
 function showJob(job) {
@@ -102,6 +103,16 @@ $("cancel").addEventListener("click", async () => {
     $("connection").textContent = `Could not cancel: ${error.message}`;
   } finally {
     $("cancel").disabled = false;
+  }
+});
+
+$("delete").addEventListener("click", async () => {
+  if (!window.confirm("Delete this job, its results and its files? This cannot be undone.")) return;
+  try {
+    await api(`/api/v1/jobs/${jobId}`, { method: "DELETE" });
+    location.assign("/jobs");
+  } catch (error) {
+    $("connection").textContent = `Could not delete: ${error.message}`;
   }
 });
 
