@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker import db, devices, dispatch, store
+from worker import db, devices, dispatch, retention, store
 from worker.broker import KEY_PREFIX, get_redis
 from worker.celery_app import app as celery_app
 from worker.kinds import SELFTEST
@@ -101,13 +100,11 @@ def _check(probe: Callable[[], Any]) -> dict[str, Any]:
 
 
 def _disk_has_room() -> dict[str, int]:
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    disk = shutil.disk_usage(settings.data_dir)
-    if disk.free < settings.min_free_disk_bytes:
-        raise OSError(f"{disk.free} bytes free on the data folder's disk, under the "
-                      f"{settings.min_free_disk_bytes} required (VITALQ_MIN_FREE_DISK_BYTES)")
-    return {"free_bytes": disk.free, "total_bytes": disk.total}
+    space, required = retention.disk_space(), get_settings().min_free_disk_bytes
+    if space["free_bytes"] < required:
+        raise OSError(f"{space['free_bytes']} bytes free on the data folder's disk, under the "
+                      f"{required} required (VITALQ_MIN_FREE_DISK_BYTES)")
+    return space
 
 
 def _migrations_at_head() -> str:

@@ -73,13 +73,19 @@ def sweep() -> dict[str, int]:
     return {"uploads": uploads, "job_folders": job_folders}
 
 
-def disk_usage() -> dict[str, int]:
-    """Bytes on the data folder's disk (free and total) and held by uploads and job folders."""
+def disk_space() -> dict[str, int]:
+    """Free and total bytes on the data folder's disk."""
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     disk = shutil.disk_usage(settings.data_dir)
-    return {"free_bytes": disk.free, "total_bytes": disk.total,
-            "uploads_bytes": _bytes_under(settings.uploads_dir), "jobs_bytes": _bytes_under(settings.jobs_dir)}
+    return {"free_bytes": disk.free, "total_bytes": disk.total}
+
+
+def disk_usage() -> dict[str, int]:
+    """``disk_space``, and the bytes held by uploads and by job folders (a walk of every file)."""
+    settings = get_settings()
+    return {**disk_space(), "uploads_bytes": _bytes_under(settings.uploads_dir),
+            "jobs_bytes": _bytes_under(settings.jobs_dir)}
 
 
 def _forget(deleted: list[tuple[str, dict[str, Any] | None]]) -> None:
