@@ -152,5 +152,6 @@ class JobFailed(Exception):
     logs it without a traceback and never retries it."""
 
     def __init__(self, error: VitalqError):
-        super().__init__(f"{error.code}: {error.message}")
+        reported = error.to_dict()  # as users see it: no server path
+        super().__init__(f"{reported['code']}: {reported['message']}")
         self.code = error.code
