@@ -190,3 +190,21 @@ def test_a_trained_model_is_shown_as_tables_of_its_metrics(page, worker, jobs, t
     assert page.locator("#result-views th:has-text('Runtime') + td").inner_text() == job["result"]["model"]["runtime"]
     assert page.locator("#result-views pre").count() == 0  # no raw JSON dump
     shot(page, "pages-risk-train")
+
+
+def test_an_unreliable_heart_rate_is_not_shown_as_a_number(page, worker, jobs, tmp_path):
+    from test_rppg import encode_h264
+
+    from bench.synthetic_face import write_face_video
+
+    write_face_video(tmp_path / "face.avi", hr_bpm=100.0, seconds=16.0, size=(320, 240), amplitude=0.002, seed=1)
+    video = encode_h264(tmp_path / "face.avi", tmp_path / "face.mp4").read_bytes()
+    response = jobs.http.post("/api/v1/jobs", data={"kind": "video.rppg"}, files={"file": ("face.mp4", video)})
+    job = jobs.wait_finished(response.json()["id"], timeout_s=120)
+    assert job["status"] == "succeeded" and job["result"]["reliable"] is False, job["result"]
+    page.goto(f"/jobs/{job['id']}")
+    page.wait_for_selector("#job[data-rendered=true]")
+    assert page.locator("th:has-text('Overall') + td").inner_text().startswith("unreliable: ")
+    assert "withheld" in page.inner_text("#hrv-withheld")
+    assert page.locator("th:has-text('RMSSD')").count() == 0
+    shot(page, "pages-rppg-unreliable")

@@ -92,6 +92,55 @@ def test_hrv_of_a_still_face_video_is_near_the_true_beats(tmp_path):
     assert measured["rmssd_ms"] == pytest.approx(true["rmssd_ms"], rel=0.35)
 
 
+def encode_h264(source: Path, target: Path, crf: int = 23) -> Path:
+    """``source`` re-encoded as phones and webcams write video: H.264, yuv420p (PyAV's libx264)."""
+    import av
+
+    capture = cv2.VideoCapture(str(source))
+    fps = int(round(capture.get(cv2.CAP_PROP_FPS)))
+    with av.open(str(target), "w") as output:
+        stream = output.add_stream("libx264", rate=fps)
+        stream.pix_fmt, stream.options = "yuv420p", {"crf": str(crf), "preset": "medium"}
+        stream.width, stream.height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        output.mux(stream.encode())
+    capture.release()
+    return target
+
+
+@pytest.mark.parametrize("hr_bpm, method, flagged", [(100.0, "POS", True), (70.0, "GREEN", False)])
+def test_on_h264_video_a_heart_rate_is_right_or_flagged_and_never_confidently_wrong(tmp_path, hr_bpm, method,
+                                                                                    flagged):
+    """H.264 at CRF 23 and a faint pulse (0.5 %) cost POS its pulse at 100 bpm: it used to
+    answer 65 bpm from one window of eleven, as a plain number, with HRV."""
+    truth = write_face_video(tmp_path / "face.avi", hr_bpm=hr_bpm, seconds=20.0, size=(640, 480), amplitude=0.005,
+                             seed=int(hr_bpm))
+    result = analyze_video(encode_h264(tmp_path / "face.avi", tmp_path / "face.mp4"), method=method).summary()
+    assert result["reliable"] is not flagged, result["unreliable_reason"]
+    if result["reliable"]:
+        assert result["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=5)
+        assert result["hrv"]["withheld"] is None and result["hrv"]["rmssd_ms"] is not None
+    else:
+        assert "windows held a clear pulse" in result["unreliable_reason"]
+        assert result["hrv"]["rmssd_ms"] is None and result["hrv"]["sdnn_ms"] is None
+        assert "unreliable" in result["hrv"]["withheld"]
+
+
+def test_no_risk_is_predicted_from_withheld_hrv():
+    from ml.risk import from_rppg_summary
+    from ml.risk.features import HrvWithheld
+
+    summary = {"quality": 0.3, "hrv": {"withheld": "the heart rate is unreliable: only 1 of 11 windows held a clear pulse",
+                                        "mean_hr_bpm": None, "rmssd_ms": None}}
+    with pytest.raises(HrvWithheld) as refused:
+        from_rppg_summary(summary)
+    assert refused.value.code == "HRV_WITHHELD" and "1 of 11" in refused.value.message
+
+
 @pytest.fixture(scope="module")
 def face_video(tmp_path_factory):
     path = tmp_path_factory.mktemp("rppg") / "face.avi"

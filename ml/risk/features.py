@@ -67,7 +67,16 @@ def feature_matrix(rows: Iterable[dict[str, Any]]) -> np.ndarray:
     return np.array(matrix, dtype=np.float64)
 
 
+class HrvWithheld(InvalidInput):
+    """The rPPG result withheld its HRV (its heart rate is unreliable): no risk from it."""
+
+    code = "HRV_WITHHELD"
+
+
 def from_rppg_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """The feature row of a ``video.rppg`` result."""
+    """The feature row of a ``video.rppg`` result; raises HrvWithheld when it has no HRV to trust."""
     hrv = summary.get("hrv") or {}
+    if hrv.get("withheld"):
+        raise HrvWithheld(f"no risk is predicted from this video: its HRV was withheld ({hrv['withheld']})",
+                          reason=hrv["withheld"])
     return {**{name: hrv.get(name) for name in NAMES if name != "quality"}, "quality": summary.get("quality")}

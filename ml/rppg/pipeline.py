@@ -158,6 +158,9 @@ class RppgResult:
         return {
             "method": self.method,
             "heart_rate_bpm": hr.overall_bpm,
+            # A number to trust only when reliable; otherwise the reason (see HeartRate.unreliable_reason).
+            "reliable": hr.unreliable_reason is None,
+            "unreliable_reason": hr.unreliable_reason,
             "quality": hr.overall_quality,
             "windows": {"total": int(hr.bpm.size), "accepted": hr.windows_used},
             "per_window": [{"t_s": float(t), "bpm": None if not np.isfinite(b) else float(b), "quality": float(q)}
@@ -205,6 +208,11 @@ def analyze_video(path: Path, *, method: str = "POS", roi: str = "face", window_
     pulse = z.mean(axis=0)
     peaks = pulse_peaks(_around_heart_rate(pulse, fs, heart_rate.overall_bpm), fs, heart_rate.overall_bpm)
     hrv = hrv_metrics(peaks)
+    if heart_rate.unreliable_reason:  # beats timed from a pulse that is not there are not HRV
+        hrv = {**{name: None for name in hrv}, "beats": hrv["beats"], "intervals_used": 0,
+               "withheld": f"the heart rate is unreliable: {heart_rate.unreliable_reason}"}
+    else:
+        hrv["withheld"] = None
     spectrum = pulse_spectrum(bvp, fs, band_hz)
     seconds["hr"] = time.perf_counter() - clock
     if progress:

@@ -36,6 +36,7 @@ export function statusBadge(status) {
 const PLAIN_ERRORS = {
   TIMEOUT: "The job ran longer than its time limit and was stopped.",
   CANCELLED: "The job was cancelled before it finished.",
+  HRV_WITHHELD: "The video's pulse was too unclear to time heartbeats, so no risk was predicted from it.",
   WORKER_LOST: "The worker running this job stopped unexpectedly, more than once.",
   DEVICE_BUSY: "The camera was in use by another program, and still was after several tries.",
   DEVICE_UNAVAILABLE: "The camera could not be reached (unplugged or switched off?), even after several tries.",

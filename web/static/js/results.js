@@ -35,8 +35,12 @@ async function csv(job, name) {
 }
 
 async function rppg(job, container, summary = job.result) {
+  // An unreliable heart rate is never shown as a plain number.
+  const overall = summary.reliable === false
+    ? `unreliable: ${summary.unreliable_reason}${summary.heart_rate_bpm === null ? "" : ` (best guess ${fixed(summary.heart_rate_bpm, 0)} bpm, not to be used)`}`
+    : fixed(summary.heart_rate_bpm, 1, " bpm");
   table(container, "Heart rate", [
-    ["Overall", fixed(summary.heart_rate_bpm, 1, " bpm")], ["Method", summary.method],
+    ["Overall", overall], ["Method", summary.method],
     ["Signal quality", fixed(summary.quality, 2)],
     ["Windows used", `${summary.windows.accepted} of ${summary.windows.total}`],
     ["Duration", fixed(summary.duration_s, 1, " s")], ["Face found in", fixed(100 * (summary.face_fraction ?? 1), 0, " % of frames")],
@@ -53,6 +57,10 @@ async function rppg(job, container, summary = job.result) {
       axes: [{ label: "heart rate (bpm)", scale: "bpm" }, { label: "quality", scale: "quality", side: 1, grid: { show: false } }],
     });
   const hrv = summary.hrv || {};
+  if (hrv.withheld) {
+    container.append(el("p", { class: "help", id: "hrv-withheld" }, `Heart-rate variability withheld: ${hrv.withheld}.`));
+    return;
+  }
   table(container, "Heart-rate variability", [
     ["Beats used", hrv.beats ?? "—"], ["Mean HR", fixed(hrv.mean_hr_bpm, 1, " bpm")], ["SDNN", fixed(hrv.sdnn_ms, 1, " ms")],
     ["RMSSD", fixed(hrv.rmssd_ms, 1, " ms")], ["pNN50", fixed(hrv.pnn50_pct, 1, " %")], ["LF", fixed(hrv.lf_ms2, 1, " ms²")],
