@@ -57,13 +57,8 @@ def purge(retention_days: float, now: datetime | None = None) -> dict[str, int]:
 def sweep() -> dict[str, int]:
     """Remove uploads no job refers to and job folders with no job, older than SWEEP_GRACE_S."""
     settings = get_settings()
-    uploads = job_folders = 0
-    for chunk in _chunks([path for path in _old_entries(settings.uploads_dir) if path.is_file()]):
-        in_use = store.inputs_in_use(str(path) for path in chunk)
-        for path in chunk:
-            if str(path) not in in_use:
-                path.unlink(missing_ok=True)
-                uploads += 1
+    uploads = _remove_unused_uploads(path for path in _old_entries(settings.uploads_dir) if path.is_file())
+    job_folders = 0
     for chunk in _chunks([path for path in _old_entries(settings.jobs_dir) if path.is_dir()]):
         known = store.known_ids(path.name for path in chunk)
         for path in chunk:
@@ -96,16 +91,31 @@ def _forget(deleted: list[tuple[str, dict[str, Any] | None]]) -> None:
         get_redis().delete(*(key for job_id, _ in deleted for key in progress.keys(job_id)))
     except redis.RedisError as exc:  # the streams expire on their own (progress.EVENT_TTL_S)
         log.warning("events of %d deleted jobs left to expire: %s", len(deleted), exc)
-    # A recent upload may be the input of a submission of the same content not yet
-    # recorded (``UploadSink.commit`` touches a file it reuses): the sweep takes it later.
-    recent = time.time() - SWEEP_GRACE_S
-    uploads = {record["path"] for _, record in deleted if record}
-    for path in uploads - store.inputs_in_use(uploads):
-        try:
-            if os.stat(path).st_mtime < recent:
-                os.unlink(path)
-        except FileNotFoundError:
-            continue
+    _remove_unused_uploads({Path(record["path"]) for _, record in deleted if record})
+
+
+def _remove_unused_uploads(paths: Iterable[Path]) -> int:
+    """Remove those of these uploads that no job refers to and that are older than
+    SWEEP_GRACE_S: a recent one may be the input of a submission of the same content not
+    yet recorded (``UploadSink.commit`` touches a file it reuses), and is left to a later
+    sweep. Returns how many went."""
+    oldest = time.time() - SWEEP_GRACE_S
+    removed = 0
+    for chunk in _chunks([path for path in paths if _modified(path) < oldest]):
+        in_use = store.inputs_in_use(str(path) for path in chunk)
+        for path in chunk:
+            if str(path) not in in_use:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _modified(path: Path) -> float:
+    """When ``path`` was last modified (infinitely late if it is gone: nothing to remove)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def _chunks(items: list, size: int = 1000) -> Iterable[list]:
