@@ -21,6 +21,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
+from typing import Callable
 
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule
@@ -37,6 +38,31 @@ log = logging.getLogger(__name__)
 ENTRY_PREFIX = "calibrate:"
 RECONCILE_ENTRY = "vitalq:reconcile"
 RETENTION_ENTRY = "vitalq:retention"
+
+
+def _reconcile() -> None:
+    report = reconcile(min_age_s=get_settings().reconcile_min_age_s)
+    if any(report.values()):
+        log.warning("reconciler: %s", report)
+
+
+def _purge() -> None:
+    try:
+        removed = retention.purge(get_settings().retention_days)
+    except Exception:  # the database or a folder is away: the next run tries again
+        log.exception("retention: purge failed")
+        return
+    if any(removed.values()):
+        log.info("retention: removed %s", removed)
+
+
+def _in_process_runs() -> dict[str, tuple[float, Callable[[], None]]]:
+    """What beat runs itself, by entry name: (every how many seconds, what)."""
+    settings = get_settings()
+    runs = {RECONCILE_ENTRY: (settings.reconcile_interval_s, _reconcile)}
+    if settings.retention_days > 0:
+        runs[RETENTION_ENTRY] = (settings.retention_interval_s, _purge)
+    return runs
 
 
 class DeviceScheduler(Scheduler):
@@ -59,16 +85,10 @@ class DeviceScheduler(Scheduler):
             log.warning("device schedules not refreshed: %s", exc)
             return
         entries = {name: entry for name, entry in self.data.items() if not name.startswith(ENTRY_PREFIX)}
-        if RECONCILE_ENTRY not in entries:
-            entries[RECONCILE_ENTRY] = ScheduleEntry(
-                name=RECONCILE_ENTRY, task=RECONCILE_ENTRY, app=self.app,
-                schedule=schedule(timedelta(seconds=get_settings().reconcile_interval_s)))
-            self.data[RECONCILE_ENTRY] = entries[RECONCILE_ENTRY]
-        if RETENTION_ENTRY not in entries and get_settings().retention_days > 0:
-            entries[RETENTION_ENTRY] = ScheduleEntry(
-                name=RETENTION_ENTRY, task=RETENTION_ENTRY, app=self.app,
-                schedule=schedule(timedelta(seconds=get_settings().retention_interval_s)))
-            self.data[RETENTION_ENTRY] = entries[RETENTION_ENTRY]
+        for name, (interval_s, _run) in _in_process_runs().items():
+            if name not in entries:
+                entries[name] = self.data[name] = ScheduleEntry(
+                    name=name, task=name, app=self.app, schedule=schedule(timedelta(seconds=interval_s)))
         static = self.app.conf.beat_schedule or {}
         if set(static) - set(entries):
             self.merge_inplace(static)
@@ -98,21 +118,10 @@ class DeviceScheduler(Scheduler):
         self.data = entries
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        if entry.name == RECONCILE_ENTRY:  # run here: beat is one process, and needs no free worker
+        in_process = _in_process_runs().get(entry.name)
+        if in_process is not None:  # run here: beat is one process, and needs no free worker
             entry = self.reserve(entry) if advance else entry
-            report = reconcile(min_age_s=get_settings().reconcile_min_age_s)
-            if any(report.values()):
-                log.warning("reconciler: %s", report)
-            return None
-        if entry.name == RETENTION_ENTRY:  # likewise: a sweep of the database and the data folder
-            entry = self.reserve(entry) if advance else entry
-            try:
-                removed = retention.purge(get_settings().retention_days)
-            except Exception:  # the database or a folder is away: the next hour tries again
-                log.exception("retention: purge failed")
-                return None
-            if any(removed.values()):
-                log.info("retention: removed %s", removed)
+            in_process[1]()
             return None
         if not entry.name.startswith(ENTRY_PREFIX):
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
