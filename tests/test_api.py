@@ -53,7 +53,7 @@ def test_kinds_publish_schema_queue_limits_and_uploads(client):
 def test_kind_schemas_offer_exactly_what_the_computation_implements():
     """The schemas spell their choices out (the web process imports no computation to
     publish them): each must be what ml/ accepts, no more and no less."""
-    from ml.rppg import METHODS
+    from ml.rppg import METHOD_NAMES
     from ml.risk import MODEL_TYPES
     from ml.signals import BAND_TYPES, FAMILIES, FORMATS, NAN_POLICIES, RAW_DTYPES
     from worker.kinds import get_kind
@@ -68,7 +68,7 @@ def test_kind_schemas_offer_exactly_what_the_computation_implements():
     assert set(RAW_DTYPES) <= choices("signal.filter", "dtype")
     assert all(np.dtype(name).kind in "iuf" for name in choices("signal.filter", "dtype"))
     assert choices("signal.filter", "nan_policy") == set(NAN_POLICIES)
-    assert choices("video.rppg", "method") == choices("video.analyze", "method") == set(METHODS)
+    assert choices("video.rppg", "method") == choices("video.analyze", "method") == set(METHOD_NAMES)
     assert choices("risk.train", "model_type") == set(MODEL_TYPES)
 
 

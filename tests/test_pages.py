@@ -99,10 +99,12 @@ def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):
 
 
 def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
+    from test_rppg import MEASURABLE_HRV
+
     from bench.synthetic_face import write_face_video
 
     video = tmp_path / "face.avi"
-    truth = write_face_video(video, hr_bpm=72.0, seconds=14.0, size=(320, 240), seed=3)
+    truth = write_face_video(video, **MEASURABLE_HRV)
     page.goto("/?kind=video.rppg")
     page.wait_for_selector("form[data-ready=true]")
     page.set_input_files("#file", str(video))
@@ -113,6 +115,7 @@ def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
     overall = float(page.locator("th:has-text('Overall') + td").inner_text().split()[0])
     assert abs(overall - truth.mean_hr_bpm) < 3
     assert page.locator("th:has-text('RMSSD') + td").inner_text().endswith("ms")
+    assert page.locator("th:has-text('Method') + td").inner_text().startswith("AUTO (")  # which method, how often
     # Quality has its own 0-1 axis, not the heart rate's.
     heart_rate = page.locator("figure.chart:has-text('Heart rate over time')")
     assert "quality (0–1)" in heart_rate.inner_text() and "x100" not in heart_rate.inner_text()
@@ -193,12 +196,12 @@ def test_a_trained_model_is_shown_as_tables_of_its_metrics(page, worker, jobs, t
 
 
 def test_an_unreliable_heart_rate_is_not_shown_as_a_number(page, worker, jobs, tmp_path):
-    from test_rppg import encode_h264
-
     from bench.synthetic_face import write_face_video
 
-    write_face_video(tmp_path / "face.avi", hr_bpm=100.0, seconds=16.0, size=(320, 240), amplitude=0.002, seed=1)
-    video = encode_h264(tmp_path / "face.avi", tmp_path / "face.mp4").read_bytes()
+    # A face whose skin has no pulse at all.
+    write_face_video(tmp_path / "face.mp4", hr_bpm=100.0, seconds=16.0, size=(320, 240), amplitude=0.0, codec="h264",
+                     seed=1)
+    video = (tmp_path / "face.mp4").read_bytes()
     response = jobs.http.post("/api/v1/jobs", data={"kind": "video.rppg"}, files={"file": ("face.mp4", video)})
     job = jobs.wait_finished(response.json()["id"], timeout_s=120)
     assert job["status"] == "succeeded" and job["result"]["reliable"] is False, job["result"]

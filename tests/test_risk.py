@@ -168,8 +168,10 @@ def test_unknown_model_version_is_not_found(client):
 
 @pytest.mark.usefixtures("worker")
 def test_video_analyze_chains_rppg_into_risk(jobs, http, tmp_path):
+    from test_rppg import MEASURABLE_HRV
+
     path = tmp_path / "face.avi"
-    truth = write_face_video(path, hr_bpm=66.0, seconds=14.0, size=(320, 240), seed=3)
+    truth = write_face_video(path, **MEASURABLE_HRV)
     response = http.post("/api/v1/jobs", data={"kind": "video.analyze", "params": "{}"},
                          files={"file": ("face.avi", path.read_bytes())})
     assert response.status_code == 201, response.text

@@ -80,54 +80,87 @@ def test_hrv_drops_artefacts_and_breaks_the_successive_chain_there():
 # --- the job -------------------------------------------------------------------------------
 
 
-def test_hrv_of_a_still_face_video_is_near_the_true_beats(tmp_path):
-    """SDNN and RMSSD from a 40 s video of a still face, against the generator's beat times.
-    (Timed on a wider band around the heart rate, the peaks' jitter made them 2 to 4 times too high.)"""
-    path = tmp_path / "still.avi"
-    truth = write_face_video(path, hr_bpm=72.0, seconds=40.0, size=(320, 240), motion_px=2.0, seed=0)
+#: A face whose HRV a video can measure: a calm head breathing deeply (RMSSD about 90 ms)
+#: and a clear pulse (2 %). Most faces in ``bench/rppg.py`` are not timed well enough.
+MEASURABLE_HRV = {"hr_bpm": 62.0, "seconds": 20.0, "size": (320, 240), "hrv": 0.1, "amplitude": 0.02,
+                  "motion_px": 2.0, "seed": 3}
+
+
+def test_hrv_is_reported_when_its_beats_are_timed_well_enough_and_is_near_the_true_beats(tmp_path):
+    path = tmp_path / "calm.avi"
+    truth = write_face_video(path, **MEASURABLE_HRV)
     measured, true = analyze_video(path).hrv, hrv_metrics(truth.beat_times_s)
+    assert measured["withheld"] is None and measured["beat_jitter_ms"] < 25
     assert measured["mean_hr_bpm"] == pytest.approx(true["mean_hr_bpm"], abs=1.0)
     assert measured["intervals_used"] >= 0.9 * (truth.beat_times_s.size - 1)
-    assert measured["sdnn_ms"] == pytest.approx(true["sdnn_ms"], rel=0.35)
-    assert measured["rmssd_ms"] == pytest.approx(true["rmssd_ms"], rel=0.35)
+    assert measured["sdnn_ms"] == pytest.approx(true["sdnn_ms"], rel=0.2)
+    assert measured["rmssd_ms"] == pytest.approx(true["rmssd_ms"], rel=0.2)
 
 
-def encode_h264(source: Path, target: Path, crf: int = 23) -> Path:
-    """``source`` re-encoded as phones and webcams write video: H.264, yuv420p (PyAV's libx264)."""
-    import av
-
-    capture = cv2.VideoCapture(str(source))
-    fps = int(round(capture.get(cv2.CAP_PROP_FPS)))
-    with av.open(str(target), "w") as output:
-        stream = output.add_stream("libx264", rate=fps)
-        stream.pix_fmt, stream.options = "yuv420p", {"crf": str(crf), "preset": "medium"}
-        stream.width, stream.height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            output.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
-        output.mux(stream.encode())
-    capture.release()
-    return target
+def test_hrv_is_withheld_when_its_beats_are_timed_too_roughly(tmp_path):
+    """A right heart rate from a faint pulse (0.5 %): its beats are timed to ±35 ms, which
+    would double an RMSSD of 26 ms. (It used to be reported: 52 ms.)"""
+    path = tmp_path / "faint.avi"
+    truth = write_face_video(path, hr_bpm=72.0, seconds=20.0, size=(320, 240), amplitude=0.005, seed=5)
+    result = analyze_video(path).summary()
+    assert result["reliable"] and result["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=2.0)
+    assert result["hrv"]["rmssd_ms"] is None and result["hrv"]["sdnn_ms"] is None
+    assert result["hrv"]["withheld"].startswith("beats are timed to ±") and result["hrv"]["beat_jitter_ms"] > 20
 
 
-@pytest.mark.parametrize("hr_bpm, method, flagged", [(100.0, "POS", True), (70.0, "GREEN", False)])
-def test_on_h264_video_a_heart_rate_is_right_or_flagged_and_never_confidently_wrong(tmp_path, hr_bpm, method,
-                                                                                    flagged):
-    """H.264 at CRF 23 and a faint pulse (0.5 %) cost POS its pulse at 100 bpm: it used to
-    answer 65 bpm from one window of eleven, as a plain number, with HRV."""
-    truth = write_face_video(tmp_path / "face.avi", hr_bpm=hr_bpm, seconds=20.0, size=(640, 480), amplitude=0.005,
+def test_the_two_halves_tell_how_precisely_the_beats_are_timed():
+    """beat_jitter_s against the timing error measured on the truth: a pulse with HRV seen
+    through two halves of the skin, each with its own noise, at three noise levels."""
+    from ml.rppg.hrv import pulse_peaks
+    from ml.rppg.pipeline import _around_heart_rate, beat_jitter_s
+
+    rng = np.random.default_rng(11)
+    t = np.arange(int(60 * FS)) / FS
+    rate = 70 / 60 * (1 + 0.05 * np.sin(2 * np.pi * 0.25 * t))
+    phase = 2 * np.pi * np.cumsum(rate) / FS
+    # Where sin(phase) peaks: phase = pi/2 + 2 pi k, between frames.
+    cycles = (phase - np.pi / 2) / (2 * np.pi)
+    crossing = np.flatnonzero(np.diff(np.floor(cycles)) > 0)
+    true_beats = t[crossing] + (np.ceil(cycles[crossing]) - cycles[crossing]) / np.diff(cycles)[crossing] / FS
+    for noise in (0.3, 0.6, 1.0):
+        halves = np.sin(phase) + rng.normal(0, noise, (2, t.size))
+        halves = bandpass(halves, FS)
+        whole = halves.mean(axis=0)
+        beats = pulse_peaks(_around_heart_rate(whole, FS, 70.0), FS, 70.0)
+        inner = (beats > 2) & (beats < 58)
+        error = beats[inner] - true_beats[np.abs(true_beats[:, None] - beats[inner]).argmin(axis=0)]
+        estimate = beat_jitter_s(halves, FS, 70.0)
+        assert estimate == pytest.approx(np.std(error), rel=0.35), noise
+
+
+@pytest.mark.parametrize("hr_bpm", [65.0, 130.0])
+def test_on_h264_video_with_a_faint_pulse_the_heart_rate_is_right(tmp_path, hr_bpm):
+    """What phones and webcams write: H.264 at CRF 23, and a pulse of 0.5 % of the skin's
+    brightness. The default method read 53 bpm for 100 from three boxes of skin, once."""
+    path = tmp_path / "face.mp4"
+    truth = write_face_video(path, hr_bpm=hr_bpm, seconds=20.0, size=(640, 480), amplitude=0.005, codec="h264",
                              seed=int(hr_bpm))
-    result = analyze_video(encode_h264(tmp_path / "face.avi", tmp_path / "face.mp4"), method=method).summary()
-    assert result["reliable"] is not flagged, result["unreliable_reason"]
-    if result["reliable"]:
-        assert result["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=5)
-        assert result["hrv"]["withheld"] is None and result["hrv"]["rmssd_ms"] is not None
-    else:
-        assert "windows held a clear pulse" in result["unreliable_reason"]
-        assert result["hrv"]["rmssd_ms"] is None and result["hrv"]["sdnn_ms"] is None
-        assert "unreliable" in result["hrv"]["withheld"]
+    result = analyze_video(path).summary()
+    assert result["method"] == "AUTO" and result["reliable"], result["unreliable_reason"]
+    assert result["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=3.0)
+    accepted = [window["bpm"] for window in result["per_window"] if window["bpm"] is not None]
+    assert np.max(np.abs(np.array(accepted) - truth.mean_hr_bpm)) < 8  # no accepted window is far off either
+    assert {window["method"] for window in result["per_window"]} <= {"GREEN", "POS"}
+
+
+@pytest.mark.parametrize("codec, size, seed", [("h264", (320, 240), 2), ("MJPG", (320, 240), 2),
+                                              ("MJPG", (640, 480), 5), ("h264", (640, 480), 6)])
+def test_a_face_without_a_pulse_is_never_given_a_heart_rate(tmp_path, codec, size, seed):
+    """Head motion, drifting light, sensor noise and the codec, but no pulse in the skin:
+    no heart rate to trust, and no HRV. (The MJPG 640x480 one used to be 72 bpm from 8
+    windows of 11: harmonics of the head's motion, consistent across both halves of the
+    face, which only the windows' disagreement gives away.)"""
+    path = tmp_path / ("face.mp4" if codec == "h264" else "face.avi")
+    write_face_video(path, hr_bpm=75.0, seconds=20.0, size=size, amplitude=0.0, codec=codec, seed=seed)
+    result = analyze_video(path).summary()
+    assert not result["reliable"], (result["best_guess_bpm"], result["windows"])
+    assert result["heart_rate_bpm"] is None  # nothing that reads as a heart rate
+    assert result["unreliable_reason"] and result["hrv"]["rmssd_ms"] is None and result["hrv"]["withheld"]
 
 
 def test_no_risk_is_predicted_from_withheld_hrv():

@@ -275,6 +275,8 @@ def submit(kind: str, file: Path | None, raw_params: tuple[str, ...], priority: 
             return
         job = client.wait(job["id"], on_event=_progress_bar)
         click.echo("", err=True)
+        if (job.get("result") or {}).get("reliable") is False:  # an rPPG heart rate not to be trusted
+            click.echo(f"warning: the heart rate is unreliable: {job['result']['unreliable_reason']}", err=True)
         click.echo(json.dumps(job, indent=2))
         sys.exit(0 if job["status"] == "succeeded" else 1)
 

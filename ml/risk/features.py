@@ -68,7 +68,8 @@ def feature_matrix(rows: Iterable[dict[str, Any]]) -> np.ndarray:
 
 
 class HrvWithheld(InvalidInput):
-    """The rPPG result withheld its HRV (its heart rate is unreliable): no risk from it."""
+    """The rPPG result withheld its HRV (its heart rate is unreliable, or its beats were
+    timed too roughly): no risk from it."""
 
     code = "HRV_WITHHELD"
 

@@ -14,6 +14,8 @@ from ..errors import InvalidInput
 
 #: 39 to 240 bpm.
 DEFAULT_BAND_HZ = (0.65, 4.0)
+#: The half-width of a pulse peak, as a share of its frequency (see ``spectral_peak``).
+PEAK_HALF_WIDTH = 0.05
 
 
 class TooShort(InvalidInput):
@@ -59,10 +61,14 @@ def spectral_peak(spectrum: Spectrum, harmonic_tolerance_hz: float = 0.2) -> tup
     """(peak frequency in Hz, quality from 0 to 1) of a pulse spectrum.
 
     The peak is refined by parabolic interpolation over the three bins around the
-    maximum. The quality is the share of the band's power within ±0.1 Hz of the peak
-    and ``harmonic_tolerance_hz`` of its first harmonic: the signal-to-noise measure of
-    de Haan & Jeanne (2013), as a fraction. A peak on the band's edge has quality 0: it
-    is no pulse, only the edge of a slope.
+    maximum. The quality is the share of the band's power near the peak and near its
+    first harmonic: the signal-to-noise measure of de Haan & Jeanne (2013), as a
+    fraction, with their ±0.1 Hz around the peak and ``harmonic_tolerance_hz`` around the
+    harmonic, both widened to ±PEAK_HALF_WIDTH of the peak's frequency where that is
+    more: the beat rate varies by a share of itself (4 % is ordinary at rest), and so
+    does the width of its peak; at 140 bpm a clear pulse kept a third of its power
+    within ±0.1 Hz. A peak on the band's edge has quality 0: it is no pulse, only the
+    edge of a slope.
     """
     freqs, power = spectrum.freqs_hz, spectrum.power
     k = int(np.argmax(power))
@@ -72,20 +78,29 @@ def spectral_peak(spectrum: Spectrum, harmonic_tolerance_hz: float = 0.2) -> tup
     denominator = a - 2 * b + c
     shift = 0.5 * (a - c) / denominator if denominator != 0 else 0.0
     peak = float(freqs[k] + shift * (freqs[1] - freqs[0]))
-    near = (np.abs(freqs - peak) <= 0.1) | (np.abs(freqs - 2 * peak) <= harmonic_tolerance_hz)
+    half_width = max(0.1, PEAK_HALF_WIDTH * peak)
+    near = (np.abs(freqs - peak) <= half_width) | (np.abs(freqs - 2 * peak) <= max(harmonic_tolerance_hz, 2 * half_width))
     return peak, float(power[near].sum() / max(power.sum(), 1e-300))
 
 
 #: The overall heart rate is trusted only when at least this share of its windows held
-#: a clear pulse peak. Measured on synthetic faces encoded H.264 (640x480, CRF 23, pulse
+#: a clear pulse. Measured on synthetic faces encoded H.264 (640x480, CRF 23, pulse
 #: amplitude 0.5 %): every estimate more than 10 bpm off came from 1 or 2 windows of 11
 #: (POS gave 65 bpm for 100 from one), while the right ones held 9 to 11.
 MIN_ACCEPTED_SHARE = 0.5
+#: ... and when its accepted windows agree: the interquartile range of their heart rates
+#: about a running median (of RUNNING_WINDOWS windows, which follows a heart rate that
+#: changes over minutes) is at most this (bpm). On ``bench/rppg.py``'s synthetic faces,
+#: the results accepted yet wrong mixed windows at the heart rate with windows at a
+#: harmonic of the head's motion; no right one spread over more than 8 bpm.
+MAX_SPREAD_BPM = 8.0
+RUNNING_WINDOWS = 15
 
 
 @dataclass
 class HeartRate:
-    """Heart rate per window and overall. Rejected windows have ``bpm`` NaN."""
+    """Heart rate per window and overall. Rejected windows have ``bpm`` NaN; ``choice`` is
+    the candidate pulse each window was read from (see ``estimate_heart_rate``)."""
 
     times_s: np.ndarray  # centre of each window
     bpm: np.ndarray
@@ -93,6 +108,19 @@ class HeartRate:
     overall_bpm: float | None
     overall_quality: float
     windows_used: int
+    choice: np.ndarray
+
+    @property
+    def spread_bpm(self) -> float | None:
+        """Interquartile range (bpm) of the accepted windows' heart rates about their running median."""
+        if self.windows_used < 2:
+            return None
+        half = RUNNING_WINDOWS // 2
+        padded = np.pad(self.bpm, half, constant_values=np.nan)
+        running = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, RUNNING_WINDOWS), axis=1)
+        residual = (self.bpm - running)[np.isfinite(self.bpm)]
+        upper, lower = np.percentile(residual, [75, 25])
+        return float(upper - lower)
 
     @property
     def unreliable_reason(self) -> str | None:
@@ -102,38 +130,54 @@ class HeartRate:
         if self.windows_used < MIN_ACCEPTED_SHARE * self.bpm.size:
             return (f"only {self.windows_used} of {self.bpm.size} windows held a clear pulse "
                     f"(at least {MIN_ACCEPTED_SHARE:.0%} are needed)")
+        spread = self.spread_bpm
+        if spread is not None and spread > MAX_SPREAD_BPM:
+            return (f"the windows that held a pulse disagree: their heart rates spread over {spread:.0f} bpm "
+                    f"(at most {MAX_SPREAD_BPM:g})")
         return None
+
+    def most_chosen(self) -> int:
+        """The candidate that most accepted windows were read from (of all windows if none was)."""
+        chosen = self.choice[np.isfinite(self.bpm)] if self.windows_used else self.choice
+        return int(np.bincount(chosen).argmax())
 
 
 def estimate_heart_rate(bvp: np.ndarray, fs: float, *, window_s: float = 10.0, step_s: float = 1.0,
                         band: tuple[float, float] = DEFAULT_BAND_HZ, min_quality: float = 0.4) -> HeartRate:
-    """Heart rate from a pulse ``bvp`` (``[estimators, samples]`` or ``[samples]``) sampled at ``fs`` Hz.
+    """Heart rate from a pulse ``bvp`` sampled at ``fs`` Hz: ``[samples]``,
+    ``[estimators, samples]``, or ``[candidates, estimators, samples]`` (the pulses of
+    several methods).
 
     Windows of ``window_s`` seconds every ``step_s`` seconds each give the Welch
-    spectrum's peak (see ``spectral_peak``); a window whose quality is under
-    ``min_quality`` is rejected rather than given an invented number. The overall heart
-    rate is the median of the accepted windows, or None if none was accepted.
+    spectrum's peak (see ``spectral_peak``), of the candidate whose peak is the clearest
+    in that window; a window whose quality is under ``min_quality`` is rejected rather
+    than given an invented number. The overall heart rate is the median of the accepted
+    windows, or None if none was accepted.
 
     Raises
     ------
     TooShort
         If the signal is shorter than one window.
     """
-    bvp = np.atleast_2d(bvp)
+    candidates = np.asarray(bvp, dtype=np.float64)
+    candidates = candidates.reshape((1,) * (3 - candidates.ndim) + candidates.shape)
     length = int(round(window_s * fs))
     step = max(int(round(step_s * fs)), 1)
-    if bvp.shape[-1] < length or length < 8:
-        raise TooShort(f"the pulse lasts {bvp.shape[-1] / fs:.1f} s, shorter than one {window_s:g} s window",
-                       duration_s=bvp.shape[-1] / fs, window_s=window_s)
-    starts = range(0, bvp.shape[-1] - length + 1, step)
-    times, rates, qualities = [], [], []
+    if candidates.shape[-1] < length or length < 8:
+        raise TooShort(f"the pulse lasts {candidates.shape[-1] / fs:.1f} s, shorter than one {window_s:g} s window",
+                       duration_s=candidates.shape[-1] / fs, window_s=window_s)
+    starts = range(0, candidates.shape[-1] - length + 1, step)
+    times, rates, qualities, choices = [], [], [], []
     for start in starts:
-        peak_hz, quality = spectral_peak(pulse_spectrum(bvp[:, start:start + length], fs, band))
+        peaks = [spectral_peak(pulse_spectrum(pulse[:, start:start + length], fs, band)) for pulse in candidates]
+        best = max(range(len(peaks)), key=lambda i: peaks[i][1])
+        peak_hz, quality = peaks[best]
         times.append((start + length / 2) / fs)
         rates.append(peak_hz * 60.0 if quality >= min_quality else np.nan)
         qualities.append(quality)
+        choices.append(best)
     rates_array = np.array(rates)
     accepted = np.isfinite(rates_array)
     return HeartRate(np.array(times), rates_array, np.array(qualities),
                      float(np.median(rates_array[accepted])) if accepted.any() else None,
-                     float(np.mean(qualities)), int(accepted.sum()))
+                     float(np.mean(qualities)), int(accepted.sum()), np.array(choices))

@@ -165,6 +165,14 @@ def ica(rgb: np.ndarray, fs: float, seed: int = 0) -> np.ndarray:
 METHODS = {"GREEN": green, "CHROM": chrom, "POS": pos, "LGI": lgi, "PBV": pbv, "OMIT": omit, "ICA": ica}
 #: Methods that take the frame rate.
 NEEDS_FS = {"POS", "ICA"}
+#: ``method="AUTO"`` reads each window from whichever of these shows the clearer pulse
+#: (``estimate_heart_rate``). GREEN keeps the pulse where a codec quantises the chroma
+#: away (H.264 at ordinary rates, MPEG-4 part 2); POS cancels what changes all three
+#: channels alike (light, shading), which GREEN cannot. Chosen on ``bench/rppg.py``:
+#: adding CHROM let more wrong peaks through than right ones it found.
+AUTO_METHODS = ("GREEN", "POS")
+#: What a job may ask for: AUTO (the default) or one method.
+METHOD_NAMES = ("AUTO", *METHODS)
 
 
 def apply_method(name: str, rgb: np.ndarray, fs: float) -> np.ndarray:

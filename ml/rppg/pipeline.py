@@ -1,7 +1,7 @@
 """From a face video to heart rate, pulse and HRV: decode, find the skin, average its
 colour per region and frame, apply an rPPG method, and read the pulse's spectrum.
 
-    result = analyze_video(path, method="POS", progress=lambda f, m: print(f, m))
+    result = analyze_video(path, progress=lambda f, m: print(f, m))
     result.heart_rate.overall_bpm, result.hrv["rmssd_ms"]
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import EmptyInput, InvalidInput
 from .heart_rate import DEFAULT_BAND_HZ, HeartRate, Spectrum, bandpass, estimate_heart_rate, pulse_spectrum
 from .hrv import hrv_metrics, pulse_peaks
-from .methods import apply_method
-from .skin import FaceTracker, mean_skin_rgb, region_boxes
+from .methods import AUTO_METHODS, METHOD_NAMES, apply_method
+from .skin import FaceTracker, face_skin_rgb
 from .video import VideoFrames
 
 Progress = Callable[[float, str], None]
@@ -28,8 +28,14 @@ MIN_FPS = 8.0
 #: Below this share of frames with a face, the video is refused.
 MIN_FACE_FRACTION = 0.5
 #: Beats are timed on the pulse within this distance of the heart rate (Hz): heart-rate
-#: variability up to 0.3 Hz (breathing up to 18 a minute) is kept, faster is attenuated.
-HRV_HALF_BAND_HZ = 0.3
+#: variability up to about 0.3 Hz (breathing up to 18 a minute) is kept, faster is
+#: attenuated. At ±0.3 Hz, the respiratory sidebands near the band's edge were cut
+#: enough to understate an RMSSD of 89 ms by 27 %; at ±0.35, by 16 %; wider let in noise
+#: that the jitter check (``beat_jitter_s``) then had to refuse.
+HRV_HALF_BAND_HZ = 0.35
+#: HRV is reported only when the beats' timing noise would add at most this share to
+#: RMSSD and SDNN (see ``beat_jitter_s``); 10 % leaves room for the noise estimate's own error.
+MAX_HRV_INFLATION = 0.10
 
 
 class NoFaceFound(InvalidInput):
@@ -43,7 +49,8 @@ class FrameRateTooLow(InvalidInput):
 @dataclass
 class Traces:
     times_s: np.ndarray  # timestamp of each decoded frame
-    rgb: np.ndarray  # [estimators, 3, frames], NaN where no face
+    rgb: np.ndarray  # [1, 3, frames]: the mean R, G, B of the skin, NaN where no face
+    halves: np.ndarray  # [2, 3, frames]: the same of its left and right halves
     regions: list[str]
     face_fraction: float
     seconds: dict[str, float] = field(default_factory=dict)  # time spent per stage
@@ -51,14 +58,14 @@ class Traces:
 
 def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int = 10,
                    progress: Progress | None = None, progress_every: int = 30) -> Traces:
-    """Mean skin colour of each region in each frame.
+    """Mean skin colour in each frame, of all the skin and of its left and right halves.
 
-    ``roi="face"``: forehead and both cheeks of the tracked face, skin pixels only.
+    ``roi="face"``: the skin of the tracked face (``face_skin_rgb``).
     ``roi="full"``: the whole frame (a video that is already a skin crop).
     """
     tracker = FaceTracker(detect_every=detect_every) if roi == "face" else None
-    regions = ["forehead", "left_cheek", "right_cheek"] if tracker else ["full"]
-    times, samples, with_face = [], [], 0
+    regions = ["face"] if tracker else ["full"]
+    times, samples, with_face = [], [], 0  # a sample: [left, right] x [mean R, G, B, pixels]
     # "decode_wait": time spent waiting for the decoding thread's next frame.
     spent = {"decode_wait": 0.0, "detect": 0.0, "trace": 0.0}
     declared = frames.info.frames
@@ -67,19 +74,20 @@ def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int 
         now = time.perf_counter()
         spent["decode_wait"] += now - clock
         if tracker is None:
-            b, g, r, _ = cv2.mean(frame)
-            sample = np.array([[r, g, b]])
+            middle = frame.shape[1] // 2
+            sample = np.array([(*cv2.mean(half)[2::-1], half.shape[0] * half.shape[1])
+                               for half in (frame[:, :middle], frame[:, middle:])])
             spent["trace"] += time.perf_counter() - now
         else:
             box = tracker.update(frame)
             detected = time.perf_counter()
             spent["detect"] += detected - now
             if box is None:
-                sample = np.full((len(regions), 3), np.nan)
+                sample = np.zeros((2, 4))
             else:
                 with_face += 1
-                boxes = region_boxes(box, frame.shape)
-                sample = np.stack([mean_skin_rgb(frame, boxes[name]) for name in regions])
+                means, counts = face_skin_rgb(frame, box)
+                sample = np.column_stack([means, counts])
             spent["trace"] += time.perf_counter() - detected
         times.append(stamp)
         samples.append(sample)
@@ -89,25 +97,31 @@ def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int 
         clock = time.perf_counter()
     if not samples:
         raise EmptyInput("the video has no frames")
-    rgb = np.stack(samples, axis=2)  # [E, 3, T]
+    stacked = np.stack(samples, axis=2)  # [2 halves, R G B pixels, T]
+    halves, pixels = stacked[:, :3], stacked[:, 3:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rgb = (np.nan_to_num(halves) * pixels).sum(axis=0, keepdims=True) / pixels.sum(axis=0, keepdims=True)
+    halves[np.broadcast_to(pixels == 0, halves.shape)] = np.nan
     fraction = with_face / len(samples) if tracker else 1.0
-    return Traces(np.array(times), rgb, regions, fraction, spent)
+    return Traces(np.array(times), rgb, halves, regions, fraction, spent)
 
 
-def uniform(traces: Traces, nominal_fps: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """(grid times s, rgb on the grid, fs Hz): traces resampled at an even rate, gaps
-    (frames without a face) filled linearly. Variable-rate videos keep their real timing."""
+def uniform(traces: Traces, nominal_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(grid times s, rgb on the grid, halves on the grid, fs Hz): traces resampled at an
+    even rate, gaps (frames without a face) filled linearly. Variable-rate videos keep
+    their real timing."""
     times = traces.times_s
     if times.size > 1 and not np.all(np.diff(times) > 0):
         times = np.arange(times.size) / nominal_fps  # the container's clock is unusable
     fs = nominal_fps if nominal_fps > 0 else 1.0 / float(np.median(np.diff(times)))
     grid = np.arange(times[0], times[-1] + 0.5 / fs, 1.0 / fs)
-    flat = traces.rgb.reshape(-1, times.size)
+    flat = np.concatenate([traces.rgb, traces.halves]).reshape(-1, times.size)
     out = np.empty((flat.shape[0], grid.size))
     for row, values in enumerate(flat):
         known = np.isfinite(values)
         out[row] = np.interp(grid, times[known], values[known]) if known.any() else np.nan
-    return grid, out.reshape(traces.rgb.shape[0], 3, grid.size), fs
+    out = out.reshape(-1, 3, grid.size)
+    return grid, out[:1], out[1:], fs
 
 
 def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None) -> np.ndarray:
@@ -118,13 +132,56 @@ def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None) -> np.nd
     0.25 Hz for breathing at rest), so this band keeps them. What lies further out is
     noise, motion and the dicrotic wave, and each of them moves or splits the peaks: in
     a band of 0.7 to 1.6 times the heart rate, RMSSD of synthetic faces came out two to
-    four times too high (``bench/rppg.py`` measures it).
+    four times too high. What noise is left in the band is measured by ``beat_jitter_s``.
     """
     if not bpm:
         return pulse
     f = bpm / 60.0
     low, high = max(f - HRV_HALF_BAND_HZ, 0.5 * f), min(f + HRV_HALF_BAND_HZ, 0.45 * fs)
     return bandpass(pulse[None, :], fs, (low, high), order=4)[0] if low < high else pulse
+
+
+def beat_jitter_s(halves_pulse: np.ndarray, fs: float, bpm: float) -> float | None:
+    """How precisely the beats of the whole skin's pulse are timed (standard deviation, s),
+    from the pulses of its two halves ``[2, samples]`` (``Traces.halves``), or None if
+    they share too few beats to tell.
+
+    Two halves of the skin are two independent looks at the same beats: the difference
+    of their beat times, d = e_left - e_right, has variance 2σ² for a timing noise σ in
+    each half, and the whole, their average, has σ²/2 = var(d)/4. A timing noise σ adds
+    2σ² to RMSSD² and σ² to SDNN² (the variances of differences and of intervals of
+    independent errors), which is what HRV from video overstates.
+    """
+    beats = [pulse_peaks(_around_heart_rate(_unit(pulse), fs, bpm), fs, bpm) for pulse in halves_pulse]
+    left, right = beats
+    if left.size < 4 or right.size < 4:
+        return None
+    nearest = np.clip(np.searchsorted(right, left), 1, right.size - 1)
+    nearest = np.where(np.abs(right[nearest - 1] - left) < np.abs(right[nearest] - left), nearest - 1, nearest)
+    difference = right[nearest] - left
+    matched = np.abs(difference - np.median(difference)) < 0.25 * 60.0 / bpm
+    if matched.sum() < 0.5 * min(left.size, right.size) or matched.sum() < 4:
+        return None
+    return float(np.sqrt(np.var(difference[matched]) / 4))
+
+
+def _unit(pulse: np.ndarray) -> np.ndarray:
+    return (pulse - pulse.mean()) / max(float(pulse.std()), 1e-12)
+
+
+def _withheld_hrv(hrv: dict, jitter_s: float | None) -> str | None:
+    """Why HRV measured with beat-timing noise ``jitter_s`` is not to be reported, or None."""
+    if jitter_s is None:
+        return "the two halves of the skin do not share enough beats to tell how precisely they are timed"
+    if hrv["rmssd_ms"] is None or hrv["sdnn_ms"] is None:
+        return "too few clean beat intervals"
+    noise_ms = 1000.0 * jitter_s
+    for name, value, added in (("RMSSD", hrv["rmssd_ms"], 2 * noise_ms**2), ("SDNN", hrv["sdnn_ms"], noise_ms**2)):
+        share = 1 - added / value**2
+        if share <= 0 or 1 / np.sqrt(share) - 1 > MAX_HRV_INFLATION:
+            return (f"beats are timed to ±{noise_ms:.0f} ms, which would make {name} ({value:.0f} ms) more than "
+                    f"{MAX_HRV_INFLATION:.0%} too high")
+    return None
 
 
 def pulse_from_traces(rgb: np.ndarray, fs: float, method: str,
@@ -151,20 +208,24 @@ class RppgResult:
     peak_times_s: np.ndarray
     traces: Traces
     method: str
+    candidates: tuple[str, ...]  # the methods each window could be read from (one unless AUTO)
     seconds: dict[str, float]
 
     def summary(self) -> dict:
         hr = self.heart_rate
         return {
             "method": self.method,
-            "heart_rate_bpm": hr.overall_bpm,
-            # A number to trust only when reliable; otherwise the reason (see HeartRate.unreliable_reason).
+            # A heart rate only when it is to be trusted; otherwise null and the reason
+            # (HeartRate.unreliable_reason), the best guess kept apart for inspection.
+            "heart_rate_bpm": None if hr.unreliable_reason else hr.overall_bpm,
             "reliable": hr.unreliable_reason is None,
             "unreliable_reason": hr.unreliable_reason,
+            "best_guess_bpm": hr.overall_bpm,
             "quality": hr.overall_quality,
             "windows": {"total": int(hr.bpm.size), "accepted": hr.windows_used},
-            "per_window": [{"t_s": float(t), "bpm": None if not np.isfinite(b) else float(b), "quality": float(q)}
-                           for t, b, q in zip(hr.times_s, hr.bpm, hr.quality)],
+            "per_window": [{"t_s": float(t), "bpm": None if not np.isfinite(b) else float(b), "quality": float(q),
+                            "method": self.candidates[c]}
+                           for t, b, q, c in zip(hr.times_s, hr.bpm, hr.quality, hr.choice)],
             "hrv": self.hrv,
             "frames": int(self.traces.times_s.size),
             "duration_s": float(self.times_s[-1] - self.times_s[0]) if self.times_s.size else 0.0,
@@ -175,46 +236,82 @@ class RppgResult:
         }
 
 
-def analyze_video(path: Path, *, method: str = "POS", roi: str = "face", window_s: float = 10.0,
+def analyze_video(path: Path, *, method: str = "AUTO", roi: str = "face", window_s: float = 10.0,
                   step_s: float = 1.0, band_hz: tuple[float, float] = DEFAULT_BAND_HZ, min_quality: float = 0.4,
                   detect_every: int = 10, fps: float | None = None, progress: Progress | None = None) -> RppgResult:
-    """Heart rate, pulse and HRV of the face video at ``path``.
+    """Heart rate, pulse and HRV of the face video at ``path``: its traces
+    (``extract_traces``) analysed by ``analyze_traces``.
 
     Raises UnreadableVideo, EmptyInput, FrameRateTooLow, NoFaceFound (with the fraction
     of frames that had a face), TooShort (shorter than one window), or InvalidInput.
     """
+    _candidates(method)  # an unknown method is refused before the video is decoded
     with VideoFrames(path, fps=fps) as frames:
         nominal = frames.info.fps
         if 0 < nominal < MIN_FPS:
             raise FrameRateTooLow(f"{nominal:g} frames per second is too few for a pulse up to {band_hz[1]:g} Hz; "
                                   f"at least {MIN_FPS:g} are needed", fps=nominal)
         traces = extract_traces(frames, roi=roi, detect_every=detect_every, progress=progress)
+    return analyze_traces(traces, nominal, method=method, window_s=window_s, step_s=step_s, band_hz=band_hz,
+                          min_quality=min_quality, progress=progress)
+
+
+def _candidates(method: str) -> tuple[str, ...]:
+    method = method.upper()
+    if method not in METHOD_NAMES:
+        raise InvalidInput(f"unknown rPPG method {method!r}; one of {', '.join(METHOD_NAMES)}", field="method")
+    return AUTO_METHODS if method == "AUTO" else (method,)
+
+
+def analyze_traces(traces: Traces, nominal_fps: float, *, method: str = "AUTO", window_s: float = 10.0,
+                   step_s: float = 1.0, band_hz: tuple[float, float] = DEFAULT_BAND_HZ, min_quality: float = 0.4,
+                   progress: Progress | None = None) -> RppgResult:
+    """Heart rate, pulse and HRV of skin-colour traces from a video of ``nominal_fps``
+    frames per second (0 if unknown: the timestamps' rate is used).
+
+    ``method`` is one of METHOD_NAMES: ``"AUTO"`` reads each window from whichever of
+    AUTO_METHODS shows the clearer pulse; the pulse, spectrum and HRV then come from the
+    method most windows were read from.
+
+    Raises NoFaceFound, FrameRateTooLow, TooShort or InvalidInput.
+    """
+    candidates = _candidates(method)
     if traces.face_fraction < MIN_FACE_FRACTION:
         raise NoFaceFound(f"a face was found in {traces.face_fraction:.0%} of the frames; at least "
                           f"{MIN_FACE_FRACTION:.0%} are needed (or use roi=full for skin crops)",
                           face_fraction=round(traces.face_fraction, 4))
-    grid, rgb, fs = uniform(traces, nominal)
+    grid, rgb, halves, fs = uniform(traces, nominal_fps)
     if fs < MIN_FPS:
         raise FrameRateTooLow(f"{fs:.3g} frames per second is too few; at least {MIN_FPS:g} are needed", fps=fs)
     seconds = dict(traces.seconds)
     clock = time.perf_counter()
     if progress:
-        progress(0.9, f"applying {method}")
-    bvp = pulse_from_traces(rgb, fs, method, band_hz)
+        progress(0.9, f"applying {method.upper()}")
+    pulses = np.stack([pulse_from_traces(rgb, fs, name, band_hz) for name in candidates])
     seconds["method"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    heart_rate = estimate_heart_rate(bvp, fs, window_s=window_s, step_s=step_s, band=band_hz, min_quality=min_quality)
+    heart_rate = estimate_heart_rate(pulses, fs, window_s=window_s, step_s=step_s, band=band_hz,
+                                     min_quality=min_quality)
+    chosen = heart_rate.most_chosen()
+    bvp = pulses[chosen]
     z = (bvp - bvp.mean(axis=1, keepdims=True)) / np.maximum(bvp.std(axis=1, keepdims=True), 1e-12)
     pulse = z.mean(axis=0)
     peaks = pulse_peaks(_around_heart_rate(pulse, fs, heart_rate.overall_bpm), fs, heart_rate.overall_bpm)
     hrv = hrv_metrics(peaks)
+    jitter = None
     if heart_rate.unreliable_reason:  # beats timed from a pulse that is not there are not HRV
-        hrv = {**{name: None for name in hrv}, "beats": hrv["beats"], "intervals_used": 0,
-               "withheld": f"the heart rate is unreliable: {heart_rate.unreliable_reason}"}
+        withheld = f"the heart rate is unreliable: {heart_rate.unreliable_reason}"
     else:
-        hrv["withheld"] = None
+        jitter = beat_jitter_s(pulse_from_traces(halves, fs, candidates[chosen], band_hz), fs, heart_rate.overall_bpm)
+        withheld = _withheld_hrv(hrv, jitter)
+    if withheld:
+        hrv = {**{name: None for name in hrv}, "beats": hrv["beats"], "intervals_used": 0}
+    hrv["withheld"] = withheld
+    hrv["beat_jitter_ms"] = None if jitter is None else round(1000.0 * jitter, 2)
     spectrum = pulse_spectrum(bvp, fs, band_hz)
     seconds["hr"] = time.perf_counter() - clock
     if progress:
-        progress(1.0, f"heart rate {heart_rate.overall_bpm:.1f} bpm" if heart_rate.overall_bpm else "no plausible pulse")
-    return RppgResult(fs, grid, bvp, pulse, heart_rate, spectrum, hrv, peaks, traces, method.upper(), seconds)
+        progress(1.0, f"heart rate unreliable: {heart_rate.unreliable_reason}" if heart_rate.unreliable_reason
+                 else f"heart rate {heart_rate.overall_bpm:.1f} bpm")
+    return RppgResult(fs, grid, bvp, pulse, heart_rate, spectrum, hrv, peaks, traces, method.upper(), candidates,
+                      seconds)

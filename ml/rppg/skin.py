@@ -1,5 +1,5 @@
 """Finding the skin: a face detector every few frames, optical-flow tracking between,
-and the mean colour of skin pixels in the forehead and both cheeks.
+and the mean colour of the face's skin pixels.
 
 The detector is OpenCV's Viola-Jones frontal-face cascade, which ships inside the
 ``opencv-python-headless`` 4.x wheel (``cv2.data.haarcascades``): nothing is downloaded
@@ -20,12 +20,11 @@ import numpy as np
 
 CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
 
-#: Skin regions as fractions (x0, y0, x1, y1) of the detected face box.
-REGIONS = {
-    "forehead": (0.32, 0.12, 0.68, 0.24),
-    "left_cheek": (0.15, 0.50, 0.38, 0.72),
-    "right_cheek": (0.62, 0.50, 0.85, 0.72),
-}
+#: The face's skin is sought in an ellipse inside the detected box: centre (x, y) and
+#: half-axes as fractions of the box's width and height. The cascade's box runs from the
+#: eyebrows to the chin; the ellipse keeps the forehead and cheeks and leaves out the
+#: hair, ears and background at its corners.
+FACE_ELLIPSE = ((0.5, 0.55), (0.42, 0.5))
 CR_RANGE = (133, 173)
 CB_RANGE = (77, 127)
 
@@ -139,31 +138,40 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return ix * iy / union if union > 0 else 0.0
 
 
-def region_boxes(face_box: np.ndarray, frame_shape: tuple[int, ...]) -> dict[str, tuple[int, int, int, int]]:
-    """Pixel boxes of each skin region (REGIONS) of a face box, clipped to the frame."""
+def face_skin_rgb(frame_bgr: np.ndarray, face_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean R, G, B of the left and of the right half ``[2, 3]``, their pixel counts
+    ``[2]``) of the skin pixels (YCrCb skin map) of the face's ellipse (FACE_ELLIPSE in
+    ``face_box``), or of all its pixels if too few look like skin. The halves' means
+    weighted by their counts are the face's mean; two halves are two independent
+    looks at one pulse, which tells how precisely its beats are timed.
+
+    One mean over the whole facial skin, not a few boxes of it: the pulse is the same in
+    every pixel while the noise of the sensor and of the codec's quantisation is not,
+    so the more skin averaged the less noise. H.264 quantises each block's small colour
+    changes, the chroma most; measured on synthetic faces at CRF 23 and a 0.5 % pulse
+    (640x480), POS found the pulse in 1 of 8 videos from three boxes (forehead and
+    cheeks), in 6 of 8 from the whole face.
+    """
+    height, width = frame_bgr.shape[:2]
     x0, y0, x1, y1 = face_box
+    left, top = int(min(max(x0, 0), width - 1)), int(min(max(y0, 0), height - 1))
+    crop = frame_bgr[top:int(min(max(y1, top + 1), height)), left:int(min(max(x1, left + 1), width))]
     w, h = x1 - x0, y1 - y0
-    height, width = frame_shape[:2]
-
-    def clip(value: float, low: int, high: int) -> int:  # on scalars, np.clip costs more than the rest
-        return int(min(max(value, low), high))
-
-    return {name: (clip(x0 + a * w, 0, width - 1), clip(y0 + b * h, 0, height - 1),
-                   clip(x0 + c * w, 1, width), clip(y0 + d * h, 1, height))
-            for name, (a, b, c, d) in REGIONS.items()}
-
-
-def mean_skin_rgb(frame_bgr: np.ndarray, box: tuple[int, int, int, int], skin_mask: bool = True) -> np.ndarray:
-    """Mean (R, G, B) of the skin pixels of ``box`` (all pixels if too few look like skin)."""
-    x0, y0, x1, y1 = box
-    crop = frame_bgr[y0:y1, x0:x1]
-    if crop.size == 0:
-        return np.full(3, np.nan)
-    if skin_mask:
-        ycrcb = cv2.cvtColor(crop, cv2.COLOR_BGR2YCrCb)
-        mask = cv2.inRange(ycrcb, (0, CR_RANGE[0], CB_RANGE[0]), (255, CR_RANGE[1], CB_RANGE[1]))
-        if cv2.countNonZero(mask) >= 0.1 * mask.size:
-            b, g, r, _ = cv2.mean(crop, mask=mask)
-            return np.array([r, g, b])
-    b, g, r, _ = cv2.mean(crop)
-    return np.array([r, g, b])
+    (cx, cy), (ax, ay) = FACE_ELLIPSE
+    centre_x = int(min(max(x0 + cx * w - left, 1), crop.shape[1] - 1)) if crop.shape[1] > 1 else 1
+    ellipse = np.zeros(crop.shape[:2], np.uint8)
+    cv2.ellipse(ellipse, (int(x0 + cx * w) - left, int(y0 + cy * h) - top), (max(int(ax * w), 1), max(int(ay * h), 1)),
+                0, 0, 360, 255, -1)
+    ycrcb = cv2.cvtColor(crop, cv2.COLOR_BGR2YCrCb)
+    skin = cv2.inRange(ycrcb, (0, CR_RANGE[0], CB_RANGE[0]), (255, CR_RANGE[1], CB_RANGE[1]))
+    mask = cv2.bitwise_and(skin, ellipse)
+    if cv2.countNonZero(mask) < 0.1 * max(cv2.countNonZero(ellipse), 1):
+        mask = ellipse
+    means, counts = np.full((2, 3), np.nan), np.zeros(2)
+    for side, columns in enumerate((slice(0, centre_x), slice(centre_x, None))):
+        half = mask[:, columns]
+        counts[side] = cv2.countNonZero(half)
+        if counts[side]:
+            b, g, r, _ = cv2.mean(crop[:, columns], mask=half)
+            means[side] = r, g, b
+    return means, counts

@@ -38,15 +38,18 @@ VIDEO_RPPG = register(
         title="Heart rate from face video (rPPG)",
         description=(
             "Heart rate over time and overall, the blood-volume pulse, signal quality and HRV from a face "
-            "video: face tracking, skin regions (forehead, cheeks), and an rPPG method (GREEN, CHROM, POS, "
-            "LGI, PBV, OMIT, ICA). Returns a summary, pulse and heart-rate CSVs, and a plot."
+            "video: face tracking, the face's skin, and an rPPG method (AUTO: per window the clearer of GREEN "
+            "and POS; or one of GREEN, CHROM, POS, LGI, PBV, OMIT, ICA). A heart rate whose evidence is too weak "
+            "is reported with reliable: false and the reason, its HRV withheld. Returns a summary, pulse and "
+            "heart-rate CSVs, and a plot."
         ),
         params_schema={
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "method": {"enum": ["POS", "CHROM", "GREEN", "LGI", "PBV", "OMIT", "ICA"], "default": "POS",
-                           "description": "rPPG method."},
+                "method": {"enum": ["AUTO", "POS", "CHROM", "GREEN", "LGI", "PBV", "OMIT", "ICA"], "default": "AUTO",
+                           "description": "rPPG method; AUTO reads each window by GREEN or POS, whichever shows "
+                                          "the clearer pulse."},
                 "roi": {"enum": ["face", "full"], "default": "face",
                         "description": "face: track the face and use its skin; full: the video is already skin."},
                 "window_s": {"type": "number", "minimum": 4, "maximum": 120, "default": 10,

@@ -34,13 +34,22 @@ async function csv(job, name) {
   return columns;
 }
 
+// AUTO reads each window by one of two methods: which, in how many of the windows.
+function method(summary) {
+  if (summary.method !== "AUTO") return summary.method;
+  const counts = {};
+  for (const window of summary.per_window || []) if (window.bpm !== null) counts[window.method] = (counts[window.method] || 0) + 1;
+  const used = Object.entries(counts).map(([name, count]) => `${name} in ${count}`).join(", ");
+  return used ? `AUTO (${used} of the windows used)` : "AUTO";
+}
+
 async function rppg(job, container, summary = job.result) {
   // An unreliable heart rate is never shown as a plain number.
   const overall = summary.reliable === false
-    ? `unreliable: ${summary.unreliable_reason}${summary.heart_rate_bpm === null ? "" : ` (best guess ${fixed(summary.heart_rate_bpm, 0)} bpm, not to be used)`}`
+    ? `unreliable: ${summary.unreliable_reason}${summary.best_guess_bpm === null ? "" : ` (best guess ${fixed(summary.best_guess_bpm, 0)} bpm, not to be used)`}`
     : fixed(summary.heart_rate_bpm, 1, " bpm");
   table(container, "Heart rate", [
-    ["Overall", overall], ["Method", summary.method],
+    ["Overall", overall], ["Method", method(summary)],
     ["Signal quality", fixed(summary.quality, 2)],
     ["Windows used", `${summary.windows.accepted} of ${summary.windows.total}`],
     ["Duration", fixed(summary.duration_s, 1, " s")], ["Face found in", fixed(100 * (summary.face_fraction ?? 1), 0, " % of frames")],
