@@ -98,14 +98,28 @@ def test_hrv_is_reported_when_its_beats_are_timed_well_enough_and_is_near_the_tr
 
 
 def test_hrv_is_withheld_when_its_beats_are_timed_too_roughly(tmp_path):
-    """A right heart rate from a faint pulse (0.5 %): its beats are timed to ±35 ms, which
-    would double an RMSSD of 26 ms. (It used to be reported: 52 ms.)"""
+    """A right heart rate from a faint pulse (0.5 %): its beats are timed to ±30 ms or
+    worse and some are missed, which would double an RMSSD of 26 ms. (It used to be
+    reported: 52 ms.)"""
     path = tmp_path / "faint.avi"
     truth = write_face_video(path, hr_bpm=72.0, seconds=20.0, size=(320, 240), amplitude=0.005, seed=5)
     result = analyze_video(path).summary()
     assert result["reliable"] and result["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=2.0)
     assert result["hrv"]["rmssd_ms"] is None and result["hrv"]["sdnn_ms"] is None
-    assert result["hrv"]["withheld"].startswith("beats are timed to ±") and result["hrv"]["beat_jitter_ms"] > 20
+    assert result["hrv"]["beat_jitter_ms"] > 20
+    assert "beats" in result["hrv"]["withheld"] and "unreliable" not in result["hrv"]["withheld"]
+
+
+def test_hrv_from_beats_missed_or_off_the_pulses_rate_is_withheld():
+    from ml.rppg.pipeline import _withheld_hrv
+
+    ibi = 0.8 + 0.06 * np.sin(np.arange(40) * 2 * np.pi * 0.25 * 0.8)
+    beats = np.concatenate([[0.0], np.cumsum(ibi)])
+    assert _withheld_hrv(hrv_metrics(beats), 0.001, 75.0) is None
+    missed = np.delete(beats, [10, 25])  # two beats the detector missed: two doubled intervals
+    assert "artefacts" in _withheld_hrv(hrv_metrics(missed), 0.001, 75.0)
+    assert "not the pulse's" in _withheld_hrv(hrv_metrics(beats), 0.001, 80.0)
+    assert "timed to ±40 ms" in _withheld_hrv(hrv_metrics(beats), 0.040, 75.0)
 
 
 def test_the_two_halves_tell_how_precisely_the_beats_are_timed():

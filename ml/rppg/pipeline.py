@@ -27,15 +27,23 @@ Progress = Callable[[float, str], None]
 MIN_FPS = 8.0
 #: Below this share of frames with a face, the video is refused.
 MIN_FACE_FRACTION = 0.5
-#: Beats are timed on the pulse within this distance of the heart rate (Hz): heart-rate
-#: variability up to about 0.3 Hz (breathing up to 18 a minute) is kept, faster is
-#: attenuated. At ±0.3 Hz, the respiratory sidebands near the band's edge were cut
-#: enough to understate an RMSSD of 89 ms by 27 %; at ±0.35, by 16 %; wider let in noise
-#: that the jitter check (``beat_jitter_s``) then had to refuse.
-HRV_HALF_BAND_HZ = 0.35
+#: Beats are timed on the pulse within this distance of the heart rate (Hz), by a
+#: band-pass of HRV_BAND_ORDER, flat to about 0.35 Hz either side: heart-rate variability
+#: up to 0.35 Hz (breathing up to 21 a minute) keeps its depth. Narrower bands cut the
+#: respiratory sidebands: at ±0.35 Hz of order 4, an RMSSD of 147 ms came out 26 % low;
+#: at ±0.45 of order 8, 2 % low (``bench/rppg.py``, deep breathing).
+HRV_HALF_BAND_HZ = 0.45
+HRV_BAND_ORDER = 8
 #: HRV is reported only when the beats' timing noise would add at most this share to
 #: RMSSD and SDNN (see ``beat_jitter_s``); 10 % leaves room for the noise estimate's own error.
 MAX_HRV_INFLATION = 0.10
+#: ... and when the beats are whole: no more than this share of their intervals removed
+#: as artefacts (a beat missed or invented), and the beats' mean rate within
+#: MAX_RATE_DISAGREEMENT of the spectrum's heart rate. On H.264, part of the timing noise
+#: is common to both halves of the skin (the encoder's frame-level quantisation), which
+#: the halves cannot see; it shows as beats missed, invented or moved.
+MAX_REMOVED_INTERVALS = 0.05
+MAX_RATE_DISAGREEMENT = 0.02
 
 
 class NoFaceFound(InvalidInput):
@@ -138,7 +146,7 @@ def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None) -> np.nd
         return pulse
     f = bpm / 60.0
     low, high = max(f - HRV_HALF_BAND_HZ, 0.5 * f), min(f + HRV_HALF_BAND_HZ, 0.45 * fs)
-    return bandpass(pulse[None, :], fs, (low, high), order=4)[0] if low < high else pulse
+    return bandpass(pulse[None, :], fs, (low, high), order=HRV_BAND_ORDER)[0] if low < high else pulse
 
 
 def beat_jitter_s(halves_pulse: np.ndarray, fs: float, bpm: float) -> float | None:
@@ -169,12 +177,19 @@ def _unit(pulse: np.ndarray) -> np.ndarray:
     return (pulse - pulse.mean()) / max(float(pulse.std()), 1e-12)
 
 
-def _withheld_hrv(hrv: dict, jitter_s: float | None) -> str | None:
-    """Why HRV measured with beat-timing noise ``jitter_s`` is not to be reported, or None."""
+def _withheld_hrv(hrv: dict, jitter_s: float | None, bpm: float) -> str | None:
+    """Why HRV from beats timed with noise ``jitter_s``, of a pulse at ``bpm``, is not to
+    be reported, or None."""
     if jitter_s is None:
         return "the two halves of the skin do not share enough beats to tell how precisely they are timed"
     if hrv["rmssd_ms"] is None or hrv["sdnn_ms"] is None:
         return "too few clean beat intervals"
+    removed = 1 - hrv["intervals_used"] / max(hrv["beats"] - 1, 1)
+    if removed > MAX_REMOVED_INTERVALS:
+        return f"{removed:.0%} of the beat intervals were artefacts (beats missed or invented)"
+    if abs(hrv["mean_hr_bpm"] - bpm) > MAX_RATE_DISAGREEMENT * bpm:
+        return (f"the beats' rate ({hrv['mean_hr_bpm']:.1f} bpm) is not the pulse's ({bpm:.1f} bpm): "
+                "beats were missed, invented or moved")
     noise_ms = 1000.0 * jitter_s
     for name, value, added in (("RMSSD", hrv["rmssd_ms"], 2 * noise_ms**2), ("SDNN", hrv["sdnn_ms"], noise_ms**2)):
         share = 1 - added / value**2
@@ -303,7 +318,7 @@ def analyze_traces(traces: Traces, nominal_fps: float, *, method: str = "AUTO", 
         withheld = f"the heart rate is unreliable: {heart_rate.unreliable_reason}"
     else:
         jitter = beat_jitter_s(pulse_from_traces(halves, fs, candidates[chosen], band_hz), fs, heart_rate.overall_bpm)
-        withheld = _withheld_hrv(hrv, jitter)
+        withheld = _withheld_hrv(hrv, jitter, heart_rate.overall_bpm)
     if withheld:
         hrv = {**{name: None for name in hrv}, "beats": hrv["beats"], "intervals_used": 0}
     hrv["withheld"] = withheld
