@@ -158,17 +158,17 @@ def face_skin_rgb(frame_bgr: np.ndarray, face_box: np.ndarray) -> tuple[np.ndarr
     crop = frame_bgr[top:int(min(max(y1, top + 1), height)), left:int(min(max(x1, left + 1), width))]
     w, h = x1 - x0, y1 - y0
     (cx, cy), (ax, ay) = FACE_ELLIPSE
-    centre_x = int(min(max(x0 + cx * w - left, 1), crop.shape[1] - 1)) if crop.shape[1] > 1 else 1
+    centre = (int(x0 + cx * w) - left, int(y0 + cy * h) - top)
     ellipse = np.zeros(crop.shape[:2], np.uint8)
-    cv2.ellipse(ellipse, (int(x0 + cx * w) - left, int(y0 + cy * h) - top), (max(int(ax * w), 1), max(int(ay * h), 1)),
-                0, 0, 360, 255, -1)
+    cv2.ellipse(ellipse, centre, (max(int(ax * w), 1), max(int(ay * h), 1)), 0, 0, 360, 255, -1)
+    split = min(max(centre[0], 1), max(crop.shape[1] - 1, 1))  # the halves meet at the centre, a column each at least
     ycrcb = cv2.cvtColor(crop, cv2.COLOR_BGR2YCrCb)
     skin = cv2.inRange(ycrcb, (0, CR_RANGE[0], CB_RANGE[0]), (255, CR_RANGE[1], CB_RANGE[1]))
     mask = cv2.bitwise_and(skin, ellipse)
     if cv2.countNonZero(mask) < 0.1 * max(cv2.countNonZero(ellipse), 1):
         mask = ellipse
     means, counts = np.full((2, 3), np.nan), np.zeros(2)
-    for side, columns in enumerate((slice(0, centre_x), slice(centre_x, None))):
+    for side, columns in enumerate((slice(0, split), slice(split, None))):
         half = mask[:, columns]
         counts[side] = cv2.countNonZero(half)
         if counts[side]:
