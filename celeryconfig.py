@@ -15,6 +15,8 @@ from worker.settings import get_settings
 _settings = get_settings()
 
 broker_url = _settings.redis_url
+# Kombu's Redis transport, without a new client per command (see worker.broker).
+broker_transport = "worker.broker:Transport"
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # Ten priority levels, each its own Redis list, the most urgent served first.

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .settings import get_settings
@@ -23,6 +23,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 _engines: dict[str, Engine] = {}
 _sessions: dict[str, sessionmaker[Session]] = {}
+_autocommit_engines: dict[str, Engine] = {}
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -37,21 +38,24 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
 
+def _create_engine(url: str, **options) -> Engine:
+    if url.startswith("sqlite"):
+        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **options)
+        _configure_sqlite(engine)
+        return engine
+    # No pre-ping: it would cost a round trip on every transaction. A connection that
+    # died with its server (a restart) fails its first use instead, and SQLAlchemy
+    # then drops every pooled connection: one request answers 503, the next reconnect.
+    return create_engine(url, pool_size=10, max_overflow=20, **options)
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The engine for ``url`` (default: ``DATABASE_URL``), created once per process."""
     url = url or get_settings().database_url
     engine = _engines.get(url)
     if engine is None:
-        if url.startswith("sqlite"):
-            Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
-            _configure_sqlite(engine)
-        else:
-            # No pre-ping: it would cost a round trip on every transaction. A connection that
-            # died with its server (a restart) fails its first use instead, and SQLAlchemy
-            # then drops every pooled connection: one request answers 503, the next reconnect.
-            engine = create_engine(url, pool_size=10, max_overflow=20)
-        _engines[url] = engine
+        engine = _engines[url] = _create_engine(url)
         _sessions[url] = sessionmaker(engine, expire_on_commit=False)
     return engine
 
@@ -71,9 +75,23 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def autocommit() -> Iterator[Connection]:
+    """A connection on which each statement commits on its own, for writes that are one
+    atomic statement (the job store's hot path): no BEGIN and COMMIT round trips and no
+    ORM session, which halves a short write's time and CPU, in this process and in
+    the database."""
+    url = get_settings().database_url
+    engine = _autocommit_engines.get(url)
+    if engine is None:
+        engine = _autocommit_engines[url] = _create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        yield connection
+
+
 def forget_inherited_connections() -> None:
     """Drop pooled connections inherited across a fork without closing the parent's."""
-    for engine in _engines.values():
+    for engine in (*_engines.values(), *_autocommit_engines.values()):
         engine.dispose(close=False)
 
 

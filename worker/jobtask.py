@@ -3,7 +3,7 @@
 A job kind's task is a plain function of a :class:`JobContext`::
 
     @shared_task(base=JobTask, name="diagnostics.selftest")
-    def selftest(job: JobContext) -> dict:
+    def selftest(job: RowContext) -> dict:
         job.progress(0.5, "half way")
         return {"summary": ...}
 
@@ -32,6 +32,7 @@ from typing import Any, Callable, NoReturn, TypeVar
 
 import redis
 import sqlalchemy.exc
+from sqlalchemy import Row
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
@@ -39,7 +40,7 @@ from celery.worker.request import Request
 from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
 
 from . import logs, progress, storage, store
-from .models import Job, JobStatus
+from .models import JobStatus
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ def wait_for_database(write: Callable[[], T], budget_s: float) -> T:
 class JobContext:
     """What a running job sees: its params, its input file, its folder, and progress."""
 
-    def __init__(self, job: Job, span: tuple[float, float] = (0.0, 1.0)):
+    def __init__(self, job: Row, span: tuple[float, float] = (0.0, 1.0)):
+        """``job``: its row, as ``store.start`` returns it (or a Job)."""
         settings = get_settings()
         self.id: str = job.id
         self.kind: str = job.kind
@@ -207,7 +209,7 @@ class JobTask(Task):
     def _record(self, write: Callable[[], T]) -> T:
         return wait_for_database(write, get_settings().database_wait_s)
 
-    def _run_and_record(self, job: Job, settings) -> None:
+    def _run_and_record(self, job: Row, settings) -> None:
         job_id = job.id
         context = JobContext(job, span=self.progress_span)
         try:
@@ -241,14 +243,14 @@ class JobTask(Task):
             else:
                 self._record(lambda: store.hand_off(job_id, result or {}, progress=unsaved))
 
-    def _fail(self, context: JobContext, job: Job, status: JobStatus, error: VitalqError) -> NoReturn:
+    def _fail(self, context: JobContext, job: Row, status: JobStatus, error: VitalqError) -> NoReturn:
         """Record the failure (the job keeps the progress it had made), then tell Celery."""
         storage.remove_artifacts(job.id)  # partial outputs are not results
         unsaved = context.unsaved_progress()
         self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at, progress=unsaved))
         raise JobFailed(error) from None
 
-    def _retry(self, context: JobContext, job: Job, error: VitalqError, settings) -> None:
+    def _retry(self, context: JobContext, job: Row, error: VitalqError, settings) -> None:
         """Retry later with backoff, or fail with the error once retries are spent."""
         job_id = job.id
         if self.request.retries >= settings.max_retries:

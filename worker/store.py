@@ -15,12 +15,12 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 import redis
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import Row, bindparam, case, func, literal, or_, select, update
 
 from vitalq.errors import JobCancelled, JobFinished, JobLive, NotFound, VitalqError, WorkerLost
 
 from . import progress
-from .db import session_scope
+from .db import autocommit, get_engine, session_scope
 from .models import FINISHED, STARTABLE, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,16 +32,23 @@ def _values(statuses: Iterable[JobStatus]) -> list[str]:
 
 # The writes of every job's start and end are Core statements built once, with their
 # values bound by name: building a statement and its cache key each time cost a short
-# job's worker more CPU than running it. Returned rows become Jobs without the ORM's
-# bookkeeping.
+# job's worker more CPU than running it. Each is atomic on its own, and runs without a
+# transaction around it (``db.autocommit``).
 _jobs = Job.__table__
+
+
+def _status_in(statuses: Iterable[JobStatus]):
+    # Equalities, not IN: SQLAlchemy renders an IN list again at every execution.
+    return or_(*(_jobs.c.status == literal(status.value) for status in statuses))
+
+
 _INSERT = _jobs.insert().returning(*_jobs.c, sort_by_parameter_order=True)
 _RUN = dict(status=JobStatus.RUNNING.value, attempts=_jobs.c.attempts + 1, started_at=bindparam("now"),
             worker=bindparam("worker_name"))
 # The next stage of a job handed on by the last (queued, carrying a result) goes on with
 # the same attempt, and the job's run time counts from its first stage.
 _next_stage = (_jobs.c.status == JobStatus.QUEUED.value) & _jobs.c.result.is_not(None)
-_START = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.in_(_values(STARTABLE)))
+_START = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _status_in(STARTABLE))
           .values(**{**_RUN, "attempts": case((_next_stage, _jobs.c.attempts), else_=_jobs.c.attempts + 1),
                      "started_at": case((_next_stage, _jobs.c.started_at), else_=bindparam("now"))})
           .returning(*_jobs.c))
@@ -57,7 +64,7 @@ _SAVE_PROGRESS = (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.
 def _finish_statement(columns: tuple[str, ...]):
     """The UPDATE that ends an unfinished job, setting ``columns`` (each bound as
     ``set_<column>``), returning what the log and the status event need."""
-    return (_jobs.update().where(_jobs.c.id == bindparam("job_id"), _jobs.c.status.not_in(_values(FINISHED)))
+    return (_jobs.update().where(_jobs.c.id == bindparam("job_id"), ~_status_in(FINISHED))
             .values({column: bindparam(f"set_{column}") for column in columns})
             .returning(_jobs.c.id, _jobs.c.status, _jobs.c.error_code, _jobs.c.run_seconds,
                        _jobs.c.progress_fraction, _jobs.c.progress_stage, _jobs.c.progress_message))
@@ -103,15 +110,17 @@ def create(*, kind: str, params: dict[str, Any], priority: int, queue: str,
 
 
 def create_many(rows: list[dict[str, Any]]) -> list[Job]:
-    """Insert queued jobs (each as ``create`` takes them) in one transaction and one
-    INSERT, and return them in order."""
+    """Insert queued jobs (each as ``create`` takes them), all or none, and return them
+    in order."""
     values = [dict(kind=row["kind"], params=row["params"], priority=row["priority"], queue=row["queue"],
                    input=row["input_record"], owner_id=row["owner_id"], soft_time_limit_s=row["soft_time_limit_s"],
                    time_limit_s=row["time_limit_s"], status=JobStatus.QUEUED.value, progress_fraction=0.0,
                    progress_seq=0, artifacts=[], attempts=0, redeliveries=0, cancel_requested=False)
               for row in rows]
-    with session_scope() as session:
-        return [Job(**row._mapping) for row in session.execute(_INSERT, values)]
+    # One row is one atomic statement; SQLAlchemy may send many as several, so they
+    # share a transaction.
+    with autocommit() if len(values) == 1 else get_engine().begin() as connection:
+        return [Job(**row._mapping) for row in connection.execute(_INSERT, values)]
 
 
 def get(job_id: str) -> Job:
@@ -139,8 +148,9 @@ def find(*, kind: str | None = None, status: str | None = None, owner_id: int | 
         return list(jobs), int(total or 0)
 
 
-def start(job_id: str, *, worker: str, max_redeliveries: int) -> Job | None:
-    """Mark the job running for this delivery, or return None if it must not run.
+def start(job_id: str, *, worker: str, max_redeliveries: int) -> Row | None:
+    """Mark the job running for this delivery and return its row (a Job's columns, read
+    only), or return None if it must not run.
 
     A job already finished (a redelivered message, a job cancelled while queued) is
     not run again. A job found still ``running`` was abandoned by a worker that died:
@@ -148,12 +158,12 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Job | None:
     exceeded, when it fails with ``WORKER_LOST``.
     """
     bound = dict(job_id=job_id, now=utcnow(), worker_name=worker, max_redeliveries=max_redeliveries)
-    with session_scope() as session:
-        started = session.execute(_START, bound).first() or session.execute(_START_AGAIN, bound).first()
+    with autocommit() as connection:
+        started = connection.execute(_START, bound).first() or connection.execute(_START_AGAIN, bound).first()
         if started is not None:
-            return Job(**started._mapping)
-        job = session.get(Job, job_id)
-        if job is None or job.finished:
+            return started
+        status = connection.scalar(select(_jobs.c.status).where(_jobs.c.id == job_id))
+        if status is None or status in _values(FINISHED):
             return None
     # Running, and redelivered more times than allowed: its worker keeps dying.
     finish(job_id, JobStatus.FAILED, error=WorkerLost(
@@ -163,8 +173,8 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Job | None:
 
 
 def save_progress(job_id: str, *, fraction: float, stage: str | None, message: str | None, seq: int) -> None:
-    with session_scope() as session:
-        session.execute(_SAVE_PROGRESS, dict(job_id=job_id, fraction=fraction, stage=stage, message=message, seq=seq))
+    with autocommit() as connection:
+        connection.execute(_SAVE_PROGRESS, dict(job_id=job_id, fraction=fraction, stage=stage, message=message, seq=seq))
 
 
 def _progress_values(progress: dict[str, Any] | None) -> dict[str, Any]:
@@ -209,12 +219,12 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
     ``started_at``, when the caller knows it, spares reading the row first; ``progress``
     is the last progress not yet written (one write for both)."""
     now = utcnow()
-    with session_scope() as session:
+    with autocommit() as connection:
         if started_at is None:
-            job = session.get(Job, job_id)
-            if job is None:
+            known = connection.execute(select(_jobs.c.started_at).where(_jobs.c.id == job_id)).first()
+            if known is None:
                 return False
-            started_at = job.started_at
+            started_at = known.started_at
         values: dict[str, Any] = dict(status=status.value, finished_at=now, run_seconds=_seconds_since(started_at, now),
                                       **_progress_values(progress))
         if status == JobStatus.SUCCEEDED:
@@ -224,7 +234,7 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             reported = error.to_dict()
             values.update(error_code=reported["code"], error_message=reported["message"],
                           error_details=json_safe(reported["details"]))
-        job = session.execute(_finish_statement(tuple(sorted(values))),
+        job = connection.execute(_finish_statement(tuple(sorted(values))),
                               {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}}).first()
         if job is None:
             return False

@@ -1,0 +1,90 @@
+"""The job store's hot writes, and the broker transport under them: what each costs
+in statements, transactions and Redis clients, and that what must be atomic still is."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import redis
+from sqlalchemy import Engine, event
+
+from worker import store
+from worker.models import JobStatus
+
+SELFTEST = dict(kind="diagnostics.selftest", params={"duration_s": 0, "steps": 1}, priority=5, queue="cpu",
+                soft_time_limit_s=10.0, time_limit_s=20.0, input_record=None, owner_id=None)
+
+
+def _commits_on_its_own(dbapi_connection) -> bool:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        return dbapi_connection.isolation_level is None
+    return dbapi_connection.autocommit
+
+
+@pytest.fixture
+def statements():
+    """Every statement this process sends to the database meanwhile, with whether its
+    connection commits each statement on its own (no BEGIN and COMMIT around it)."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(connection, _cursor, statement, _parameters, _context, _executemany):
+        seen.append((statement.split(None, 1)[0].upper(), _commits_on_its_own(connection.connection.dbapi_connection)))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", record)
+
+
+def test_a_jobs_submission_start_and_end_are_one_statement_each_committed_on_its_own(clean, statements):
+    job = store.create(**SELFTEST)
+    started = store.start(job.id, worker="test/1", max_redeliveries=2)
+    assert started.status == "running" and started.attempts == 1 and started.params == SELFTEST["params"]
+    store.save_progress(job.id, fraction=0.5, stage="work", message="half way", seq=3)
+    assert store.finish(job.id, JobStatus.SUCCEEDED, result={"peak_hz": 7.0}, started_at=started.started_at,
+                        progress=dict(fraction=1.0, stage="work", message="done", seq=4))
+    assert statements == [("INSERT", True), ("UPDATE", True), ("UPDATE", True), ("UPDATE", True)]
+
+    recorded = store.get(job.id)
+    assert (recorded.status, recorded.result, recorded.progress_message, recorded.progress_seq) == (
+        "succeeded", {"peak_hz": 7.0}, "done", 4)
+    assert recorded.run_seconds is not None and recorded.run_seconds >= 0
+    # The guards still hold: a finished job neither starts nor finishes again.
+    assert store.start(job.id, worker="test/2", max_redeliveries=2) is None
+    assert not store.finish(job.id, JobStatus.FAILED, started_at=started.started_at)
+    assert store.get(job.id).status == "succeeded"
+
+
+def test_a_batch_is_stored_in_one_transaction_whole_or_not_at_all(clean, statements):
+    jobs = store.create_many([SELFTEST] * 3)
+    assert len({job.id for job in jobs}) == 3 and statements == [("INSERT", False)]
+
+    too_big = {**SELFTEST, "priority": 2**70}  # no database stores it as an integer
+    with pytest.raises(Exception):
+        store.create_many([SELFTEST, SELFTEST, too_big])
+    assert store.find()[1] == 3  # the two good rows of the refused batch were not kept
+
+
+def test_the_broker_transport_builds_no_redis_client_per_message(clean, monkeypatch):
+    """Kombu asks its channel for a client at every publish and acknowledgement; with
+    vitalq's transport they all share one, so a worker's main process does not build
+    redis-py's table of response callbacks once a message (redis/redis-py#3624)."""
+    from worker.broker import Transport
+    from worker.celery_app import app
+
+    built = []
+    original = redis.Redis.__init__
+    monkeypatch.setattr(redis.Redis, "__init__", lambda self, *a, **k: built.append(1) or original(self, *a, **k))
+    with app.connection_for_write() as connection, connection.Producer() as producer:
+        assert isinstance(connection.transport, Transport)
+        for number in range(50):
+            producer.publish({"number": number}, routing_key="vitalq-test-transport", exchange="",
+                             declare=[app.amqp.queues["vitalq-test-transport"]])
+        channel = connection.default_channel
+        assert channel.client.llen("vitalq-test-transport") == 50
+        channel.client.delete("vitalq-test-transport")
+        assert len(built) <= 2  # one for its pool, one for the consumer's blocking reads
+        # A reconnect makes a new pool, and the client follows it.
+        first = channel._create_client()
+        channel._pool = None
+        assert channel._create_client() is not first and channel._create_client().connection_pool is channel.pool
