@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from functools import lru_cache
@@ -40,7 +41,7 @@ def selftest(job: JobContext) -> dict:
 
     result = {"peak_hz": peak_hz, "expected_peak_hz": PROBE_HZ, "attempt": job.attempt,
               "python": platform.python_version(), "numpy": np.__version__,
-              "compute_threads": _compute_threads()}
+              "compute_threads": _compute_threads(), "nice": os.getpriority(os.PRIO_PROCESS, 0)}
     if job.input_path is not None:
         result["input_sha256_matches"] = _sha256(job.input_path) == job.input["sha256"]
         if not result["input_sha256_matches"]:

@@ -18,6 +18,7 @@ from conftest import wait_until
 
 from worker import progress
 from worker.celery_app import app as celery_app
+from worker.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -42,6 +43,8 @@ def test_job_streams_progress_in_order_to_its_result(jobs, http):
     final = messages[-1]["job"]
     assert final["result"]["peak_hz"] == final["result"]["expected_peak_hz"] == 7.0
     assert final["result"]["compute_threads"] == 1  # VITALQ_COMPUTE_THREADS, as the suite sets it
+    # The job ran below its worker's main process (started with this process's priority).
+    assert final["result"]["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + get_settings().pool_nice) > 0
     assert final["attempts"] == 1 and final["progress"]["fraction"] == 1.0
     assert final["progress"]["message"] == "step 5 of 5"
     [artifact] = final["artifacts"]

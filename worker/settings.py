@@ -56,6 +56,12 @@ class Settings:
     #: out among the pool's processes (a pool of two on two cores gets one thread each),
     #: so that busy processes never multiply the work by fighting over the same cores.
     compute_threads: int = 0
+    #: CPU priority of the worker pool's processes, as ``nice`` takes it (0: the same as
+    #: every other process). Jobs run below the processes that serve them (the worker's
+    #: main process, which hands jobs out, acknowledges and heartbeats; the web tier; the
+    #: database and broker), so a machine whose cores the jobs fill still answers and
+    #: keeps its pool fed. Nothing changes while a core is free.
+    pool_nice: int = 5
     #: Seconds the web process waits for one block (up to 64 KiB) of a request body before
     #: answering 408 (a client that trickles bytes holds a connection otherwise).
     body_read_timeout_s: float = 60.0
