@@ -78,9 +78,9 @@ def session_scope() -> Iterator[Session]:
 @contextmanager
 def autocommit() -> Iterator[Connection]:
     """A connection on which each statement commits on its own, for writes that are one
-    atomic statement (the job store's hot path): no BEGIN and COMMIT round trips and no
-    ORM session, which halves a short write's time and CPU, in this process and in
-    the database."""
+    atomic statement (the job store's hot path): without BEGIN and COMMIT round trips
+    and the ORM session, a short write costs a third to a half less time and CPU, in
+    this process and in the database."""
     url = get_settings().database_url
     engine = _autocommit_engines.get(url)
     if engine is None:

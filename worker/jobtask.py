@@ -3,7 +3,7 @@
 A job kind's task is a plain function of a :class:`JobContext`::
 
     @shared_task(base=JobTask, name="diagnostics.selftest")
-    def selftest(job: RowContext) -> dict:
+    def selftest(job: JobContext) -> dict:
         job.progress(0.5, "half way")
         return {"summary": ...}
 
@@ -32,10 +32,10 @@ from typing import Any, Callable, NoReturn, TypeVar
 
 import redis
 import sqlalchemy.exc
-from sqlalchemy import Row
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
+from sqlalchemy import Row
 
 from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
 

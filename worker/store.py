@@ -163,7 +163,7 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Row | None:
         if started is not None:
             return started
         status = connection.scalar(select(_jobs.c.status).where(_jobs.c.id == job_id))
-        if status is None or status in _values(FINISHED):
+        if status is None or JobStatus(status).finished:
             return None
     # Running, and redelivered more times than allowed: its worker keeps dying.
     finish(job_id, JobStatus.FAILED, error=WorkerLost(
@@ -235,7 +235,7 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             values.update(error_code=reported["code"], error_message=reported["message"],
                           error_details=json_safe(reported["details"]))
         job = connection.execute(_finish_statement(tuple(sorted(values))),
-                              {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}}).first()
+                                 {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}}).first()
         if job is None:
             return False
     log.info("job %s: %s", job.status, job.error_code or f"{job.run_seconds or 0:.2f} s",
