@@ -38,8 +38,10 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = True
-# Events for Flower (the worker's; "task-sent" events would cost every submission a second publish).
+# Events for Flower (the worker's; "task-sent" events would cost every submission a second publish),
+# published in batches every 0.1 s (see worker.consumer).
 worker_send_task_events = True
+worker_consumer = "worker.consumer:Consumer"
 
 
 imports = ("tasks.diagnostics", "tasks.filtering", "tasks.rppg", "tasks.risk", "tasks.calibration")

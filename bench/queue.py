@@ -8,12 +8,13 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
   queue, worker, progress events, result row), beside its peer (``bench/peer.py``:
   a Flask/gevent POST that inserts one SQLAlchemy row and sends one Celery task, which
   marks the row done) and raw Celery ``apply_async`` round trips of a no-op task, all
-  on the same Redis and database, each with the CPU milliseconds it costs per job in
+  on the same Redis and database, in interleaved rounds (medians reported), each with
+  the CPU milliseconds it costs per job in
   the client, the web server, the worker's pool and main processes, and the
   PostgreSQL and Redis servers when they run on this machine;
 - websocket event latency, from the worker's publish to the client (p50/p95).
 
-    python bench/queue.py [--jobs 400] [--concurrency 2]
+    python bench/queue.py [--jobs 400] [--rounds 3] [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -247,6 +248,7 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=200, help="jobs for the submit-to-start latency")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (both workers)")
     parser.add_argument("--batch", type=int, default=50, help="jobs per batch submission (0: no batches)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the throughput runs, each run in turn")
     args = parser.parse_args()
 
     os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
@@ -270,36 +272,42 @@ def main() -> None:
     Base.metadata.create_all(engine)
     supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker, peer_web, peer_worker))
     peer_base = f"http://127.0.0.1:{peer_port}"
-    cpu: dict[str, dict[str, float]] = {}
+    # Rounds of the four runs in turn: this box's speed drifts by tens of per cent over a
+    # minute, so each round's ratios compare runs made seconds apart, and the medians
+    # over rounds are what is reported.
+    runs = ["vitalq", "vitalq batch", "peer", "raw"] if args.batch else ["vitalq", "peer", "raw"]
+    jobs_per_s: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, dict[str, float]] = {name: {} for name in runs}
     try:
         wait_answers(f"{peer_base}/jobs", method="POST")
+        vitalq_meter = CpuMeter(process_groups(supervisor, "web", "worker-cpu"))
+        peer_meter = CpuMeter(process_groups(supervisor, "peer-web", "peer-worker"))
+        raw_meter = CpuMeter({name: pids for name, pids in process_groups(supervisor, "web", "raw-celery").items()
+                              if name != "web"})
+        throughput_runs: dict[str, tuple[CpuMeter, Callable[[], float]]] = {
+            "vitalq": (vitalq_meter, lambda: sustained(
+                base, args.jobs, lambda client: [submit(client, {"duration_s": 0, "steps": 1})], vitalq_finished)),
+            "vitalq batch": (vitalq_meter, lambda: sustained(
+                base, args.jobs, lambda client: submit_batch(client, args.batch), vitalq_finished,
+                per_call=args.batch)),
+            "peer": (peer_meter, lambda: sustained(
+                peer_base, args.jobs, lambda client: [client.post("/jobs").json()["id"]], peer_finished)),
+            "raw": (raw_meter, lambda: raw_throughput(args.jobs)),
+        }
         with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
             submit_to_start(http, 10)  # warm up
             latency = submit_to_start(http, args.latency_jobs)
-            meter = CpuMeter(process_groups(supervisor, "web", "worker-cpu"))
-            meter.start()
-            throughput = sustained(base, args.jobs, lambda client: [submit(client, {"duration_s": 0, "steps": 1})],
-                                   vitalq_finished)
-            cpu["vitalq"] = meter.stop()
-            if args.batch:
-                meter.start()
-                batch_throughput = sustained(base, args.jobs, lambda client: submit_batch(client, args.batch),
-                                             vitalq_finished, per_call=args.batch)
-                cpu["vitalq batch"] = meter.stop()
             ws_latency = websocket_latency(base, http)
-        meter = CpuMeter(process_groups(supervisor, "peer-web", "peer-worker"))
         sustained(peer_base, 50, lambda client: [client.post("/jobs").json()["id"]], peer_finished)  # warm up
-        meter.start()
-        peer_throughput = sustained(peer_base, args.jobs, lambda client: [client.post("/jobs").json()["id"]],
-                                    peer_finished)
-        cpu["peer"] = meter.stop()
-        meter = CpuMeter({name: pids for name, pids in process_groups(supervisor, "web", "raw-celery").items()
-                          if name != "web"})
         raw_throughput(50)  # warm up
         raw_latencies = raw_latency(min(args.jobs, 300))
-        meter.start()  # the throughput run alone, as for the others
-        raw_jobs_per_s = raw_throughput(args.jobs)
-        cpu["raw"] = meter.stop()
+        for _ in range(args.rounds):
+            for name in runs:
+                meter, run = throughput_runs[name]
+                meter.start()
+                jobs_per_s[name].append(run())
+                for group, seconds in meter.stop().items():
+                    cpu[name][group] = cpu[name].get(group, 0.0) + seconds
     finally:
         supervisor.stop()
         if embedded:
@@ -316,22 +324,30 @@ def main() -> None:
     ]
     for name, values in rows:
         print(f"{name:58} {percentile(values, 50):9.2f} {percentile(values, 95):9.2f} {percentile(values, 99):9.2f}")
-    print(f"\n{'throughput, 8 clients each keeping its connection':58} {'jobs/s':>9} {'of peer':>9} {'of raw':>9}")
-    rows = [("vitalq end to end (HTTP, job row, worker, events, result)", throughput),
-            ("peer: Flask/gevent POST + one SQLAlchemy row + Celery task", peer_throughput),
-            ("raw Celery apply_async, no-op task, Redis result backend", raw_jobs_per_s)]
-    if args.batch:
-        rows.insert(1, (f"vitalq, batches of {args.batch} (POST /api/v1/batches)", batch_throughput))
-    for name, value in rows:
-        print(f"{name:58} {value:9.1f} {100 * value / peer_throughput:8.0f}% {100 * value / raw_jobs_per_s:8.0f}%")
+
+    def share(name: str, of: str) -> str:
+        ratios = [100 * mine / theirs for mine, theirs in zip(jobs_per_s[name], jobs_per_s[of])]
+        return f"{statistics.median(ratios):4.0f}% ({min(ratios):.0f}-{max(ratios):.0f})"
+
+    print(f"\nthroughput, 8 clients each keeping its connection, median of {args.rounds} rounds"
+          f"\n{'(shares: median of the per-round ratios, and their range)':58} {'jobs/s':>9} {'of peer':>15} {'of raw':>15}")
+    labels = {"vitalq": "vitalq end to end (HTTP, job row, worker, events, result)",
+              "vitalq batch": f"vitalq, batches of {args.batch} (POST /api/v1/batches)",
+              "peer": "peer: Flask/gevent POST + one SQLAlchemy row + Celery task",
+              "raw": "raw Celery apply_async, no-op task, Redis result backend"}
+    for name in runs:
+        print(f"{labels[name]:58} {statistics.median(jobs_per_s[name]):9.1f} {share(name, 'peer'):>15} "
+              f"{share(name, 'raw'):>15}")
     groups = ("client", "web", "worker child", "worker main", "services")
-    print(f"\n{'CPU ms per job, in the throughput run':37}" + "".join(f"{g:>13}" for g in groups) + f"{'total':>9}")
+    print(f"\n{'CPU ms per job, in the throughput runs':37}" + "".join(f"{g:>13}" for g in groups) + f"{'total':>9}")
     for name, label in (("raw", "raw Celery no-op"), ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq"),
-                        ("vitalq batch", f"vitalq, batches of {args.batch}"))[:4 if args.batch else 3]:
-        per_job = {g: 1000 * cpu[name].get(g, 0.0) / args.jobs for g in groups}
+                        ("vitalq batch", f"vitalq, batches of {args.batch}")):
+        if name not in runs:
+            continue
+        per_job = {g: 1000 * cpu[name].get(g, 0.0) / (args.jobs * args.rounds) for g in groups}
         print(f"{label:37}" + "".join(f"{per_job[g]:13.2f}" if g in cpu[name] else f"{'-':>13}" for g in groups)
               + f"{sum(per_job.values()):9.2f}")
-    print(f"\n(n = {len(latency)} latency jobs, {args.jobs} throughput jobs, {len(ws_latency)} websocket events; "
+    print(f"\n(n = {len(latency)} latency jobs, {args.jobs} jobs a throughput run, {len(ws_latency)} websocket events; "
           f"mean submit-to-start {statistics.mean(latency):.2f} ms)")
 
 
