@@ -255,7 +255,7 @@ def main() -> None:
     embedded = prepare_services("vitalq-bench-")
     from worker import accounts
 
-    token = accounts.create_user("bench", admin=True)[1]
+    token = accounts.create_user(f"bench-{os.getpid()}", admin=True)[1]  # a database used before has one
     HEADERS["Authorization"] = f"Bearer {token}"
     celery_worker = [sys.executable, "-m", "celery", "worker", "--concurrency", str(args.concurrency),
                      "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]

@@ -338,6 +338,40 @@ def test_a_batch_is_queued_whole_or_not_at_all(client):
     assert store.find()[1] == 30 and queue_depths(("cpu",))["cpu"] == 30  # the refused ones left nothing
 
 
+def test_a_batch_goes_to_the_broker_in_one_round_trip(client, monkeypatch):
+    from redis.connection import AbstractConnection
+
+    sent = []
+    send = AbstractConnection.send_packed_command
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
+                        lambda self, command, *args, **kwargs: (sent.append(command), send(self, command, *args, **kwargs)))
+    batch = [{"kind": "diagnostics.selftest", "params": {"steps": 1}}] * 30
+    assert client.post("/api/v1/batches", json={"jobs": batch}).status_code == 201
+    pushes = [command for command in sent if b"LPUSH" in b"".join(command if isinstance(command, list) else [command])]
+    assert len(pushes) == 1  # one pipeline holds the 30 messages
+    assert queue_depths(("cpu",))["cpu"] == 30
+
+
+def test_a_batch_the_broker_refuses_leaves_every_job_failed_and_none_queued(client):
+    batch = [{"kind": "diagnostics.selftest", "params": {"steps": 1}}] * 5
+    first = client.post("/api/v1/batches", json={"jobs": batch})
+    assert first.status_code == 201
+    redis_server = get_redis()
+    redis_server.config_set("maxmemory", 1)  # Redis full: it refuses every write (OOM)
+    try:
+        refused = assert_error(client.post("/api/v1/batches", json={"jobs": batch}), 503, "UNAVAILABLE")
+    finally:
+        redis_server.config_set("maxmemory", 0)
+    assert "not queued" in refused["message"]
+    jobs, total = store.find(limit=20)
+    assert total == 10
+    kept = {job.id for job in jobs if job.status == "queued"}
+    assert kept == {job["id"] for job in first.get_json()["jobs"]}  # what was queued before stays queued
+    failed = [job for job in jobs if job.id not in kept]
+    assert [(job.status, job.error_code) for job in failed] == [("failed", "UNAVAILABLE")] * 5
+    assert queue_depths(("cpu",))["cpu"] == 5  # and no message of the refused batch
+
+
 #: What the web process must never load: it streams uploads and checks bounded headers;
 #: decoding, fitting and inference run in the workers.
 WORKER_ONLY = ("openvino", "sklearn", "joblib", "cv2", "av", "matplotlib", "pyedflib", "wfdb", "hardware")
