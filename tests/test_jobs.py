@@ -16,6 +16,7 @@ import pytest
 import websocket
 from conftest import wait_until
 
+from web.ws import RECHECK_S
 from worker import progress
 from worker.celery_app import app as celery_app
 from worker.settings import get_settings
@@ -64,6 +65,11 @@ def test_late_client_gets_snapshot_and_final_and_a_reconnect_resumes(jobs):
     resumed = jobs.events(job["id"], after=2)
     assert [m["seq"] for m in resumed[1:-1]] == [3, 4, 5, 6]  # what came after seq 2
     assert resumed[-1]["type"] == "final"
+    # A client that saw the last event and lost the socket before the final message
+    # gets it on reconnecting, not after a wait for events that will not come.
+    started = time.monotonic()
+    assert [m["type"] for m in jobs.events(job["id"], after=6)] == ["snapshot", "final"]
+    assert time.monotonic() - started < RECHECK_S / 2
 
 
 def gauge(http, name: str) -> float:

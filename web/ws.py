@@ -42,7 +42,10 @@ def job_events(ws, job_id: str) -> None:
         return
     after = request.args.get("after", type=int)
     ws.send(json.dumps({"type": "snapshot", "job": job.to_dict()}))
-    if job.finished and after is None:
+    if job.finished:  # nothing more will come: what the client missed, then the end, at once
+        for event in feeds.backlog(job_id) if after is not None else ():
+            if event.seq > after:
+                ws.send(event.text)
         _send_final(ws, job_id)
         return
 
