@@ -14,7 +14,7 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
   PostgreSQL and Redis servers when they run on this machine;
 - websocket event latency, from the worker's publish to the client (p50/p95).
 
-    python bench/queue.py [--jobs 400] [--rounds 3] [--concurrency 2]
+    python bench/queue.py [--jobs 400] [--rounds 7] [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=200, help="jobs for the submit-to-start latency")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (both workers)")
     parser.add_argument("--batch", type=int, default=50, help="jobs per batch submission (0: no batches)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the throughput runs, each run in turn")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of the throughput runs, each run in turn")
     args = parser.parse_args()
 
     os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
