@@ -7,7 +7,9 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
 - sustained end-to-end jobs per second with full persistence (HTTP submit, job row,
   queue, worker, progress events, result row), beside its peer (``bench/peer.py``:
   a Flask/gevent POST that inserts one SQLAlchemy row and sends one Celery task, which
-  marks the row done) and raw Celery ``apply_async`` round trips of a no-op task, all
+  marks the row done) and raw Celery ``apply_async`` round trips of a no-op task (with
+  Celery's defaults, and as vitalq delivers a job: acknowledged late, a prefetch of one,
+  task events on; the difference is what those guarantees cost), all
   on the same Redis and database, in interleaved rounds (medians reported), each with
   the CPU milliseconds it costs per job in
   the client, the web server, the worker's pool and main processes, and the
@@ -214,12 +216,13 @@ def raw_latency(n: int) -> list[float]:
     return latencies
 
 
-def raw_throughput(n: int) -> float:
-    """Raw Celery tasks a second with all ``n`` in flight."""
-    from bench.raw_celery import noop
+def raw_throughput(n: int, late: bool = False) -> float:
+    """Raw Celery tasks a second with all ``n`` in flight (``late``: as vitalq delivers them)."""
+    from bench.raw_celery import noop, noop_late
 
+    task = noop_late if late else noop
     start = time.perf_counter()
-    results = [noop.delay() for _ in range(n)]
+    results = [task.delay() for _ in range(n)]
     for result in results:
         result.get(timeout=60)
     return n / (time.perf_counter() - start)
@@ -261,6 +264,8 @@ def main() -> None:
                      "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]
     raw_worker = processes.ProcessSpec("raw-celery", celery_worker[:3] + ["-A", RAW_APP] + celery_worker[3:]
                                        + ["--queues", "raw"])
+    raw_late_worker = processes.ProcessSpec("raw-celery-late", celery_worker[:3] + ["-A", RAW_APP] + celery_worker[3:]
+                                            + ["--queues", "raw-late", "--prefetch-multiplier", "1", "--task-events"])
     peer_port = free_port()
     peer_web = processes.ProcessSpec("peer-web", [sys.executable, "-m", "gunicorn", "--worker-class", "gevent",
                                                   "--workers", "1", "--bind", f"127.0.0.1:{peer_port}",
@@ -270,20 +275,21 @@ def main() -> None:
     from bench.peer import Base, engine
 
     Base.metadata.create_all(engine)
-    supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker, peer_web, peer_worker))
+    supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker, raw_late_worker, peer_web, peer_worker))
     peer_base = f"http://127.0.0.1:{peer_port}"
     # Rounds of the four runs in turn: this box's speed drifts by tens of per cent over a
     # minute, so each round's ratios compare runs made seconds apart, and the medians
     # over rounds are what is reported.
-    runs = ["vitalq", "vitalq batch", "peer", "raw"] if args.batch else ["vitalq", "peer", "raw"]
+    runs = ["vitalq", "vitalq batch", "peer", "raw", "raw late"] if args.batch else ["vitalq", "peer", "raw", "raw late"]
     jobs_per_s: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, dict[str, float]] = {name: {} for name in runs}
     try:
         wait_answers(f"{peer_base}/jobs", method="POST")
         vitalq_meter = CpuMeter(process_groups(supervisor, "web", "worker-cpu"))
         peer_meter = CpuMeter(process_groups(supervisor, "peer-web", "peer-worker"))
-        raw_meter = CpuMeter({name: pids for name, pids in process_groups(supervisor, "web", "raw-celery").items()
-                              if name != "web"})
+        raw_meter, raw_late_meter = (
+            CpuMeter({name: pids for name, pids in process_groups(supervisor, "web", worker).items() if name != "web"})
+            for worker in ("raw-celery", "raw-celery-late"))
         throughput_runs: dict[str, tuple[CpuMeter, Callable[[], float]]] = {
             "vitalq": (vitalq_meter, lambda: sustained(
                 base, args.jobs, lambda client: [submit(client, {"duration_s": 0, "steps": 1})], vitalq_finished)),
@@ -293,6 +299,7 @@ def main() -> None:
             "peer": (peer_meter, lambda: sustained(
                 peer_base, args.jobs, lambda client: [client.post("/jobs").json()["id"]], peer_finished)),
             "raw": (raw_meter, lambda: raw_throughput(args.jobs)),
+            "raw late": (raw_late_meter, lambda: raw_throughput(args.jobs, late=True)),
         }
         with httpx.Client(base_url=base, timeout=60, headers=HEADERS) as http:
             submit_to_start(http, 10)  # warm up
@@ -300,6 +307,7 @@ def main() -> None:
             ws_latency = websocket_latency(base, http)
         sustained(peer_base, 50, lambda client: [client.post("/jobs").json()["id"]], peer_finished)  # warm up
         raw_throughput(50)  # warm up
+        raw_throughput(50, late=True)
         raw_latencies = raw_latency(min(args.jobs, 300))
         for _ in range(args.rounds):
             for name in runs:
@@ -330,17 +338,20 @@ def main() -> None:
         return f"{statistics.median(ratios):4.0f}% ({min(ratios):.0f}-{max(ratios):.0f})"
 
     print(f"\nthroughput, 8 clients each keeping its connection, median of {args.rounds} rounds"
-          f"\n{'(shares: median of the per-round ratios, and their range)':58} {'jobs/s':>9} {'of peer':>15} {'of raw':>15}")
+          f"\n{'(shares: median of the per-round ratios, and their range)':58} {'jobs/s':>9} {'of peer':>15} {'of raw':>15}"
+          f" {'of raw, late ack':>17}")
     labels = {"vitalq": "vitalq end to end (HTTP, job row, worker, events, result)",
               "vitalq batch": f"vitalq, batches of {args.batch} (POST /api/v1/batches)",
               "peer": "peer: Flask/gevent POST + one SQLAlchemy row + Celery task",
-              "raw": "raw Celery apply_async, no-op task, Redis result backend"}
+              "raw": "raw Celery apply_async, no-op task, Redis result backend",
+              "raw late": "raw Celery, late ack + prefetch 1 + events (vitalq's way)"}
     for name in runs:
         print(f"{labels[name]:58} {statistics.median(jobs_per_s[name]):9.1f} {share(name, 'peer'):>15} "
-              f"{share(name, 'raw'):>15}")
+              f"{share(name, 'raw'):>15} {share(name, 'raw late'):>17}")
     groups = ("client", "web", "worker child", "worker main", "services")
     print(f"\n{'CPU ms per job, in the throughput runs':37}" + "".join(f"{g:>13}" for g in groups) + f"{'total':>9}")
-    for name, label in (("raw", "raw Celery no-op"), ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq"),
+    for name, label in (("raw", "raw Celery no-op"), ("raw late", "raw Celery no-op, as vitalq delivers"),
+                        ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq"),
                         ("vitalq batch", f"vitalq, batches of {args.batch}")):
         if name not in runs:
             continue

@@ -1,4 +1,8 @@
-"""A bare Celery app on the same Redis as vitalq, the baseline of ``bench/queue.py``."""
+"""A bare Celery app on the same Redis as vitalq, the baseline of ``bench/queue.py``:
+``noop`` with Celery's defaults (early acknowledgement, a prefetch of four a process,
+no task events), and ``noop_late`` as vitalq delivers a job (acknowledged once done,
+requeued if its process dies; its worker runs with a prefetch of one and task events),
+on a queue of its own."""
 
 import os
 
@@ -15,4 +19,9 @@ app.conf.task_default_queue = "raw"
 
 @app.task
 def noop():
+    return None
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True, queue="raw-late")
+def noop_late():
     return None
