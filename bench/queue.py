@@ -5,7 +5,9 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
 
 - submit-to-start latency of selftest jobs on an idle worker (p50/p95/p99);
 - sustained end-to-end jobs per second with full persistence (HTTP submit, job row,
-  queue, worker, progress events, result row), beside its peer (``bench/peer.py``:
+  queue, worker, status events, result row) of ``diagnostics.noop`` jobs, which do
+  nothing, as the peer's and raw Celery's tasks do nothing (and of selftest jobs, which
+  compute, report progress and write an artifact), beside its peer (``bench/peer.py``:
   a Flask/gevent POST that inserts one SQLAlchemy row and sends one Celery task, which
   marks the row done) and raw Celery ``apply_async`` round trips of a no-op task (with
   Celery's defaults, and as vitalq delivers a job: acknowledged late, a prefetch of one,
@@ -56,8 +58,14 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(int(round(q / 100 * (len(values) - 1))), len(values) - 1)]
 
 
-def submit(http: httpx.Client, params: dict, priority: int = 5) -> str:
-    response = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": params, "priority": priority})
+#: What the throughput runs submit: a job that does nothing, as the baselines' tasks do.
+NOOP = {"kind": "diagnostics.noop"}
+#: A selftest of one progress point: a job that computes a little and writes an artifact.
+SELFTEST = {"kind": "diagnostics.selftest", "params": {"duration_s": 0, "steps": 1}}
+
+
+def submit(http: httpx.Client, params: dict, priority: int = 5, kind: str = "diagnostics.selftest") -> str:
+    response = http.post("/api/v1/jobs", json={"kind": kind, "params": params, "priority": priority})
     response.raise_for_status()
     return response.json()["id"]
 
@@ -73,7 +81,7 @@ def wait_finished(http: httpx.Client, job_id: str) -> dict:
 def submit_to_start(http: httpx.Client, n: int) -> list[float]:
     latencies = []
     for _ in range(n):
-        job = wait_finished(http, submit(http, {"duration_s": 0, "steps": 1}))
+        job = wait_finished(http, submit(http, SELFTEST["params"]))
         created, started = (datetime.fromisoformat(job[k]) for k in ("created_at", "started_at"))
         latencies.append((started - created).total_seconds() * 1000)
     return latencies
@@ -175,7 +183,7 @@ def sustained(base: str, n: int, submit_some, finished, per_call: int = 1, clien
 
 
 def submit_batch(http: httpx.Client, size: int) -> list[str]:
-    jobs = [{"kind": "diagnostics.selftest", "params": {"duration_s": 0, "steps": 1}}] * size
+    jobs = [NOOP] * size
     response = http.post("/api/v1/batches", json={"jobs": jobs})
     response.raise_for_status()
     return [job["id"] for job in response.json()["jobs"]]
@@ -280,7 +288,9 @@ def main() -> None:
     # Rounds of the four runs in turn: this box's speed drifts by tens of per cent over a
     # minute, so each round's ratios compare runs made seconds apart, and the medians
     # over rounds are what is reported.
-    runs = ["vitalq", "vitalq batch", "peer", "raw", "raw late"] if args.batch else ["vitalq", "peer", "raw", "raw late"]
+    runs = ["vitalq", "vitalq batch", "vitalq selftest", "peer", "raw", "raw late"]
+    if not args.batch:
+        runs.remove("vitalq batch")
     jobs_per_s: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, dict[str, float]] = {name: {} for name in runs}
     try:
@@ -292,7 +302,9 @@ def main() -> None:
             for worker in ("raw-celery", "raw-celery-late"))
         throughput_runs: dict[str, tuple[CpuMeter, Callable[[], float]]] = {
             "vitalq": (vitalq_meter, lambda: sustained(
-                base, args.jobs, lambda client: [submit(client, {"duration_s": 0, "steps": 1})], vitalq_finished)),
+                base, args.jobs, lambda client: [submit(client, {}, kind=NOOP["kind"])], vitalq_finished)),
+            "vitalq selftest": (vitalq_meter, lambda: sustained(
+                base, args.jobs, lambda client: [submit(client, SELFTEST["params"])], vitalq_finished)),
             "vitalq batch": (vitalq_meter, lambda: sustained(
                 base, args.jobs, lambda client: submit_batch(client, args.batch), vitalq_finished,
                 per_call=args.batch)),
@@ -340,8 +352,9 @@ def main() -> None:
     print(f"\nthroughput, 8 clients each keeping its connection, median of {args.rounds} rounds"
           f"\n{'(shares: median of the per-round ratios, and their range)':58} {'jobs/s':>9} {'of peer':>15} {'of raw':>15}"
           f" {'of raw, late ack':>17}")
-    labels = {"vitalq": "vitalq end to end (HTTP, job row, worker, events, result)",
-              "vitalq batch": f"vitalq, batches of {args.batch} (POST /api/v1/batches)",
+    labels = {"vitalq": "vitalq end to end, no-op job (HTTP, row, worker, events)",
+              "vitalq batch": f"vitalq, no-op jobs in batches of {args.batch} (POST /batches)",
+              "vitalq selftest": "vitalq end to end, selftest job (+ progress, artifact)",
               "peer": "peer: Flask/gevent POST + one SQLAlchemy row + Celery task",
               "raw": "raw Celery apply_async, no-op task, Redis result backend",
               "raw late": "raw Celery, late ack + prefetch 1 + events (vitalq's way)"}
@@ -351,8 +364,9 @@ def main() -> None:
     groups = ("client", "web", "worker child", "worker main", "services")
     print(f"\n{'CPU ms per job, in the throughput runs':37}" + "".join(f"{g:>13}" for g in groups) + f"{'total':>9}")
     for name, label in (("raw", "raw Celery no-op"), ("raw late", "raw Celery no-op, as vitalq delivers"),
-                        ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq"),
-                        ("vitalq batch", f"vitalq, batches of {args.batch}")):
+                        ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq, no-op job"),
+                        ("vitalq batch", f"vitalq, no-op, batches of {args.batch}"),
+                        ("vitalq selftest", "vitalq, selftest job")):
         if name not in runs:
             continue
         per_job = {g: 1000 * cpu[name].get(g, 0.0) / (args.jobs * args.rounds) for g in groups}

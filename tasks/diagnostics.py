@@ -1,4 +1,5 @@
-"""``diagnostics.selftest``: a job that exercises the whole path, used by ``/health/deep``."""
+"""``diagnostics.selftest``, a job that exercises the whole path (``/health/deep`` runs it), and
+``diagnostics.noop``, one that does nothing."""
 
 from __future__ import annotations
 
@@ -49,6 +50,11 @@ def selftest(job: JobContext) -> dict:
             raise InvalidInput("the stored upload does not match its sha256", {"sha256": job.input["sha256"]})
     job.artifact("selftest.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+@shared_task(base=JobTask, name="diagnostics.noop")
+def noop(job: JobContext) -> dict:
+    return {}
 
 
 @lru_cache(maxsize=1)

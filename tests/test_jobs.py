@@ -55,6 +55,20 @@ def test_job_streams_progress_in_order_to_its_result(jobs, http):
     assert len(download.content) == artifact["size"]
 
 
+def test_a_noop_job_is_recorded_and_announced_like_any_other(jobs, http):
+    refused = http.post("/api/v1/jobs", json={"kind": "diagnostics.noop", "params": {"steps": 1}})
+    assert refused.status_code == 400 and refused.json()["error"]["details"]["fields"] == {
+        "steps": "is not a parameter of this job kind"}
+
+    job = jobs.submit(kind="diagnostics.noop")
+    messages = jobs.events(job["id"], after=0)
+    assert [m["type"] for m in messages] == ["snapshot", "status", "status", "final"]
+    assert [m["status"] for m in messages[1:3]] == ["running", "succeeded"]
+    final = messages[-1]["job"]
+    assert (final["status"], final["result"], final["artifacts"], final["attempts"]) == ("succeeded", {}, [], 1)
+    assert final["progress"]["fraction"] == 1.0 and final["run_seconds"] >= 0
+
+
 def test_late_client_gets_snapshot_and_final_and_a_reconnect_resumes(jobs):
     job = jobs.submit({"duration_s": 0.2, "steps": 4})
     jobs.wait_finished(job["id"])

@@ -1,5 +1,6 @@
 """The job store's hot writes, and the broker transport under them: what each costs
-in statements, transactions and Redis clients, and that what must be atomic still is."""
+in statements, transactions, connections and Redis clients, and that what must be
+atomic still is."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import sqlite3
 
 import pytest
 import redis
+import sqlalchemy.exc
 from sqlalchemy import Engine, event
 
-from worker import store
+from worker import db, store
 from worker.models import JobStatus
 
 SELFTEST = dict(kind="diagnostics.selftest", params={"duration_s": 0, "steps": 1}, priority=5, queue="cpu",
@@ -52,6 +54,32 @@ def test_a_jobs_submission_start_and_end_are_one_statement_each_committed_on_its
     # The guards still hold: a finished job neither starts nor finishes again.
     assert store.start(job.id, worker="test/2", max_redeliveries=2) is None
     assert not store.finish(job.id, JobStatus.FAILED, started_at=started.started_at)
+    assert store.get(job.id).status == "succeeded"
+
+
+@pytest.fixture
+def kept_connection():
+    """This thread keeps its autocommit connection, as a worker's pool process does."""
+    db.keep_autocommit_connection()
+    yield
+    db.forget_inherited_connections()
+
+
+def test_a_kept_connection_serves_every_write_and_is_replaced_once_it_breaks(clean, kept_connection):
+    job = store.create(**SELFTEST)
+    with db.autocommit() as first:
+        pass
+    started = store.start(job.id, worker="test/1", max_redeliveries=2)
+    with db.autocommit() as again:
+        assert again is first  # no checkout from the pool between writes
+
+    first.connection.dbapi_connection.close()  # as a restarted server leaves it
+    with pytest.raises(sqlalchemy.exc.DBAPIError):
+        store.save_progress(job.id, fraction=0.5, stage=None, message=None, seq=1)
+    # The write that failed is the only one: the next takes a new connection.
+    assert store.finish(job.id, JobStatus.SUCCEEDED, result={}, started_at=started.started_at)
+    with db.autocommit() as replaced:
+        assert replaced is not first
     assert store.get(job.id).status == "succeeded"
 
 

@@ -41,6 +41,7 @@ def compute_threads(pool_processes: int) -> int:
 def _prepare_pool_process(**_kwargs) -> None:
     # A pool child is forked from the main worker process: never share its sockets.
     db.forget_inherited_connections()
+    db.keep_autocommit_connection()
     os.nice(get_settings().pool_nice)
     # NumPy's BLAS and scikit-learn's OpenMP would each start a thread per core in every
     # child: on a busy machine they fight over the cores and a 1 s fit takes 16 s.

@@ -6,6 +6,7 @@ the connections it inherited (see ``worker.celery_app``).
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +25,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _engines: dict[str, Engine] = {}
 _sessions: dict[str, sessionmaker[Session]] = {}
 _autocommit_engines: dict[str, Engine] = {}
+#: The autocommit connection kept by the one thread of a worker's pool process, by URL.
+_kept_connections: dict[str, Connection] = {}
+_keeping_threads: set[int] = set()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -80,17 +84,42 @@ def autocommit() -> Iterator[Connection]:
     """A connection on which each statement commits on its own, for writes that are one
     atomic statement (the job store's hot path): without BEGIN and COMMIT round trips
     and the ORM session, a short write costs a third to a half less time and CPU, in
-    this process and in the database."""
+    this process and in the database. A thread that called ``keep_autocommit_connection``
+    gets the same connection each time."""
     url = get_settings().database_url
     engine = _autocommit_engines.get(url)
     if engine is None:
-        engine = _autocommit_engines[url] = _create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
+        # Nothing to reset when a connection goes back to the pool: it holds no transaction.
+        engine = _autocommit_engines[url] = _create_engine(url, isolation_level="AUTOCOMMIT",
+                                                           pool_reset_on_return=None)
+    if threading.get_ident() not in _keeping_threads:
+        with engine.connect() as connection:
+            yield connection
+        return
+    connection = _kept_connections.get(url)
+    if connection is None:
+        connection = _kept_connections[url] = engine.connect()
+    try:
         yield connection
+    except BaseException:
+        # The connection may have died with its server: the next write takes a new one.
+        del _kept_connections[url]
+        connection.close()
+        raise
+
+
+def keep_autocommit_connection() -> None:
+    """Let the calling thread keep its ``autocommit`` connection between writes. A
+    worker's pool process calls this: its jobs run one at a time in one thread, and a
+    checkout from the pool and back costs each of a short job's two writes about a
+    tenth of a millisecond of CPU."""
+    _keeping_threads.add(threading.get_ident())
 
 
 def forget_inherited_connections() -> None:
     """Drop pooled connections inherited across a fork without closing the parent's."""
+    _kept_connections.clear()
+    _keeping_threads.clear()
     for engine in (*_engines.values(), *_autocommit_engines.values()):
         engine.dispose(close=False)
 

@@ -1,4 +1,5 @@
-"""``diagnostics.selftest``: the job that exercises the whole path."""
+"""``diagnostics.selftest``, the job that exercises the whole path, and
+``diagnostics.noop``, the job that does nothing."""
 
 from __future__ import annotations
 
@@ -73,5 +74,20 @@ SELFTEST = register(
         time_limits=lambda params, _upload: _selftest_limits(params),
         check=lambda params, _upload: _check_selftest(params),
         upload=Upload(required=False, formats=()),
+    )
+)
+
+NOOP = register(
+    JobKind(
+        name="diagnostics.noop",
+        title="No-op",
+        description=(
+            "Does nothing and succeeds with an empty result: what the platform itself costs "
+            "a job (its record, delivery, events and logs), which bench/queue.py measures beside "
+            "a no-op Celery task; or a check that a queue's worker answers."
+        ),
+        params_schema={"type": "object", "additionalProperties": False, "properties": {}},
+        soft_time_limit_s=10,
+        time_limit_s=20,
     )
 )
