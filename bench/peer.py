@@ -3,9 +3,13 @@ written plainly. A Flask app under gunicorn's gevent worker takes ``POST /jobs``
 inserts one SQLAlchemy row and sends one Celery task; the task marks the row done.
 Same Redis (and transport options), same database, same kind of web server and worker
 as vitalq; no authentication, validation, progress events, limits or retries.
+``POST /jobs?late=1`` sends ``peer.run_late`` instead, on a queue of its own: the same
+task delivered as vitalq delivers a job (acknowledged once done, requeued if its
+process dies; its worker runs with a prefetch of one and task events).
 
-    gunicorn -k gevent bench.peer:web        # the web side
-    celery -A bench.peer worker -Q peer      # the worker side
+    gunicorn -k gevent bench.peer:web                  # the web side
+    celery -A bench.peer worker -Q peer                # the worker side
+    celery -A bench.peer worker -Q peer-late --prefetch-multiplier 1 --task-events
 """
 
 from __future__ import annotations
@@ -41,8 +45,13 @@ def run(job_id: str) -> None:
         session.get(PeerJob, job_id).status = "done"
 
 
+@app.task(name="peer.run_late", acks_late=True, reject_on_worker_lost=True)
+def run_late(job_id: str) -> None:
+    run(job_id)
+
+
 def _web():
-    from flask import Flask, jsonify
+    from flask import Flask, jsonify, request
 
     web = Flask("peer")
 
@@ -51,7 +60,10 @@ def _web():
         job_id = uuid.uuid4().hex
         with Session(engine) as session, session.begin():
             session.add(PeerJob(id=job_id, status="queued"))
-        app.send_task("peer.run", args=[job_id], queue="peer")
+        if request.args.get("late"):
+            app.send_task("peer.run_late", args=[job_id], queue="peer-late")
+        else:
+            app.send_task("peer.run", args=[job_id], queue="peer")
         return jsonify({"id": job_id}), 201
 
     return web

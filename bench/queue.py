@@ -6,16 +6,16 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
 - submit-to-start latency of selftest jobs on an idle worker (p50/p95/p99);
 - sustained end-to-end jobs per second with full persistence (HTTP submit, job row,
   queue, worker, status events, result row) of ``diagnostics.noop`` jobs, which do
-  nothing, as the peer's and raw Celery's tasks do nothing (and of selftest jobs, which
-  compute, report progress and write an artifact), beside its peer (``bench/peer.py``:
-  a Flask/gevent POST that inserts one SQLAlchemy row and sends one Celery task, which
-  marks the row done) and raw Celery ``apply_async`` round trips of a no-op task (with
-  Celery's defaults, and as vitalq delivers a job: acknowledged late, a prefetch of one,
-  task events on; the difference is what those guarantees cost), all
-  on the same Redis and database, in interleaved rounds (medians reported), each with
-  the CPU milliseconds it costs per job in
-  the client, the web server, the worker's pool and main processes, and the
-  PostgreSQL and Redis servers when they run on this machine;
+  nothing as the baselines' tasks do nothing (and of selftest jobs, which compute,
+  report progress and write an artifact), beside two baselines on the same Redis and
+  database: its peer (``bench/peer.py``: a Flask/gevent POST that inserts one
+  SQLAlchemy row and sends one Celery task, which marks the row done) and raw Celery
+  ``apply_async`` round trips of a no-op task. Each baseline runs twice: with Celery's
+  defaults, and as vitalq delivers a job (acknowledged late, a prefetch of one, task
+  events on); the difference is what those guarantees cost. The runs take turns in
+  rounds (medians reported), each with the CPU milliseconds it costs per job in the
+  client, the web server, the worker's pool and main processes, and the PostgreSQL
+  and Redis servers when they run on this machine;
 - websocket event latency, from the worker's publish to the client (p50/p95).
 
     python bench/queue.py [--jobs 400] [--rounds 7] [--concurrency 2]
@@ -104,16 +104,21 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def services() -> list[int]:
-    """PostgreSQL's and Redis's processes (on this machine; not found if they run elsewhere)."""
-    found = []
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() in ("postgres", "redis-server"):
-                found.append(int(comm.parent.name))
-        except (OSError, ValueError):
-            continue
-    return found
+def server_processes(command: str) -> Callable[[], list[int]]:
+    """A function finding the processes of a server run on this machine (``postgres``,
+    ``redis-server``; none if it runs elsewhere)."""
+
+    def find() -> list[int]:
+        found = []
+        for comm in Path("/proc").glob("[0-9]*/comm"):
+            try:
+                if comm.read_text().strip() == command:
+                    found.append(int(comm.parent.name))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    return find
 
 
 class CpuMeter:
@@ -149,7 +154,8 @@ def process_groups(supervisor: processes.Supervisor, web: str, worker: str) -> d
     worker's main process and its pool children, and the database and broker."""
     web_pid, worker_pid = supervisor.running[web].pid, supervisor.running[worker].pid
     return {"client": [os.getpid()], "web": [web_pid, *children(web_pid)],
-            "worker child": children(worker_pid), "worker main": [worker_pid], "services": services}
+            "worker child": children(worker_pid), "worker main": [worker_pid],
+            "postgres": server_processes("postgres"), "redis": server_processes("redis-server")}
 
 
 def sustained(base: str, n: int, submit_some, finished, per_call: int = 1, clients: int = 8) -> float:
@@ -280,15 +286,19 @@ def main() -> None:
                                                   "bench.peer:web"], env={"PEER_ROLE": "web"})
     peer_worker = processes.ProcessSpec("peer-worker", celery_worker[:3] + ["-A", "bench.peer"] + celery_worker[3:]
                                         + ["--queues", "peer"])
+    peer_late_worker = processes.ProcessSpec("peer-worker-late", celery_worker[:3] + ["-A", "bench.peer"]
+                                             + celery_worker[3:]
+                                             + ["--queues", "peer-late", "--prefetch-multiplier", "1", "--task-events"])
     from bench.peer import Base, engine
 
     Base.metadata.create_all(engine)
-    supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker, raw_late_worker, peer_web, peer_worker))
+    supervisor, base = start_vitalq(args.concurrency, extra=(raw_worker, raw_late_worker, peer_web, peer_worker,
+                                                                  peer_late_worker))
     peer_base = f"http://127.0.0.1:{peer_port}"
     # Rounds of the four runs in turn: this box's speed drifts by tens of per cent over a
     # minute, so each round's ratios compare runs made seconds apart, and the medians
     # over rounds are what is reported.
-    runs = ["vitalq", "vitalq batch", "vitalq selftest", "peer", "raw", "raw late"]
+    runs = ["vitalq", "vitalq batch", "vitalq selftest", "peer", "peer late", "raw", "raw late"]
     if not args.batch:
         runs.remove("vitalq batch")
     jobs_per_s: dict[str, list[float]] = {name: [] for name in runs}
@@ -297,6 +307,7 @@ def main() -> None:
         wait_answers(f"{peer_base}/jobs", method="POST")
         vitalq_meter = CpuMeter(process_groups(supervisor, "web", "worker-cpu"))
         peer_meter = CpuMeter(process_groups(supervisor, "peer-web", "peer-worker"))
+        peer_late_meter = CpuMeter(process_groups(supervisor, "peer-web", "peer-worker-late"))
         raw_meter, raw_late_meter = (
             CpuMeter({name: pids for name, pids in process_groups(supervisor, "web", worker).items() if name != "web"})
             for worker in ("raw-celery", "raw-celery-late"))
@@ -310,6 +321,8 @@ def main() -> None:
                 per_call=args.batch)),
             "peer": (peer_meter, lambda: sustained(
                 peer_base, args.jobs, lambda client: [client.post("/jobs").json()["id"]], peer_finished)),
+            "peer late": (peer_late_meter, lambda: sustained(
+                peer_base, args.jobs, lambda client: [client.post("/jobs?late=1").json()["id"]], peer_finished)),
             "raw": (raw_meter, lambda: raw_throughput(args.jobs)),
             "raw late": (raw_late_meter, lambda: raw_throughput(args.jobs, late=True)),
         }
@@ -317,7 +330,8 @@ def main() -> None:
             submit_to_start(http, 10)  # warm up
             latency = submit_to_start(http, args.latency_jobs)
             ws_latency = websocket_latency(base, http)
-        sustained(peer_base, 50, lambda client: [client.post("/jobs").json()["id"]], peer_finished)  # warm up
+        for path in ("/jobs", "/jobs?late=1"):  # warm up
+            sustained(peer_base, 50, lambda client: [client.post(path).json()["id"]], peer_finished)
         raw_throughput(50)  # warm up
         raw_throughput(50, late=True)
         raw_latencies = raw_latency(min(args.jobs, 300))
@@ -349,24 +363,27 @@ def main() -> None:
         ratios = [100 * mine / theirs for mine, theirs in zip(jobs_per_s[name], jobs_per_s[of])]
         return f"{statistics.median(ratios):4.0f}% ({min(ratios):.0f}-{max(ratios):.0f})"
 
+    references = {"peer": "of peer", "peer late": "of peer, late ack", "raw": "of raw", "raw late": "of raw, late ack"}
     print(f"\nthroughput, 8 clients each keeping its connection, median of {args.rounds} rounds"
-          f"\n{'(shares: median of the per-round ratios, and their range)':58} {'jobs/s':>9} {'of peer':>15} {'of raw':>15}"
-          f" {'of raw, late ack':>17}")
+          f"\n{'(shares: median of the per-round ratios, and their range)':58} {'jobs/s':>9}"
+          + "".join(f" {heading:>17}" for heading in references.values()))
     labels = {"vitalq": "vitalq end to end, no-op job (HTTP, row, worker, events)",
               "vitalq batch": f"vitalq, no-op jobs in batches of {args.batch} (POST /batches)",
               "vitalq selftest": "vitalq end to end, selftest job (+ progress, artifact)",
               "peer": "peer: Flask/gevent POST + one SQLAlchemy row + Celery task",
+              "peer late": "peer, late ack + prefetch 1 + events (vitalq's way)",
               "raw": "raw Celery apply_async, no-op task, Redis result backend",
               "raw late": "raw Celery, late ack + prefetch 1 + events (vitalq's way)"}
     for name in runs:
-        print(f"{labels[name]:58} {statistics.median(jobs_per_s[name]):9.1f} {share(name, 'peer'):>15} "
-              f"{share(name, 'raw'):>15} {share(name, 'raw late'):>17}")
-    groups = ("client", "web", "worker child", "worker main", "services")
+        print(f"{labels[name]:58} {statistics.median(jobs_per_s[name]):9.1f}"
+              + "".join(f" {share(name, reference):>17}" for reference in references))
+    groups = ("client", "web", "worker child", "worker main", "postgres", "redis")
     print(f"\n{'CPU ms per job, in the throughput runs':37}" + "".join(f"{g:>13}" for g in groups) + f"{'total':>9}")
-    for name, label in (("raw", "raw Celery no-op"), ("raw late", "raw Celery no-op, as vitalq delivers"),
-                        ("peer", "peer (HTTP + row + task)"), ("vitalq", "vitalq, no-op job"),
-                        ("vitalq batch", f"vitalq, no-op, batches of {args.batch}"),
-                        ("vitalq selftest", "vitalq, selftest job")):
+    cpu_labels = {"raw": "raw Celery no-op", "raw late": "raw Celery no-op, as vitalq delivers",
+                  "peer": "peer (HTTP + row + task)", "peer late": "peer, as vitalq delivers",
+                  "vitalq": "vitalq, no-op job", "vitalq batch": f"vitalq, no-op, batches of {args.batch}",
+                  "vitalq selftest": "vitalq, selftest job"}
+    for name, label in cpu_labels.items():
         if name not in runs:
             continue
         per_job = {g: 1000 * cpu[name].get(g, 0.0) / (args.jobs * args.rounds) for g in groups}
