@@ -103,7 +103,7 @@ def autocommit() -> Iterator[Connection]:
         yield connection
     except BaseException:
         # The connection may have died with its server: the next write takes a new one.
-        del _kept_connections[url]
+        _kept_connections.pop(url, None)
         connection.close()
         raise
 
