@@ -64,8 +64,9 @@ NOOP = {"kind": "diagnostics.noop"}
 SELFTEST = {"kind": "diagnostics.selftest", "params": {"duration_s": 0, "steps": 1}}
 
 
-def submit(http: httpx.Client, params: dict, priority: int = 5, kind: str = "diagnostics.selftest") -> str:
-    response = http.post("/api/v1/jobs", json={"kind": kind, "params": params, "priority": priority})
+def submit(http: httpx.Client, job: dict, priority: int = 5) -> str:
+    """Submit ``job`` (its kind and params) and return its id."""
+    response = http.post("/api/v1/jobs", json={**job, "priority": priority})
     response.raise_for_status()
     return response.json()["id"]
 
@@ -81,7 +82,7 @@ def wait_finished(http: httpx.Client, job_id: str) -> dict:
 def submit_to_start(http: httpx.Client, n: int) -> list[float]:
     latencies = []
     for _ in range(n):
-        job = wait_finished(http, submit(http, SELFTEST["params"]))
+        job = wait_finished(http, submit(http, SELFTEST))
         created, started = (datetime.fromisoformat(job[k]) for k in ("created_at", "started_at"))
         latencies.append((started - created).total_seconds() * 1000)
     return latencies
@@ -243,7 +244,7 @@ def raw_throughput(n: int, late: bool = False) -> float:
 
 
 def websocket_latency(base: str, http: httpx.Client, steps: int = 400) -> list[float]:
-    job_id = submit(http, {"duration_s": 4, "steps": steps}, priority=9)
+    job_id = submit(http, {"kind": "diagnostics.selftest", "params": {"duration_s": 4, "steps": steps}}, priority=9)
     ws = websocket.create_connection(base.replace("http", "ws", 1) + f"/ws/jobs/{job_id}", timeout=60, header=HEADERS)
     latencies = []
     try:
@@ -313,9 +314,9 @@ def main() -> None:
             for worker in ("raw-celery", "raw-celery-late"))
         throughput_runs: dict[str, tuple[CpuMeter, Callable[[], float]]] = {
             "vitalq": (vitalq_meter, lambda: sustained(
-                base, args.jobs, lambda client: [submit(client, {}, kind=NOOP["kind"])], vitalq_finished)),
+                base, args.jobs, lambda client: [submit(client, NOOP)], vitalq_finished)),
             "vitalq selftest": (vitalq_meter, lambda: sustained(
-                base, args.jobs, lambda client: [submit(client, SELFTEST["params"])], vitalq_finished)),
+                base, args.jobs, lambda client: [submit(client, SELFTEST)], vitalq_finished)),
             "vitalq batch": (vitalq_meter, lambda: sustained(
                 base, args.jobs, lambda client: submit_batch(client, args.batch), vitalq_finished,
                 per_call=args.batch)),
