@@ -69,7 +69,9 @@ class PyAVWriter:
         self.stream.width, self.stream.height = size
         self.pix_fmt = self.stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         if codec == "libx264":
-            self.stream.options = {"crf": str(crf), "preset": "medium"}
+            # One thread: x264's threads made the same frames into different videos from
+            # run to run, so a seed did not pin down what a test or the bench decodes.
+            self.stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
         self.stream.codec_context.time_base = self.stream.time_base = Fraction(1, 1000)
         self.index = 0
 
