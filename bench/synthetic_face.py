@@ -69,9 +69,11 @@ class PyAVWriter:
         self.stream.width, self.stream.height = size
         self.pix_fmt = self.stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         if codec == "libx264":
-            # One thread: x264's threads made the same frames into different videos from
-            # run to run, so a seed did not pin down what a test or the bench decodes.
-            self.stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+            # Without macroblock-tree rate control, and on one thread: x264's assembly for
+            # the macroblock tree made the same frames into different videos from encode to
+            # encode (with asm=0 it did not), so a seed did not pin down what a test or the
+            # bench decodes. Phones' hardware encoders have no macroblock tree either.
+            self.stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
         self.stream.codec_context.time_base = self.stream.time_base = Fraction(1, 1000)
         self.index = 0
 

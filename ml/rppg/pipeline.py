@@ -239,8 +239,8 @@ class RppgResult:
             "quality": hr.overall_quality,
             "windows": {"total": int(hr.bpm.size), "accepted": hr.windows_used},
             "per_window": [{"t_s": float(t), "bpm": None if not np.isfinite(b) else float(b), "quality": float(q),
-                            "method": self.candidates[c]}
-                           for t, b, q, c in zip(hr.times_s, hr.bpm, hr.quality, hr.choice)],
+                            "method": self.candidates[c], "halves_agree": bool(a)}
+                           for t, b, q, c, a in zip(hr.times_s, hr.bpm, hr.quality, hr.choice, hr.halves_agree)],
             "hrv": self.hrv,
             "frames": int(self.traces.times_s.size),
             "duration_s": float(self.times_s[-1] - self.times_s[0]) if self.times_s.size else 0.0,
@@ -303,10 +303,11 @@ def analyze_traces(traces: Traces, nominal_fps: float, *, method: str = "AUTO", 
     if progress:
         progress(0.9, f"applying {method.upper()}")
     pulses = np.stack([pulse_from_traces(rgb, fs, name, band_hz) for name in candidates])
+    halves_pulses = np.stack([pulse_from_traces(halves, fs, name, band_hz) for name in candidates])
     seconds["method"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    heart_rate = estimate_heart_rate(pulses, fs, window_s=window_s, step_s=step_s, band=band_hz,
-                                     min_quality=min_quality)
+    heart_rate = estimate_heart_rate(pulses, fs, halves=halves_pulses, window_s=window_s, step_s=step_s,
+                                     band=band_hz, min_quality=min_quality)
     chosen = heart_rate.most_chosen()
     bvp = pulses[chosen]
     z = (bvp - bvp.mean(axis=1, keepdims=True)) / np.maximum(bvp.std(axis=1, keepdims=True), 1e-12)
@@ -317,7 +318,7 @@ def analyze_traces(traces: Traces, nominal_fps: float, *, method: str = "AUTO", 
     if heart_rate.unreliable_reason:  # beats timed from a pulse that is not there are not HRV
         withheld = f"the heart rate is unreliable: {heart_rate.unreliable_reason}"
     else:
-        jitter = beat_jitter_s(pulse_from_traces(halves, fs, candidates[chosen], band_hz), fs, heart_rate.overall_bpm)
+        jitter = beat_jitter_s(halves_pulses[chosen], fs, heart_rate.overall_bpm)
         withheld = _withheld_hrv(hrv, jitter, heart_rate.overall_bpm)
     if withheld:
         hrv = {**{name: None for name in hrv}, "beats": hrv["beats"], "intervals_used": 0}
