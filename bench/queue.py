@@ -270,6 +270,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
+    # ... whose whole run may be waiting at once, when the workers lag the submissions.
+    os.environ.setdefault("VITALQ_MAX_QUEUED_PER_USER", str(max(1000, args.jobs)))
     embedded = prepare_services("vitalq-bench-")
     from worker import accounts
 
