@@ -60,14 +60,22 @@ def test_a_window_is_trusted_only_when_both_halves_of_the_skin_see_its_pulse():
     t = np.arange(int(10 * FS)) / FS
     pulse = np.sin(2 * np.pi * 1.2 * t)
     seen, noise_seen = 0, 0
-    for _ in range(20):
+    for _ in range(100):
         seen += halves_see_the_peak(bandpass(pulse + rng.normal(0, 1.0, (2, t.size)), FS), FS, 1.2)
         noise = bandpass(rng.normal(0, 1.0, (2, t.size)), FS)
         peak_hz, _quality = spectral_peak(pulse_spectrum(noise.mean(axis=0), FS))
         noise_seen += halves_see_the_peak(noise, FS, peak_hz)
-    assert seen >= 19 and noise_seen <= 1, (seen, noise_seen)
+    # Independent noise, asked at the peak of the halves' mean (where both happen to have
+    # power, in phase), passes about 6 % of the time; the window's quality, its share of
+    # windows and their agreement must still follow.
+    assert seen >= 98 and noise_seen <= 15, (seen, noise_seen)
     one_half = bandpass(np.stack([pulse, np.zeros_like(t)]) + rng.normal(0, 0.5, (2, t.size)), FS)
     assert not halves_see_the_peak(one_half, FS, 1.2)
+    # A strong common pulse counts even where one half's highest peak is its own motion.
+    moving = np.stack([pulse, pulse + 2.0 * np.sin(2 * np.pi * 2.8 * t)])
+    moving = bandpass(moving + rng.normal(0, 0.3, (2, t.size)), FS)
+    assert spectral_peak(pulse_spectrum(moving[1], FS))[0] == pytest.approx(2.8, abs=0.05)
+    assert halves_see_the_peak(moving, FS, 1.2)
     no_skin = bandpass(pulse + rng.normal(0, 0.5, (2, t.size)), FS)
     assert halves_see_the_peak(no_skin, FS, 1.2)
     no_skin[1, :40] = np.nan
