@@ -69,10 +69,11 @@ class PyAVWriter:
         self.stream.width, self.stream.height = size
         self.pix_fmt = self.stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         if codec == "libx264":
-            # Without macroblock-tree rate control, and on one thread: x264's assembly for
-            # the macroblock tree made the same frames into different videos from encode to
-            # encode (with asm=0 it did not), so a seed did not pin down what a test or the
-            # bench decodes. Phones' hardware encoders have no macroblock tree either.
+            # A seed must pin down what a test or the bench decodes. x264's assembly for
+            # macroblock-tree rate control made the same frames into different videos from
+            # encode to encode (with asm=0 it did not), so it is off (phones' hardware
+            # encoders have none either); and x264's output depends on its thread count,
+            # which would follow the machine's cores, so it runs on one.
             self.stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
         self.stream.codec_context.time_base = self.stream.time_base = Fraction(1, 1000)
         self.index = 0

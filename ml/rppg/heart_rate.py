@@ -116,9 +116,7 @@ RUNNING_WINDOWS = 15
 @dataclass
 class HeartRate:
     """Heart rate per window and overall. Rejected windows have ``bpm`` NaN; ``choice`` is
-    the candidate pulse each window was read from, ``halves_agree`` whether both halves of
-    the skin saw its peak (False too where its quality was too low to ask; see
-    ``estimate_heart_rate``)."""
+    the candidate pulse each window was read from (see ``estimate_heart_rate``)."""
 
     times_s: np.ndarray  # centre of each window
     bpm: np.ndarray
@@ -127,7 +125,6 @@ class HeartRate:
     overall_quality: float
     windows_used: int
     choice: np.ndarray
-    halves_agree: np.ndarray
 
     @property
     def spread_bpm(self) -> float | None:
@@ -220,21 +217,20 @@ def estimate_heart_rate(bvp: np.ndarray, fs: float, *, halves: np.ndarray | None
         raise TooShort(f"the pulse lasts {candidates.shape[-1] / fs:.1f} s, shorter than one {window_s:g} s window",
                        duration_s=candidates.shape[-1] / fs, window_s=window_s)
     starts = range(0, candidates.shape[-1] - length + 1, step)
-    times, rates, qualities, choices, agreements = [], [], [], [], []
+    times, rates, qualities, choices = [], [], [], []
     for start in starts:
         window = slice(start, start + length)
         peaks = [spectral_peak(pulse_spectrum(pulse[:, window], fs, band)) for pulse in candidates]
-        agree = [halves is None or (quality >= min_quality and halves_see_the_peak(halves[i, :, window], fs, peak, band))
-                 for i, (peak, quality) in enumerate(peaks)]
-        best = max(range(len(peaks)), key=lambda i: (peaks[i][1] >= min_quality and agree[i], peaks[i][1]))
+        accepted = [quality >= min_quality and (halves is None or halves_see_the_peak(halves[i, :, window], fs, peak, band))
+                    for i, (peak, quality) in enumerate(peaks)]
+        best = max(range(len(peaks)), key=lambda i: (accepted[i], peaks[i][1]))
         peak_hz, quality = peaks[best]
         times.append((start + length / 2) / fs)
-        rates.append(peak_hz * 60.0 if quality >= min_quality and agree[best] else np.nan)
+        rates.append(peak_hz * 60.0 if accepted[best] else np.nan)
         qualities.append(quality)
         choices.append(best)
-        agreements.append(agree[best])
     rates_array = np.array(rates)
-    accepted = np.isfinite(rates_array)
+    read = np.isfinite(rates_array)
     return HeartRate(np.array(times), rates_array, np.array(qualities),
-                     float(np.median(rates_array[accepted])) if accepted.any() else None,
-                     float(np.mean(qualities)), int(accepted.sum()), np.array(choices), np.array(agreements))
+                     float(np.median(rates_array[read])) if read.any() else None,
+                     float(np.mean(qualities)), int(read.sum()), np.array(choices))

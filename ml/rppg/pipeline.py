@@ -239,8 +239,8 @@ class RppgResult:
             "quality": hr.overall_quality,
             "windows": {"total": int(hr.bpm.size), "accepted": hr.windows_used},
             "per_window": [{"t_s": float(t), "bpm": None if not np.isfinite(b) else float(b), "quality": float(q),
-                            "method": self.candidates[c], "halves_agree": bool(a)}
-                           for t, b, q, c, a in zip(hr.times_s, hr.bpm, hr.quality, hr.choice, hr.halves_agree)],
+                            "method": self.candidates[c]}
+                           for t, b, q, c in zip(hr.times_s, hr.bpm, hr.quality, hr.choice)],
             "hrv": self.hrv,
             "frames": int(self.traces.times_s.size),
             "duration_s": float(self.times_s[-1] - self.times_s[0]) if self.times_s.size else 0.0,
