@@ -24,14 +24,35 @@ def _commits_on_its_own(dbapi_connection) -> bool:
     return dbapi_connection.autocommit
 
 
+class Statements(list):
+    """Statements seen: ``(verb, commits on its own)``; ``connections`` holds the DBAPI
+    connection each ran on, in the same order."""
+
+    def __init__(self):
+        super().__init__()
+        self.connections: list = []
+
+    def waits_for_the_disk(self) -> list[bool]:
+        """Whether each statement's commit waited for the write-ahead log to reach the
+        disk, as the server says for its connection (PostgreSQL only)."""
+        answers = []
+        for dbapi_connection in self.connections:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                answers.append(cursor.fetchone()[0] != "off")
+        return answers
+
+
 @pytest.fixture
 def statements():
     """Every statement this process sends to the database meanwhile, with whether its
     connection commits each statement on its own (no BEGIN and COMMIT around it)."""
-    seen: list[tuple[str, bool]] = []
+    seen = Statements()
 
     def record(connection, _cursor, statement, _parameters, _context, _executemany):
-        seen.append((statement.split(None, 1)[0].upper(), _commits_on_its_own(connection.connection.dbapi_connection)))
+        dbapi_connection = connection.connection.dbapi_connection
+        seen.append((statement.split(None, 1)[0].upper(), _commits_on_its_own(dbapi_connection)))
+        seen.connections.append(dbapi_connection)
 
     event.listen(Engine, "before_cursor_execute", record)
     yield seen
@@ -46,6 +67,10 @@ def test_a_jobs_submission_start_and_end_are_one_statement_each_committed_on_its
     assert store.finish(job.id, JobStatus.SUCCEEDED, result={"peak_hz": 7.0}, started_at=started.started_at,
                         progress=dict(fraction=1.0, stage="work", message="done", seq=4))
     assert statements == [("INSERT", True), ("UPDATE", True), ("UPDATE", True), ("UPDATE", True)]
+    if db.get_engine().dialect.name == "postgresql":
+        # The submission and the end wait for the disk; the start and the progress need not,
+        # since the end's commit flushes the log through them (db.autocommit).
+        assert statements.waits_for_the_disk() == [True, False, False, True]
 
     recorded = store.get(job.id)
     assert (recorded.status, recorded.result, recorded.progress_message, recorded.progress_seq) == (
@@ -67,20 +92,22 @@ def kept_connection():
 
 def test_a_kept_connection_serves_every_write_and_is_replaced_once_it_breaks(clean, kept_connection):
     job = store.create(**SELFTEST)
-    with db.autocommit() as first:
+    with db.autocommit(durable=False) as first:
         pass
     started = store.start(job.id, worker="test/1", max_redeliveries=2)
-    with db.autocommit() as again:
+    with db.autocommit(durable=False) as again:
         assert again is first  # no checkout from the pool between writes
 
     first.connection.dbapi_connection.close()  # as a restarted server leaves it
     with pytest.raises(sqlalchemy.exc.DBAPIError):
         store.save_progress(job.id, fraction=0.5, stage=None, message=None, seq=1)
     # The write that failed is the only one: the next takes a new connection.
-    assert store.finish(job.id, JobStatus.SUCCEEDED, result={}, started_at=started.started_at)
-    with db.autocommit() as replaced:
+    store.save_progress(job.id, fraction=0.5, stage="work", message="half way", seq=2)
+    with db.autocommit(durable=False) as replaced:
         assert replaced is not first
-    assert store.get(job.id).status == "succeeded"
+    assert store.finish(job.id, JobStatus.SUCCEEDED, result={}, started_at=started.started_at)
+    recorded = store.get(job.id)
+    assert (recorded.status, recorded.progress_message) == ("succeeded", "half way")
 
 
 def test_a_batch_is_stored_in_one_transaction_whole_or_not_at_all(clean, statements):

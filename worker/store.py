@@ -158,7 +158,10 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Row | None:
     exceeded, when it fails with ``WORKER_LOST``.
     """
     bound = dict(job_id=job_id, now=utcnow(), worker_name=worker, max_redeliveries=max_redeliveries)
-    with autocommit() as connection:
+    # Not durable on its own: the job's end is (see db.autocommit). A crash of the database
+    # during the run can forget only the start: the job, its message still unacknowledged,
+    # is started again or its end recorded all the same, with one attempt fewer counted.
+    with autocommit(durable=False) as connection:
         started = connection.execute(_START, bound).first() or connection.execute(_START_AGAIN, bound).first()
         if started is not None:
             return started
@@ -173,7 +176,7 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Row | None:
 
 
 def save_progress(job_id: str, *, fraction: float, stage: str | None, message: str | None, seq: int) -> None:
-    with autocommit() as connection:
+    with autocommit(durable=False) as connection:  # the events carry it; the job's end writes the last
         connection.execute(_SAVE_PROGRESS, dict(job_id=job_id, fraction=fraction, stage=stage, message=message, seq=seq))
 
 
