@@ -94,8 +94,8 @@ def autocommit(durable: bool = True) -> Iterator[Connection]:
     disk (``synchronous_commit = off``, per session; see "Asynchronous Commit" in
     PostgreSQL's manual). It is visible to everyone at once, as any commit, and a
     durable commit that follows flushes the log up to itself, with it. On this
-    project's machines the wait was about 280 µs a commit on average (long fsync
-    tails), a fifth of a short job's time in a worker. Other databases ignore it.
+    project's machines a durable commit waited 90 µs typically and 0.7 to 1.4 ms one
+    time in five to ten (the disk's flush). Other databases ignore the flag.
     """
     url = get_settings().database_url
     # One engine serves both on databases without the setting.
