@@ -98,11 +98,12 @@ def autocommit(durable: bool = True) -> Iterator[Connection]:
     time in five to ten (the disk's flush). Other databases ignore the flag.
     """
     url = get_settings().database_url
-    # One engine serves both on databases without the setting.
-    key = (url, durable or not url.startswith("postgresql"))
+    # Only PostgreSQL has the setting: elsewhere one engine serves both.
+    waits_for_the_disk = durable or not url.startswith("postgresql")
+    key = (url, waits_for_the_disk)
     engine = _autocommit_engines.get(key)
     if engine is None:
-        options = {} if key[1] else {"connect_args": {"options": "-c synchronous_commit=off"}}
+        options = {} if waits_for_the_disk else {"connect_args": {"options": "-c synchronous_commit=off"}}
         # Nothing to reset when a connection goes back to the pool: it holds no transaction.
         engine = _autocommit_engines[key] = _create_engine(url, isolation_level="AUTOCOMMIT",
                                                            pool_reset_on_return=None, **options)
