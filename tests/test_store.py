@@ -109,6 +109,44 @@ def test_a_kept_connection_serves_every_write_and_is_replaced_once_it_breaks(cle
     recorded = store.get(job.id)
     assert (recorded.status, recorded.progress_message) == ("succeeded", "half way")
 
+    # The same for a job's start, a prepared statement on PostgreSQL: the new connection
+    # prepares it again.
+    other = store.create(**SELFTEST)
+    replaced.connection.dbapi_connection.close()
+    with pytest.raises(sqlalchemy.exc.DBAPIError):
+        store.start(other.id, worker="test/1", max_redeliveries=2)
+    assert store.start(other.id, worker="test/1", max_redeliveries=2).attempts == 1
+
+
+def test_on_postgresql_a_jobs_start_and_end_are_prepared_once_a_connection(clean, kept_connection):
+    """The two writes of every job skip the server's parsing and planning, and the
+    worker's SQLAlchemy execution layer (``db.execute_prepared``), and give what the
+    ORM would have."""
+    if db.get_engine().dialect.driver != "psycopg2":
+        pytest.skip("prepared statements are run on psycopg2's cursor only")
+    jobs = store.create_many([SELFTEST] * 3)
+    for job in jobs:
+        started = store.start(job.id, worker="test/1", max_redeliveries=2)
+        assert (started.status, started.attempts, started.params) == ("running", 1, SELFTEST["params"])
+        assert started.started_at.tzinfo is not None
+        assert store.finish(job.id, JobStatus.SUCCEEDED, result={"hr_bpm": 61.5, "hrv": float("nan"), "beats": [1, 2]},
+                            artifacts=[{"name": "pulse.csv", "size": 10}], started_at=started.started_at)
+    recorded = store.get(jobs[-1].id)
+    assert (recorded.status, recorded.result, recorded.artifacts) == (
+        "succeeded", {"hr_bpm": 61.5, "hrv": None, "beats": [1, 2]}, [{"name": "pulse.csv", "size": 10}])
+    assert recorded.finished_at == recorded.updated_at and recorded.run_seconds >= 0
+    assert not store.finish(jobs[-1].id, JobStatus.FAILED, started_at=started.started_at)  # the guard holds
+
+    def runs_of_prepared_updates(durable: bool) -> list[int]:
+        """How often each UPDATE prepared on this connection ran, as the server counts."""
+        with db.autocommit(durable=durable) as connection:
+            return sorted(runs for statement, runs in connection.exec_driver_sql(
+                "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+                if " AS UPDATE jobs " in statement)
+
+    assert runs_of_prepared_updates(durable=False) == [3]  # the starts
+    assert runs_of_prepared_updates(durable=True) == [1, 3]  # the ends, and the refused end (other columns)
+
 
 def test_a_batch_is_stored_in_one_transaction_whole_or_not_at_all(clean, statements):
     jobs = store.create_many([SELFTEST] * 3)

@@ -35,12 +35,11 @@ import sqlalchemy.exc
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
-from sqlalchemy import Row
 
 from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
 
 from . import logs, progress, storage, store
-from .models import JobStatus
+from .models import Job, JobStatus
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -70,8 +69,8 @@ def wait_for_database(write: Callable[[], T], budget_s: float) -> T:
 class JobContext:
     """What a running job sees: its params, its input file, its folder, and progress."""
 
-    def __init__(self, job: Row, span: tuple[float, float] = (0.0, 1.0)):
-        """``job``: its row, as ``store.start`` returns it (or a Job)."""
+    def __init__(self, job: Job, span: tuple[float, float] = (0.0, 1.0)):
+        """``job``: its row, as ``store.start`` returns it (a named tuple of its columns), or a Job."""
         settings = get_settings()
         self.id: str = job.id
         self.kind: str = job.kind
@@ -209,7 +208,7 @@ class JobTask(Task):
     def _record(self, write: Callable[[], T]) -> T:
         return wait_for_database(write, get_settings().database_wait_s)
 
-    def _run_and_record(self, job: Row, settings) -> None:
+    def _run_and_record(self, job: Job, settings) -> None:
         job_id = job.id
         context = JobContext(job, span=self.progress_span)
         try:
@@ -243,14 +242,14 @@ class JobTask(Task):
             else:
                 self._record(lambda: store.hand_off(job_id, result or {}, progress=unsaved))
 
-    def _fail(self, context: JobContext, job: Row, status: JobStatus, error: VitalqError) -> NoReturn:
+    def _fail(self, context: JobContext, job: Job, status: JobStatus, error: VitalqError) -> NoReturn:
         """Record the failure (the job keeps the progress it had made), then tell Celery."""
         storage.remove_artifacts(job.id)  # partial outputs are not results
         unsaved = context.unsaved_progress()
         self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at, progress=unsaved))
         raise JobFailed(error) from None
 
-    def _retry(self, context: JobContext, job: Row, error: VitalqError, settings) -> None:
+    def _retry(self, context: JobContext, job: Job, error: VitalqError, settings) -> None:
         """Retry later with backoff, or fail with the error once retries are spent."""
         job_id = job.id
         if self.request.retries >= settings.max_retries:

@@ -15,12 +15,12 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 import redis
-from sqlalchemy import Row, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import bindparam, case, func, literal, or_, select, update
 
 from vitalq.errors import JobCancelled, JobFinished, JobLive, NotFound, VitalqError, WorkerLost
 
 from . import progress
-from .db import autocommit, get_engine, session_scope
+from .db import autocommit, execute_prepared, get_engine, session_scope
 from .models import FINISHED, STARTABLE, Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,9 @@ def _values(statuses: Iterable[JobStatus]) -> list[str]:
 
 # The writes of every job's start and end are Core statements built once, with their
 # values bound by name: building a statement and its cache key each time cost a short
-# job's worker more CPU than running it. Each is atomic on its own, and runs without a
-# transaction around it (``db.autocommit``).
+# job's worker more CPU than running it. Each is atomic on its own, runs without a
+# transaction around it (``db.autocommit``), and on PostgreSQL as a prepared statement
+# (``db.execute_prepared``).
 _jobs = Job.__table__
 
 
@@ -44,7 +45,7 @@ def _status_in(statuses: Iterable[JobStatus]):
 
 _INSERT = _jobs.insert().returning(*_jobs.c, sort_by_parameter_order=True)
 _RUN = dict(status=JobStatus.RUNNING.value, attempts=_jobs.c.attempts + 1, started_at=bindparam("now"),
-            worker=bindparam("worker_name"))
+            worker=bindparam("worker_name"), updated_at=bindparam("now"))
 # The next stage of a job handed on by the last (queued, carrying a result) goes on with
 # the same attempt, and the job's run time counts from its first stage.
 _next_stage = (_jobs.c.status == JobStatus.QUEUED.value) & _jobs.c.result.is_not(None)
@@ -148,9 +149,9 @@ def find(*, kind: str | None = None, status: str | None = None, owner_id: int | 
         return list(jobs), int(total or 0)
 
 
-def start(job_id: str, *, worker: str, max_redeliveries: int) -> Row | None:
-    """Mark the job running for this delivery and return its row (a Job's columns, read
-    only), or return None if it must not run.
+def start(job_id: str, *, worker: str, max_redeliveries: int) -> tuple | None:
+    """Mark the job running for this delivery and return its row (a named tuple of a
+    Job's columns), or return None if it must not run.
 
     A job already finished (a redelivered message, a job cancelled while queued) is
     not run again. A job found still ``running`` was abandoned by a worker that died:
@@ -162,9 +163,9 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> Row | None:
     # during the run can forget only the start: the job, its message still unacknowledged,
     # is started again or its end recorded all the same, with one attempt fewer counted.
     with autocommit(durable=False) as connection:
-        started = connection.execute(_START, bound).first() or connection.execute(_START_AGAIN, bound).first()
-        if started is not None:
-            return started
+        started = execute_prepared(connection, _START, bound) or execute_prepared(connection, _START_AGAIN, bound)
+        if started:
+            return started[0]
         status = connection.scalar(select(_jobs.c.status).where(_jobs.c.id == job_id))
         if status is None or JobStatus(status).finished:
             return None
@@ -228,8 +229,8 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             if known is None:
                 return False
             started_at = known.started_at
-        values: dict[str, Any] = dict(status=status.value, finished_at=now, run_seconds=_seconds_since(started_at, now),
-                                      **_progress_values(progress))
+        values: dict[str, Any] = dict(status=status.value, finished_at=now, updated_at=now,
+                                      run_seconds=_seconds_since(started_at, now), **_progress_values(progress))
         if status == JobStatus.SUCCEEDED:
             values.update(result=json_safe(result), artifacts=artifacts or [], progress_fraction=1.0,
                           error_code=None, error_message=None, error_details=None)
@@ -237,10 +238,11 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             reported = error.to_dict()
             values.update(error_code=reported["code"], error_message=reported["message"],
                           error_details=json_safe(reported["details"]))
-        job = connection.execute(_finish_statement(tuple(sorted(values))),
-                                 {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}}).first()
-        if job is None:
+        ended = execute_prepared(connection, _finish_statement(tuple(sorted(values))),
+                                  {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}})
+        if not ended:
             return False
+        job = ended[0]
     log.info("job %s: %s", job.status, job.error_code or f"{job.run_seconds or 0:.2f} s",
              extra={"job_id": job_id, "status": job.status, "error_code": job.error_code, "run_seconds": job.run_seconds})
     _announce(job)
