@@ -1,22 +1,30 @@
 """rPPG benchmark: is a heart rate right on the videos users have, and is it never
-confidently wrong? Accuracy on synthetic faces with a known pulse and on real video with
+confidently wrong? Accuracy on simulated faces with a known pulse and on real video with
 pulse-oximeter ground truth, and speed, in one run:
 
-1. synthetic faces (``bench/synthetic_face.py``: a real face photograph with a known
-   pulse, heart-rate variability, head motion, illumination drift, sensor noise), encoded
-   H.264 (libx264, CRF 18, 23 and 28) and Motion JPEG, pulse amplitudes 0.2 %, 0.5 % and
-   1 %, 640x480, heart rates 45 to 160 bpm; then, on H.264 CRF 23 at 0.5 %, other sizes
-   (320x240, 1280x720), darker skin (melanin), a still head, a moving one, and flickering
-   light. Per method: the mean absolute error of the accepted results (``reliable``), the
-   share accepted, and the share accepted yet more than 10 bpm off ("confidently wrong");
-2. HRV of the same videos where it is reported: RMSSD and SDNN against the generator's
+1. simulated faces (``ml.rppg.simulate``: a real portrait with a known pulse and beat
+   intervals, head motion, breathing, light gradients, drift, flicker, automatic
+   exposure, sensor noise), encoded H.264 (libx264, CRF 18, 23 and 28) and Motion JPEG,
+   pulse amplitudes 0.2 %, 0.5 % and 1 %, 640x480, heart rates 45 to 160 bpm; then, on
+   H.264 CRF 23 at 0.5 %, other sizes (320x240, 1280x720), darker skin (melanin), a
+   still head, a moving one, and flickering light;
+2. animated faces: H.264 CRF 23, 0.5 %, 640x480, 15 heart rates from 45 to 180 bpm, with
+   expressions, rotation and scale, at two levels of motion, each beside its pulse-free
+   twin (the same video without the pulse);
+   per method and per case (codec, amplitude, rate band, motion, skin tone, pulse-free):
+   the mean absolute error of the accepted results (``reliable``), the share accepted,
+   and the share accepted yet more than 10 bpm off ("confidently wrong"; with no pulse,
+   any accepted);
+3. HRV of the same videos where it is reported: RMSSD and SDNN against the simulator's
    beat times, the share within 20 %;
-3. real video, ``../shared/data/rppg/india`` (skin-region crops, each a job with
-   ``roi=full``): the same three figures per method, beside a constant guess;
-4. speed on 60 s 640x480 30 fps face videos (Motion JPEG and H.264): frames per second
+4. real video, ``../shared/data/rppg/india`` (skin-region crops, each read with the
+   default ``roi=face``): the same figures per method and the share of clear windows,
+   beside a constant guess;
+5. speed on 60 s 640x480 30 fps face videos (Motion JPEG and H.264): frames per second
    end to end beside decoding alone, and the time of each stage.
 
-Videos are written to ``bench/out/rppg/`` once and reused.
+Videos are written to ``bench/out/rppg/`` once and reused. Needs the ``simulate`` extra
+(``pip install -e '.[simulate]'``).
 
     python bench/rppg.py [--data ../shared/data/rppg/india] [--seconds 20] [--quick]
 """
@@ -43,7 +51,7 @@ from dataclasses import asdict, dataclass, replace  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.synthetic_face import write_face_video  # noqa: E402
+from ml.rppg.simulate import write_face_video  # noqa: E402
 from ml.rppg import METHOD_NAMES, analyze_video  # noqa: E402
 from ml.rppg.hrv import hrv_metrics  # noqa: E402
 from ml.rppg.pipeline import analyze_traces, extract_traces  # noqa: E402
@@ -51,17 +59,22 @@ from ml.rppg.video import VideoFrames  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "rppg"
 HEART_RATES = (45, 65, 85, 105, 130, 160)
+#: The animated faces' heart rates: 15 from 45 to 180 bpm.
+ANIMATED_RATES = tuple(int(round(r)) for r in np.linspace(45, 180, 15))
 #: An accepted result further than this from the truth is confidently wrong (bpm).
 WRONG_BPM = 10.0
 #: Reported HRV within this share of the truth counts as right.
 HRV_TOLERANCE = 0.2
 CONDITIONS = {  # write_face_video's arguments for each condition
-    "ordinary": {},  # 6 px of head motion, a slow drift of the light, sensor noise
-    "still": {"motion_px": 0.0, "drift": 0.0},
+    "ordinary": {},  # the simulator's defaults: 6 px of head motion, breathing, drifting light, sensor noise
+    "still": {"motion_px": 0.0, "rotation_deg": 0.0, "scale": 0.0, "breathing_px": 0.0, "drift": 0.0},
     "moving": {"motion_px": 20.0},
     "flicker": {"flicker": 0.01},
     # A calm head breathing deeply: beat intervals that vary 2.5 times as much (RMSSD 40-150 ms).
     "deep_hrv": {"hrv": 0.1, "motion_px": 2.0},
+    # Animated: expressions, rotation and scale, and a little flicker.
+    "animated": {"motion_px": 3.0, "rotation_deg": 1.0, "scale": 0.01, "expression_px": 3.0, "flicker": 0.003},
+    "lively": {"motion_px": 8.0, "rotation_deg": 2.5, "scale": 0.03, "expression_px": 5.0, "flicker": 0.005},
 }
 
 
@@ -88,6 +101,8 @@ class Case:
 
 
 def suite(quick: bool) -> list[Case]:
+    """The videos: the conditions at six (three if ``quick``) heart rates, and the
+    animated faces at all of ANIMATED_RATES with their pulse-free twins."""
     rates = HEART_RATES[1::2] if quick else HEART_RATES
     base = Case("h264", 23, 0.005, (640, 480), 0.0, "ordinary", 0.0, 0)
     cases = [replace(base, codec=codec, crf=crf, amplitude=amplitude)
@@ -100,7 +115,12 @@ def suite(quick: bool) -> list[Case]:
               replace(base, melanin=1.0), replace(base, condition="still"), replace(base, condition="moving"),
               replace(base, condition="flicker"), replace(base, condition="deep_hrv"),
               replace(base, codec="MJPG", crf=0, amplitude=0.02, condition="deep_hrv")]
-    return [replace(case, hr_bpm=hr, seed=index) for case in cases for index, hr in enumerate(rates)]
+    cases = [replace(case, hr_bpm=hr, seed=index) for case in cases for index, hr in enumerate(rates)]
+    # Each animated face beside its twin: the same seed, so the same video but for the pulse.
+    cases += [replace(base, condition=condition, amplitude=amplitude, hr_bpm=hr, seed=100 + index)
+              for condition in ("animated", "lively") for index, hr in enumerate(ANIMATED_RATES)
+              for amplitude in (0.005, 0.0)]
+    return cases
 
 
 def run_case(case: Case, seconds: float) -> dict:
@@ -150,6 +170,8 @@ def print_accuracy(rows: list[dict]) -> None:
     def case(r: dict) -> dict:
         return r["case"]
 
+    animated = [r for r in rows if case(r)["condition"] in ("animated", "lively")]
+    rows = [r for r in rows if r not in animated]
     ordinary = [r for r in rows if tuple(case(r)["size"]) == (640, 480) and case(r)["melanin"] == 0
                 and case(r)["condition"] == "ordinary"]
     keys = sorted({(case(r)["codec"], case(r)["crf"], case(r)["amplitude"]) for r in ordinary},
@@ -181,9 +203,22 @@ def print_accuracy(rows: list[dict]) -> None:
            "motion, light",
            {name: [r for r in h264 if test(case(r))] for name, test in variants.items()})
 
+    bands = ((45, 80), (80, 120), (120, 150), (150, 181))
+    groups = {}
+    for condition in ("animated", "lively"):
+        for amplitude, label in ((0.005, "0.5 %"), (0.0, "no pulse")):
+            for low, high in bands:
+                groups[f"{condition}, {label}, {low}-{min(high, 180)}"] = [
+                    r for r in animated if case(r)["condition"] == condition and case(r)["amplitude"] == amplitude
+                    and low <= case(r)["hr_bpm"] < high]
+    groups["animated, all with a pulse"] = [r for r in animated if case(r)["amplitude"] > 0]
+    groups["animated, all pulse-free twins"] = [r for r in animated if case(r)["amplitude"] == 0]
+    _table("\n2. animated faces, H.264 CRF 23, 640x480: expressions, rotation, scale; 'lively' moves 8 px, "
+           "2.5 degrees, 3 %; by heart-rate band (bpm), each beside its pulse-free twins", groups)
+
 
 def print_hrv(rows: list[dict]) -> None:
-    print(f"\n2. HRV where reported: share of videos reported, and of those, share within {HRV_TOLERANCE:.0%} of the "
+    print(f"\n3. HRV where reported: share of videos reported, and of those, share within {HRV_TOLERANCE:.0%} of the "
           "truth and median |error| / truth")
     subsets = {"all videos": rows,
                "deep breathing, MJPG 2 %": [r for r in rows if r["case"]["condition"] == "deep_hrv"
@@ -207,27 +242,32 @@ def india(data: Path) -> None:
     truth = {row["subject"]: float(row["heart_rate_bpm"]) for row in csv.DictReader(open(data / "ground_truth.csv"))}
     videos = sorted(data.glob("*.avi"))
     results: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+    regions = defaultdict(int)
     for video in videos:
         subject = video.name.split("_")[0]
         with VideoFrames(video) as frames:
-            traces, fps = extract_traces(frames, roi="full"), frames.info.fps
+            traces, fps = extract_traces(frames), frames.info.fps  # roi=face, as a user submits it
+        regions[traces.regions[0]] += 1
         for method in METHOD_NAMES:
             results[method].append((truth[subject], analyze_traces(traces, fps, method=method).summary()))
     subjects = sorted({v.name.split("_")[0] for v in videos})
     # The floor any estimator must beat: each video given the mean heart rate of the other subjects.
     constant = [abs(t - np.mean([truth[o] for o in subjects if o != v.name.split("_")[0]]))
                 for v, (t, _) in zip(videos, results["AUTO"])]
-    print(f"\n3. real video ({data}, {len(videos)} skin crops of {len(subjects)} subjects, roi=full): "
-          f"MAE of the accepted, accepted, confidently wrong; and the MAE of every answer given")
+    print(f"\n4. real video ({data}, {len(videos)} skin crops of {len(subjects)} subjects, roi=face; read as "
+          + ", ".join(f"{name} {count}" for name, count in regions.items()) + "): MAE of the accepted, accepted, "
+          "confidently wrong; the median share of clear windows; and the MAE of every best guess")
     print(f"{'constant guess (the other subjects mean)':42} {np.mean(constant):5.1f} 100%   -  ")
     for method in METHOD_NAMES:
         pairs = results[method]
         every = [abs(r["best_guess_bpm"] - t) for t, r in pairs if r["best_guess_bpm"] is not None]
-        print(f"{method:42} {_cell(*scores(pairs))}   every answer: {np.mean(every):5.1f} (n={len(every)})")
+        clear = np.median([r["windows"]["accepted"] / max(r["windows"]["total"], 1) for _, r in pairs])
+        print(f"{method:42} {_cell(*scores(pairs))}   clear windows {clear:4.0%}   "
+              f"every guess: {np.mean(every):5.1f} (n={len(every)})")
 
 
 def speed() -> None:
-    print("\n4. speed, 60 s 640x480 30 fps face videos, AUTO")
+    print("\n5. speed, 60 s 640x480 30 fps face videos, AUTO")
     print(f"{'':38} {'seconds':>9} {'frames/s':>10}")
     for codec in ("MJPG", "h264"):
         path = OUT / f"speed-60s-640x480.{'mp4' if codec == 'h264' else 'avi'}"
@@ -270,7 +310,7 @@ def main() -> None:
     if args.data.exists():
         india(args.data)
     else:
-        print(f"\n3. real video: {args.data} not found, skipped")
+        print(f"\n4. real video: {args.data} not found, skipped")
     if not args.skip_speed:
         speed()
 

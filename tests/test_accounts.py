@@ -92,7 +92,40 @@ def test_only_an_admin_manages_devices_and_models(as_user):
     assert alice.patch("/api/v1/devices/cam", json={"schedule": "@daily"}).status_code == 403
     assert alice.delete("/api/v1/devices/cam").status_code == 403
     assert alice.post("/api/v1/models/1/activate").status_code == 403
-    assert alice.post("/api/v1/devices/cam/calibrate", json={}).status_code == 201  # anyone may calibrate
+    # A calibration makes the camera's worker open whatever its connection names.
+    calibrate = alice.post("/api/v1/devices/cam/calibrate", json={})
+    assert calibrate.status_code == 403 and calibrate.json()["error"]["code"] == "FORBIDDEN"
+    assert alice.post("/api/v1/jobs", json={"kind": "camera.calibrate", "params": {"device": "cam"}}).status_code == 403
+    assert admin.post("/api/v1/devices/cam/calibrate", json={}).status_code == 201
+    assert admin.get("/api/v1/jobs").json()["total"] == 1
+
+
+def test_a_devices_connection_is_shown_to_admins_only(as_user):
+    """A camera's URL may carry its password: every signed-in user saw it."""
+    alice, admin = as_user["alice"], as_user["admin"]
+    secret = "rtsp://viewer:hunter2@127.0.0.1:8554/stream"
+    device = {"id": "door", "driver": "opencv", "connection": {"source": secret, "read_timeout_ms": 2000}}
+    assert admin.post("/api/v1/devices", json=device).status_code == 201
+    for client, shown in ((admin, secret), (alice, "[redacted]")):
+        listed = client.get("/api/v1/devices").json()["devices"]
+        one = client.get("/api/v1/devices/door").json()
+        assert listed[0]["connection"] == one["connection"] == {"source": shown, "read_timeout_ms": (
+            2000 if client is admin else "[redacted]")}
+    assert "hunter2" not in alice.get("/api/v1/devices").text + alice.get("/devices").text
+
+
+@pytest.mark.parametrize("params", [{"blocking_s": 600}, {"ignore_soft_limit": True, "hard_time_limit_s": 3630},
+                                    {"transient_failures": 10}, {"soft_time_limit_s": 3600}])
+def test_fault_injection_is_for_admins_only(as_user, params):
+    """Any user could hold a worker for an hour with the selftest's knobs."""
+    alice, admin = as_user["alice"], as_user["admin"]
+    for answer in (alice.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": params}),
+                   alice.post("/api/v1/batches", json={"jobs": [{"kind": "diagnostics.selftest", "params": params}]})):
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "FORBIDDEN", answer.text
+        assert set(answer.json()["error"]["details"]["fields"]) == set(params)
+    assert alice.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"steps": 3}}).status_code == 201
+    assert admin.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": params}).status_code == 201
+    assert admin.get("/api/v1/jobs").json()["total"] == 2
 
 
 def test_signed_in_pages_need_the_csrf_token_to_change_anything(live_server, clean, tokens):

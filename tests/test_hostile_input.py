@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 import time
 import zipfile
 
@@ -276,6 +277,27 @@ def test_non_finite_numbers_in_json_are_refused(client, body):
     assert client.get("/api/v1/jobs").json == json.loads(client.get("/api/v1/jobs").get_data())  # still JSON
 
 
+@pytest.mark.parametrize("body, where", [
+    ('{"kind": "risk.predict", "params": {"rows": [{"mean_hr_bpm": 70, "extra": 1e999}]}}', "1e999"),
+    ('{"kind": "risk.predict", "params": {"rows": [{"mean_hr_bpm": -1E+400}]}}', "-1E+400"),
+    ('{"kind": "diagnostics.selftest", "params": {"steps": 100000000000000000000000000000}}', "64 bits"),
+    ('{"kind": "diagnostics.selftest", "params": {}, "priority": "\u00b2"}', "priority"),
+    ('{"kind": "diagnostics.selftest", "params": {}, "priority": "\u0663"}', "priority"),
+])
+def test_numbers_that_are_not_numbers_are_refused_anywhere_in_a_body(client, body, where):
+    """An overflowing float was stored as Infinity by SQLite and made PostgreSQL fail the
+    INSERT (a 500); a priority of "²" is a digit to str.isdigit but no integer to int (a 500)."""
+    answer = client.post("/api/v1/jobs", data=body, content_type="application/json")
+    assert answer.status_code == 400 and answer.json["error"]["code"] == "INVALID_INPUT", answer.json
+    assert where in answer.json["error"]["message"]
+    batch = client.post("/api/v1/batches", data='{"jobs": [%s]}' % body, content_type="application/json")
+    assert batch.status_code == 400 and batch.json["error"]["code"] == "INVALID_INPUT", batch.json
+    form = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest", "priority": "\u00b2"})
+    assert form.status_code == 400 and form.json["error"]["details"]["fields"] == {
+        "priority": "must be an integer from 0 to 9"}
+    assert client.get("/api/v1/jobs").json["total"] == 0
+
+
 @pytest.mark.parametrize("text", ["\\u0000", "cam\\u0000era", "\\udb18", "ok\\ude0e"])
 def test_strings_a_database_cannot_store_are_refused(client, text):
     """A NUL or an unpaired surrogate made PostgreSQL fail the INSERT (a 500)."""
@@ -383,3 +405,77 @@ def test_a_body_that_arrives_too_slowly_is_cut_off(database, tmp_path):
         seconds = time.monotonic() - started
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert seconds < PATIENCE_S
+
+
+def _serving_rss_bytes(base_url: str) -> int:
+    """Resident memory of the gunicorn processes serving ``base_url`` (master and worker)."""
+    port = base_url.rsplit(":", 1)[1]
+    total = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if any(b"gunicorn" in arg for arg in argv) and any(arg.endswith(f":{port}".encode()) for arg in argv):
+                status = (proc / "status").read_text()
+                total += int(status.split("VmRSS:")[1].split()[0]) * 1024
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _close_code(ws) -> int | str:
+    """The close code the server sent, "reset" if it closed the connection with what the
+    client sent still unread (TCP then resets, and the close frame may be lost), or
+    "open" if it is still open after the socket's timeout."""
+    import socket
+
+    import websocket
+
+    try:
+        while True:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(data[:2], "big")
+    except (socket.timeout, websocket.WebSocketTimeoutException):
+        return "open"
+    except (websocket.WebSocketException, OSError):
+        return "reset"
+
+
+def test_a_client_writing_into_its_progress_socket_is_cut_off(gunicorn_server, clean, tokens):
+    """A progress socket takes no messages: one beyond 4 KB, or a flood of small ones past
+    64 KB unread, closes it with 1009 (message too big). Before, a client writing into its
+    socket grew the web process by 550 MB and a 64 MB frame was taken whole."""
+    import httpx
+    import websocket
+
+    headers = {"Authorization": f"Bearer {tokens['admin']}"}
+    with httpx.Client(base_url=gunicorn_server, timeout=30, headers=headers) as http:
+        job = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {}}).json()  # no worker: it waits
+        url = gunicorn_server.replace("http", "ws", 1) + f"/ws/jobs/{job['id']}"
+        before = _serving_rss_bytes(gunicorn_server)
+        assert before > 0
+
+        for size in (5000, 64 * 1024**2):
+            big = websocket.create_connection(url, header=[f"Authorization: Bearer {tokens['admin']}"], timeout=10)
+            assert json.loads(big.recv())["type"] == "snapshot"
+            try:
+                big.send_binary(b"x" * size)
+            except (websocket.WebSocketException, OSError):
+                pass  # cut off while sending
+            # Just over the bound, the whole message is read and the close frame arrives.
+            assert _close_code(big) in ((1009,) if size == 5000 else (1009, "reset")), size
+
+        flood = websocket.create_connection(url, header=[f"Authorization: Bearer {tokens['admin']}"], timeout=30)
+        assert json.loads(flood.recv())["type"] == "snapshot"
+        sent, message = 0, "y" * 1024
+        with pytest.raises((websocket.WebSocketException, OSError)):
+            while sent < 200 * 1024**2:  # the socket is closed long before this
+                flood.send(message)
+                sent += len(message)
+        assert sent < 32 * 1024**2, sent  # what the kernel's buffers took before the close was seen
+        assert http.get("/health/live").status_code == 200
+        assert _serving_rss_bytes(gunicorn_server) - before < 40 * 1024**2
+        # A client that listens quietly is served as before.
+        quiet = websocket.create_connection(url, header=[f"Authorization: Bearer {tokens['admin']}"], timeout=30)
+        assert json.loads(quiet.recv())["type"] == "snapshot" and quiet.connected
+        quiet.close()

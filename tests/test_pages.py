@@ -101,7 +101,7 @@ def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):
 def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
     from test_rppg import MEASURABLE_HRV
 
-    from bench.synthetic_face import write_face_video
+    from ml.rppg.simulate import write_face_video
 
     video = tmp_path / "face.avi"
     truth = write_face_video(video, **MEASURABLE_HRV)
@@ -196,7 +196,7 @@ def test_a_trained_model_is_shown_as_tables_of_its_metrics(page, worker, jobs, t
 
 
 def test_an_unreliable_heart_rate_is_not_shown_as_a_number(page, worker, jobs, tmp_path):
-    from bench.synthetic_face import write_face_video
+    from ml.rppg.simulate import write_face_video
 
     # A face whose skin has no pulse at all.
     write_face_video(tmp_path / "face.mp4", hr_bpm=100.0, seconds=16.0, size=(320, 240), amplitude=0.0, codec="h264",

@@ -10,7 +10,7 @@ import joblib
 import numpy as np
 import pytest
 
-from bench.synthetic_face import write_face_video
+from ml.rppg.simulate import write_face_video
 from ml.errors import ParseError
 from ml.risk import NAMES, InvalidFeature, ModelRegistry, demo_dataset, read_labelled_csv, train
 from ml.risk.serving import PARITY_TOLERANCE

@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings is not None:
         use_settings(settings)
     settings = get_settings()
+    from . import api, auth, devices, errors, flower, health, metrics, openapi, pages, ws
     app = Flask(__name__)
     app.request_class = StreamingUploadRequest
     app.config.from_mapping(
@@ -60,11 +61,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         # and so are the parts of a form: a job is a few fields and one file.
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         MAX_FORM_PARTS=32,
-        SOCK_SERVER_OPTIONS={"ping_interval": 25},
+        SOCK_SERVER_OPTIONS={"ping_interval": 25, "max_message_size": ws.MAX_MESSAGE_BYTES,
+                             "thread_class": ws.bounded_reader},
     )
     app.extensions["vitalq_settings"] = settings
 
-    from . import api, auth, devices, errors, flower, health, metrics, openapi, pages, ws
     from .deadlines import BodyDeadline
 
     app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_read_timeout_s)

@@ -48,7 +48,8 @@ def submit_job():
             raise InvalidInput(f"unknown field {unknown[0]!r}; a job is kind, params and priority",
                                {"fields": {name: "not a field of a job" for name in unknown}})
         kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
-    job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id)
+    job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id,
+                          admin=current_user().is_admin)
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 
@@ -60,7 +61,7 @@ def submit_jobs():
     if set(body) - {"jobs"}:
         raise InvalidInput("a batch is {\"jobs\": [...]}", {"fields": {name: "not a field of a batch"
                                                                        for name in set(body) - {"jobs"}}})
-    jobs = dispatch.submit_many(body.get("jobs"), owner_id=current_user().id)
+    jobs = dispatch.submit_many(body.get("jobs"), owner_id=current_user().id, admin=current_user().is_admin)
     response = jsonify({"jobs": [job.to_dict() for job in jobs]})
     response.status_code = 201
     return response

@@ -13,9 +13,15 @@ from .errors import created, json_body
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
 
 
+def _shown(device) -> dict:
+    """A device as the current user may see it: its connection (URLs with passwords) for
+    admins only."""
+    return device.to_dict(redact_connection=not current_user().is_admin)
+
+
 @bp.get("")
 def list_devices():
-    return jsonify({"devices": [device.to_dict() for device in devices.all_devices()]})
+    return jsonify({"devices": [_shown(device) for device in devices.all_devices()]})
 
 
 @bp.post("")
@@ -27,7 +33,7 @@ def register_device():
 
 @bp.get("/<device_id>")
 def get_device(device_id: str):
-    return jsonify(devices.get(device_id).to_dict())
+    return jsonify(_shown(devices.get(device_id)))
 
 
 @bp.patch("/<device_id>")
@@ -47,11 +53,13 @@ def remove_device(device_id: str):
 
 @bp.post("/<device_id>/calibrate")
 def calibrate_device(device_id: str):
-    """Queue a calibration now: ``{"priority", "plan"}``, both optional. 201 with the job."""
+    """Queue a calibration now: ``{"priority", "plan"}``, both optional. 201 with the job.
+    Admins only: the camera's worker opens whatever its connection names."""
+    require_admin()
     devices.get(device_id)  # 404 for an unknown device
     body = json_body(optional=True)
     params = {"device": device_id, **({"plan": body["plan"]} if "plan" in body else {})}
-    job = dispatch.submit("camera.calibrate", params, body.get("priority"), owner_id=current_user().id)
+    job = dispatch.submit("camera.calibrate", params, body.get("priority"), owner_id=current_user().id, admin=True)
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 
@@ -52,16 +53,35 @@ MAX_ERROR_FIELDS = 20
 MAX_MESSAGE_CHARS = 2000
 
 
+#: Integers beyond a signed 64-bit one are refused anywhere in a body: no database
+#: column or JSON client that reads numbers as doubles keeps them.
+MAX_JSON_INTEGER = 2**63 - 1
+
+
 def parse_json(text: str | bytes, field: str = "body"):
     """JSON as RFC 8259 has it, and as a database can store it: NaN and Infinity, which
     Python's parser takes, are refused (they pass a schema's minimum and maximum, and no
-    JSON client can read them back), and so are strings with a NUL character or an
-    unpaired surrogate (``\\u0000``, ``\\ud800``: PostgreSQL cannot store them)."""
+    JSON client can read them back), and so are numbers that overflow to them
+    (``1e999``: SQLite stored it as Infinity, PostgreSQL refused it with a 500), integers
+    beyond MAX_JSON_INTEGER, and strings with a NUL character or an unpaired surrogate
+    (``\\u0000``, ``\\ud800``: PostgreSQL cannot store them)."""
     def refuse(constant: str):
         raise ValueError(f"{constant} is not a JSON number")
 
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise ValueError(f"{literal[:40]} is beyond what a JSON number holds")
+        return value
+
+    def bounded(literal: str) -> int:
+        value = int(literal)
+        if abs(value) > MAX_JSON_INTEGER:
+            raise ValueError(f"{literal[:40]}... is an integer beyond 64 bits")
+        return value
+
     try:
-        value = json.loads(text, parse_constant=refuse)
+        value = json.loads(text, parse_constant=refuse, parse_float=finite, parse_int=bounded)
         _check_strings(value)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidInput(f"{field} is not valid JSON: {exc}", {"fields": {field: "malformed JSON"}}) from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import queue
+import threading
 
 from flask import request
 from flask_sock import Sock
@@ -27,6 +28,37 @@ from .auth import visible
 #: After this long without an event the job's row is re-read: a status event can be
 #: missed if Redis was away when it was published, and the row decides.
 RECHECK_S = 5.0
+#: A progress socket only speaks to its client, which has nothing to say: a message
+#: beyond MAX_MESSAGE_BYTES, or more than MAX_UNREAD_BYTES of messages, closes the socket
+#: with 1009 (message too big). Without a bound, a client writing into its socket grew the
+#: web process by 550 MB, and a 64 MB frame was taken whole.
+MAX_MESSAGE_BYTES = 4096
+MAX_UNREAD_BYTES = 64 * 1024
+CLOSE_TOO_BIG = 1009
+
+
+def bounded_reader(target, **kwargs) -> threading.Thread:
+    """The thread (a greenlet under gevent) that reads one websocket, given to
+    simple-websocket as its ``thread_class`` (``SOCK_SERVER_OPTIONS``): ``target`` is the
+    socket's reader, whose event handling is wrapped so that the client's unread messages
+    never hold more than MAX_UNREAD_BYTES. The bound is kept where messages are buffered,
+    as they arrive: a view that read them would fall behind a client that writes as fast
+    as the network allows (under gevent the reader does not yield while data keeps coming).
+    """
+    ws = target.__self__
+    handle_events = ws._handle_events
+
+    def handle_events_within_bound() -> bool:
+        keep_going = handle_events()
+        if keep_going and sum(map(len, ws.input_buffer)) > MAX_UNREAD_BYTES:
+            ws.input_buffer.clear()
+            ws.close(reason=CLOSE_TOO_BIG, message="this socket takes no messages")
+            ws.event.set()
+            return False
+        return keep_going
+
+    ws._handle_events = handle_events_within_bound
+    return threading.Thread(target=target, **kwargs)  # looked up now: gevent patches threading
 
 
 def register(sock: Sock) -> None:

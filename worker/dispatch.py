@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ def parse_priority(value: Any) -> int:
     """A job priority from 0 (least urgent) to 9 (most urgent); raises InvalidInput."""
     if value is None or value == "":
         return DEFAULT_PRIORITY
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() takes "²" and "٣", which int() refuses or reads.
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,3}\s*", value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITY_RANGE:
         raise InvalidInput("priority must be an integer from 0 (least urgent) to 9 (most urgent)",
@@ -49,7 +51,7 @@ def parse_priority(value: Any) -> int:
 MAX_BATCH = 100
 
 
-def submit_many(entries: Any, owner_id: int | None = None) -> list[Job]:
+def submit_many(entries: Any, owner_id: int | None = None, admin: bool = False) -> list[Job]:
     """Validate and queue several jobs without files (``[{"kind", "params", "priority"}]``),
     all or none: one check of the caps, one INSERT, one Redis pipeline of their messages.
 
@@ -67,6 +69,7 @@ def submit_many(entries: Any, owner_id: int | None = None) -> list[Job]:
             if not isinstance(entry, dict) or set(entry) - {"kind", "params", "priority"}:
                 raise InvalidInput("a job is an object of kind, params and priority", {"fields": {"job": "malformed"}})
             kind = get_kind(entry.get("kind"))
+            kind.check_role(entry.get("params"), admin or owner_id is None)
             if kind.upload is not None and kind.upload.required:
                 raise InvalidInput(f"{kind.name} needs a file: submit it on its own", {"fields": {"file": "required"}})
             params = kind.validate({} if entry.get("params") is None else entry["params"], None)
@@ -94,15 +97,17 @@ def submit_many(entries: Any, owner_id: int | None = None) -> list[Job]:
 
 
 def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink | None = None,
-           filename: str | None = None, owner_id: int | None = None) -> Job:
-    """Validate and queue a job; returns it as recorded.
+           filename: str | None = None, owner_id: int | None = None, admin: bool = False) -> Job:
+    """Validate and queue a job; returns it as recorded. A job with an owner is one a user
+    submitted, an admin if ``admin``; without one, the platform's own (beat, health).
 
-    Raises InvalidInput, UnsupportedFormat (a file the kind does not take), RateLimited
+    Raises Forbidden (a kind or param for admins only), InvalidInput, UnsupportedFormat (a file the kind does not take), RateLimited
     (the owner has ``VITALQ_MAX_QUEUED_PER_USER`` jobs waiting), QueueFull, or
     Unavailable (the broker cannot be reached: the job is recorded as failed, not left
     queued with no message behind it).
     """
     kind = get_kind(kind_name)
+    kind.check_role(params, admin or owner_id is None)
     priority = parse_priority(priority)
     if upload is not None and kind.upload is None:
         raise InvalidInput(f"{kind.name} takes no file", {"fields": {"file": "this job kind takes no file"}})

@@ -176,9 +176,12 @@ class Device(Base):
     def queue(self) -> str:
         return f"hw.{self.id}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, redact_connection: bool = False) -> dict[str, Any]:
+        """The device as JSON; ``redact_connection`` hides its connection's values (a URL
+        may hold a password), keeping their names."""
+        connection = {key: "[redacted]" for key in self.connection} if redact_connection else self.connection
         return {
-            "id": self.id, "name": self.name, "driver": self.driver, "connection": self.connection,
+            "id": self.id, "name": self.name, "driver": self.driver, "connection": connection,
             "calibration": self.calibration, "schedule": self.schedule, "host": self.host, "queue": self.queue,
             "capabilities": self.capabilities, "current_profile_version": self.current_profile_version,
             "last_calibrated_at": _iso(self.last_calibrated_at), "last_scheduled_at": _iso(self.last_scheduled_at),

@@ -16,10 +16,11 @@ import cv2
 import numpy as np
 
 from ..errors import EmptyInput, InvalidInput
-from .heart_rate import DEFAULT_BAND_HZ, HeartRate, Spectrum, bandpass, estimate_heart_rate, pulse_spectrum
+from .heart_rate import (DEFAULT_BAND_HZ, MIN_QUALITY, HeartRate, Spectrum, bandpass, estimate_heart_rate,
+                         evidence_band, pulse_spectrum)
 from .hrv import hrv_metrics, pulse_peaks
 from .methods import AUTO_METHODS, METHOD_NAMES, apply_method
-from .skin import FaceTracker, face_skin_rgb
+from .skin import FaceTracker, background_rgb, face_skin_rgb, frame_skin_rgb
 from .video import VideoFrames
 
 Progress = Callable[[float, str], None]
@@ -54,26 +55,53 @@ class FrameRateTooLow(InvalidInput):
     code = "FRAME_RATE_TOO_LOW"
 
 
+#: With ``roi="face"``, a video in whose first PROBE_S seconds no face is found, while at
+#: least MIN_CROP_SKIN of each frame looks like skin, is a crop of skin (a face filling
+#: the frame, a forehead or a cheek, a finger on a lens): its traces are then the skin of
+#: the whole frame (region ``"frame_skin"``) instead of NO_FACE.
+PROBE_S = 1.0
+MIN_CROP_SKIN = 0.5
+
+
 @dataclass
 class Traces:
     times_s: np.ndarray  # timestamp of each decoded frame
     rgb: np.ndarray  # [1, 3, frames]: the mean R, G, B of the skin, NaN where no face
     halves: np.ndarray  # [2, 3, frames]: the same of its left and right halves
-    regions: list[str]
+    regions: list[str]  # "face", "frame_skin" or "full"
     face_fraction: float
     seconds: dict[str, float] = field(default_factory=dict)  # time spent per stage
+    #: [3, frames]: the face box's centre x and y and its width (pixels), NaN where no
+    #: face; None without a tracked face. (The head's rotation, as the tracked points'
+    #: similarity transform gives it, is no witness: a pulse moves the points at the
+    #: skin's edges, and the rotation of a still face was coherent with its pulse at 0.91.)
+    pose: np.ndarray | None = None
+    #: [1, 3, frames]: the mean R, G, B of what is not the head, NaN where unknown; None
+    #: where the frame has no background (a crop).
+    background: np.ndarray | None = None
+
+
+def _halves_sample(means: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """One frame's sample: [left, right] x [mean R, G, B, pixels]."""
+    return np.column_stack([means, counts])
 
 
 def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int = 10,
                    progress: Progress | None = None, progress_every: int = 30) -> Traces:
-    """Mean skin colour in each frame, of all the skin and of its left and right halves.
+    """Mean skin colour in each frame, of all the skin and of its left and right halves,
+    with the head's pose and the background's colour as witnesses of motion and light.
 
-    ``roi="face"``: the skin of the tracked face (``face_skin_rgb``).
-    ``roi="full"``: the whole frame (a video that is already a skin crop).
+    ``roi="face"``: the skin of the tracked face (``face_skin_rgb``); a video whose first
+    PROBE_S seconds show no face but mostly skin is read as a skin crop (``frame_skin_rgb``,
+    region ``"frame_skin"``). ``roi="full"``: every pixel of the frame (a video that is
+    already a skin crop).
     """
     tracker = FaceTracker(detect_every=detect_every) if roi == "face" else None
-    regions = ["face"] if tracker else ["full"]
-    times, samples, with_face = [], [], 0  # a sample: [left, right] x [mean R, G, B, pixels]
+    region = "face" if tracker else "full"
+    probe_frames = max(int(round(PROBE_S * (frames.info.fps or 30.0))), 10)
+    times, samples, poses, backgrounds, crop_samples, skin_shares = [], [], [], [], [], []
+    with_face = 0
+    no_pose, no_background = np.full(3, np.nan), np.full(3, np.nan)
     # "decode_wait": time spent waiting for the decoding thread's next frame.
     spent = {"decode_wait": 0.0, "detect": 0.0, "trace": 0.0}
     declared = frames.info.frames
@@ -81,10 +109,13 @@ def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int 
     for index, (stamp, frame) in enumerate(frames):
         now = time.perf_counter()
         spent["decode_wait"] += now - clock
-        if tracker is None:
+        if region == "full":
             middle = frame.shape[1] // 2
             sample = np.array([(*cv2.mean(half)[2::-1], half.shape[0] * half.shape[1])
                                for half in (frame[:, :middle], frame[:, middle:])])
+            spent["trace"] += time.perf_counter() - now
+        elif region == "frame_skin":
+            sample = _halves_sample(*frame_skin_rgb(frame)[:2])
             spent["trace"] += time.perf_counter() - now
         else:
             box = tracker.update(frame)
@@ -92,10 +123,20 @@ def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int 
             spent["detect"] += detected - now
             if box is None:
                 sample = np.zeros((2, 4))
+                poses.append(no_pose)
+                backgrounds.append(no_background)
             else:
                 with_face += 1
-                means, counts = face_skin_rgb(frame, box)
-                sample = np.column_stack([means, counts])
+                sample = _halves_sample(*face_skin_rgb(frame, box))
+                poses.append(np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0]]))
+                backgrounds.append(background_rgb(tracker.small, box * tracker.scale))
+            if index < probe_frames:
+                means, counts, share = frame_skin_rgb(frame)
+                crop_samples.append(_halves_sample(means, counts))
+                skin_shares.append(share)
+                if index == probe_frames - 1 and with_face == 0 and np.mean(skin_shares) >= MIN_CROP_SKIN:
+                    # A crop of skin: read whole from the first frame on.
+                    region, samples, sample = "frame_skin", crop_samples[:-1], crop_samples[-1]
             spent["trace"] += time.perf_counter() - detected
         times.append(stamp)
         samples.append(sample)
@@ -110,26 +151,35 @@ def extract_traces(frames: VideoFrames, *, roi: str = "face", detect_every: int 
     with np.errstate(invalid="ignore", divide="ignore"):
         rgb = (np.nan_to_num(halves) * pixels).sum(axis=0, keepdims=True) / pixels.sum(axis=0, keepdims=True)
     halves[np.broadcast_to(pixels == 0, halves.shape)] = np.nan
-    fraction = with_face / len(samples) if tracker else 1.0
-    return Traces(np.array(times), rgb, halves, regions, fraction, spent)
+    fraction = with_face / len(samples) if region == "face" else 1.0
+    face = region == "face"
+    return Traces(np.array(times), rgb, halves, [region], fraction, spent,
+                  pose=np.stack(poses, axis=1) if face else None,
+                  background=np.stack(backgrounds, axis=1)[None] if face else None)
 
 
-def uniform(traces: Traces, nominal_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(grid times s, rgb on the grid, halves on the grid, fs Hz): traces resampled at an
-    even rate, gaps (frames without a face) filled linearly. Variable-rate videos keep
-    their real timing."""
+def uniform(traces: Traces, nominal_fps: float) -> tuple[np.ndarray, dict[str, np.ndarray | None], float]:
+    """(grid times s, the traces on the grid, fs Hz): ``rgb``, ``halves``, ``pose`` and
+    ``background`` resampled at an even rate, gaps (frames without a face) filled
+    linearly. Variable-rate videos keep their real timing."""
     times = traces.times_s
     if times.size > 1 and not np.all(np.diff(times) > 0):
         times = np.arange(times.size) / nominal_fps  # the container's clock is unusable
     fs = nominal_fps if nominal_fps > 0 else 1.0 / float(np.median(np.diff(times)))
     grid = np.arange(times[0], times[-1] + 0.5 / fs, 1.0 / fs)
-    flat = np.concatenate([traces.rgb, traces.halves]).reshape(-1, times.size)
-    out = np.empty((flat.shape[0], grid.size))
-    for row, values in enumerate(flat):
-        known = np.isfinite(values)
-        out[row] = np.interp(grid, times[known], values[known]) if known.any() else np.nan
-    out = out.reshape(-1, 3, grid.size)
-    return grid, out[:1], out[1:], fs
+
+    def resampled(values: np.ndarray | None) -> np.ndarray | None:
+        if values is None:
+            return None
+        flat = values.reshape(-1, times.size)
+        out = np.empty((flat.shape[0], grid.size))
+        for row, series in enumerate(flat):
+            known = np.isfinite(series)
+            out[row] = np.interp(grid, times[known], series[known]) if known.any() else np.nan
+        return out.reshape(*values.shape[:-1], grid.size)
+
+    names = ("rgb", "halves", "pose", "background")
+    return grid, {name: resampled(getattr(traces, name)) for name in names}, fs
 
 
 def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None) -> np.ndarray:
@@ -140,7 +190,8 @@ def _around_heart_rate(pulse: np.ndarray, fs: float, bpm: float | None) -> np.nd
     0.25 Hz for breathing at rest), so this band keeps them. What lies further out is
     noise, motion and the dicrotic wave, and each of them moves or splits the peaks: in
     a band of 0.7 to 1.6 times the heart rate, from three small boxes of skin, RMSSD of
-    synthetic faces came out two to four times too high. What noise is left in the band is measured by ``beat_jitter_s``.
+    synthetic faces came out two to four times too high. What noise is left in the band
+    is measured by ``beat_jitter_s``.
     """
     if not bpm:
         return pulse
@@ -199,16 +250,56 @@ def _withheld_hrv(hrv: dict, jitter_s: float | None, bpm: float) -> str | None:
     return None
 
 
+def without_witnessed(rgb: np.ndarray, witnesses: np.ndarray | None) -> np.ndarray:
+    """Colour traces ``[estimators, 3, samples]`` (band-passed, about zero) less their
+    least-squares fit on ``witnesses`` ``[k, samples]`` (band-passed alike): what the
+    light and the head's motion explain is removed before a method reads the pulse.
+
+    The background's colour witnesses the light and the camera's gain (illumination
+    rectification, after Li et al., CVPR 2014, who filter it out adaptively with NLMS);
+    the head's pose witnesses the shading and the texture that move across the skin. A
+    pulse is in neither, so a fit on them takes little of it: with a few witnesses over
+    hundreds of samples, the share of an unrelated signal's variance removed is about
+    k / samples.
+    """
+    if witnesses is None:
+        return rgb
+    usable = witnesses[np.all(np.isfinite(witnesses), axis=1) & (witnesses.std(axis=1) > 0)]
+    if not usable.shape[0]:
+        return rgb
+    design = (usable / usable.std(axis=1, keepdims=True)).T  # [samples, k]
+    flat = rgb.reshape(-1, rgb.shape[-1]).T  # [samples, estimators x 3]
+    fit, *_ = np.linalg.lstsq(design, flat, rcond=1e-6)
+    return (flat - design @ fit).T.reshape(rgb.shape)
+
+
 def pulse_from_traces(rgb: np.ndarray, fs: float, method: str,
-                      band_hz: tuple[float, float] = DEFAULT_BAND_HZ) -> np.ndarray:
+                      band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
+                      witnesses: np.ndarray | None = None) -> np.ndarray:
     """The band-passed pulse ``[estimators, samples]`` of evenly sampled colour traces
-    ``[estimators, 3, samples]`` at ``fs`` Hz by ``method``.
+    ``[estimators, 3, samples]`` at ``fs`` Hz by ``method``, less what ``witnesses``
+    ``[k, samples]`` (the background's colour, the head's pose) explain
+    (``without_witnessed``).
 
     The traces are first band-passed around their means (as pyVHR pre-filters them):
     slow drift and motion would otherwise set the methods' projections, not the pulse.
     """
     mean = rgb.mean(axis=2, keepdims=True)
-    return bandpass(apply_method(method, mean + bandpass(rgb - mean, fs, band_hz), fs), fs, band_hz)
+    varying = bandpass(rgb - mean, fs, band_hz)
+    if witnesses is not None:
+        varying = without_witnessed(varying, bandpass(witnesses - witnesses.mean(axis=1, keepdims=True), fs, band_hz))
+    return bandpass(apply_method(method, mean + varying, fs), fs, band_hz)
+
+
+def witnesses_of(uniform_traces: dict[str, np.ndarray | None]) -> np.ndarray | None:
+    """``[k, samples]``: the head's pose and the background's relative colour, or None."""
+    rows = []
+    if uniform_traces["pose"] is not None:
+        rows.append(uniform_traces["pose"])
+    if uniform_traces["background"] is not None:
+        background = uniform_traces["background"][0]
+        rows.append(background / np.maximum(np.nanmean(background, axis=1, keepdims=True), 1e-6))
+    return np.concatenate(rows) if rows else None
 
 
 @dataclass
@@ -239,8 +330,8 @@ class RppgResult:
             "quality": hr.overall_quality,
             "windows": {"total": int(hr.bpm.size), "accepted": hr.windows_used},
             "per_window": [{"t_s": float(t), "bpm": None if not np.isfinite(b) else float(b), "quality": float(q),
-                            "method": self.candidates[c]}
-                           for t, b, q, c in zip(hr.times_s, hr.bpm, hr.quality, hr.choice)],
+                            "method": self.candidates[hr.candidate]}
+                           for t, b, q in zip(hr.times_s, hr.bpm, hr.quality)],
             "hrv": self.hrv,
             "frames": int(self.traces.times_s.size),
             "duration_s": float(self.times_s[-1] - self.times_s[0]) if self.times_s.size else 0.0,
@@ -252,8 +343,9 @@ class RppgResult:
 
 
 def analyze_video(path: Path, *, method: str = "AUTO", roi: str = "face", window_s: float = 10.0,
-                  step_s: float = 1.0, band_hz: tuple[float, float] = DEFAULT_BAND_HZ, min_quality: float = 0.4,
-                  detect_every: int = 10, fps: float | None = None, progress: Progress | None = None) -> RppgResult:
+                  step_s: float = 1.0, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
+                  min_quality: float = MIN_QUALITY, detect_every: int = 10, fps: float | None = None,
+                  progress: Progress | None = None) -> RppgResult:
     """Heart rate, pulse and HRV of the face video at ``path``: its traces
     (``extract_traces``) analysed by ``analyze_traces``.
 
@@ -279,7 +371,8 @@ def _candidates(method: str) -> tuple[str, ...]:
 
 
 def analyze_traces(traces: Traces, nominal_fps: float, *, method: str = "AUTO", window_s: float = 10.0,
-                   step_s: float = 1.0, band_hz: tuple[float, float] = DEFAULT_BAND_HZ, min_quality: float = 0.4,
+                   step_s: float = 1.0, band_hz: tuple[float, float] = DEFAULT_BAND_HZ,
+                   min_quality: float = MIN_QUALITY,
                    progress: Progress | None = None) -> RppgResult:
     """Heart rate, pulse and HRV of skin-colour traces from a video of ``nominal_fps``
     frames per second (0 if unknown: the timestamps' rate is used).
@@ -295,20 +388,22 @@ def analyze_traces(traces: Traces, nominal_fps: float, *, method: str = "AUTO", 
         raise NoFaceFound(f"a face was found in {traces.face_fraction:.0%} of the frames; at least "
                           f"{MIN_FACE_FRACTION:.0%} are needed (or use roi=full for skin crops)",
                           face_fraction=round(traces.face_fraction, 4))
-    grid, rgb, halves, fs = uniform(traces, nominal_fps)
+    grid, resampled, fs = uniform(traces, nominal_fps)
+    rgb, halves, witnesses = resampled["rgb"], resampled["halves"], witnesses_of(resampled)
     if fs < MIN_FPS:
         raise FrameRateTooLow(f"{fs:.3g} frames per second is too few; at least {MIN_FPS:g} are needed", fps=fs)
     seconds = dict(traces.seconds)
     clock = time.perf_counter()
     if progress:
         progress(0.9, f"applying {method.upper()}")
-    pulses = np.stack([pulse_from_traces(rgb, fs, name, band_hz) for name in candidates])
-    halves_pulses = np.stack([pulse_from_traces(halves, fs, name, band_hz) for name in candidates])
+    wide = evidence_band(band_hz, fs)  # the heart rate is sought in band_hz, its harmonic may lie beyond
+    pulses = np.stack([pulse_from_traces(rgb, fs, name, wide, witnesses) for name in candidates])
+    halves_pulses = np.stack([pulse_from_traces(halves, fs, name, wide, witnesses) for name in candidates])
     seconds["method"] = time.perf_counter() - clock
     clock = time.perf_counter()
     heart_rate = estimate_heart_rate(pulses, fs, halves=halves_pulses, window_s=window_s, step_s=step_s,
                                      band=band_hz, min_quality=min_quality)
-    chosen = heart_rate.most_chosen()
+    chosen = heart_rate.candidate
     bvp = pulses[chosen]
     z = (bvp - bvp.mean(axis=1, keepdims=True)) / np.maximum(bvp.std(axis=1, keepdims=True), 1e-12)
     pulse = z.mean(axis=0)

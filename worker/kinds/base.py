@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from jsonschema import Draft202012Validator
 
-from vitalq.errors import InvalidInput, NotFound
+from vitalq.errors import Forbidden, InvalidInput, NotFound
 
 #: (params, the uploaded file or None) -> (soft, hard) time limits in seconds.
 TimeLimits = Callable[[dict[str, Any], "Path | None"], "tuple[float, float]"]
@@ -51,11 +51,29 @@ class JobKind:
     #: Checks that a JSON Schema cannot say, across fields and against the uploaded
     #: file (its path, or None): raises InvalidInput or an ``ml.errors.InvalidInput``.
     check: Callable[[dict[str, Any], "Path | None"], None] | None = None
+    #: Only an admin may submit it (a kind that drives shared hardware: a camera's worker
+    #: opens whatever its registered connection names).
+    admin_only: bool = False
+    #: Params only an admin may set: fault injection, for tests and operators.
+    admin_params: frozenset[str] = frozenset()
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         Draft202012Validator.check_schema(self.params_schema)
         object.__setattr__(self, "_validator", Draft202012Validator(self.params_schema))
+
+    def check_role(self, params: Any, admin: bool) -> None:
+        """Raises Forbidden if a user who is not an admin submits an admin-only kind, or
+        sets a param only admins may (``params`` as submitted, before defaults)."""
+        if admin:
+            return
+        if self.admin_only:
+            raise Forbidden(f"only an admin may submit {self.name}")
+        reserved = sorted(self.admin_params & set(params)) if isinstance(params, dict) else []
+        if reserved:
+            raise Forbidden(f"{', '.join(reserved)}: only an admin may set {'it' if len(reserved) == 1 else 'them'} "
+                            "(fault injection, for tests and operators)",
+                            {"fields": {name: "admin only" for name in reserved}})
 
     def validate(self, params: Any, upload: Path | None = None) -> dict[str, Any]:
         """The params with defaults filled in, checked against the schema and then by

@@ -47,6 +47,7 @@ CAMERA_CALIBRATE = register(
         soft_time_limit_s=300,
         time_limit_s=420,
         queue=lambda params: f"hw.{params['device']}",
+        admin_only=True,
         check=_check_calibration,
     )
 )

@@ -74,6 +74,9 @@ SELFTEST = register(
         time_limits=lambda params, _upload: _selftest_limits(params),
         check=lambda params, _upload: _check_selftest(params),
         upload=Upload(required=False, formats=()),
+        # Each holds a worker or fails on purpose: a user could keep a worker for an hour.
+        admin_params=frozenset({"blocking_s", "transient_failures", "soft_time_limit_s", "hard_time_limit_s",
+                                "ignore_soft_limit"}),
     )
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ml.rppg.heart_rate import MIN_QUALITY
 from vitalq.errors import InvalidInput, UnsupportedFormat
 
 from .base import JobKind, Upload, register
@@ -60,7 +61,7 @@ VIDEO_RPPG = register(
                            "description": "Lowest pulse frequency, in Hz (0.65 Hz = 39 bpm)."},
                 "max_hz": {"type": "number", "minimum": 1, "maximum": 6, "default": 4.0,
                            "description": "Highest pulse frequency, in Hz (4 Hz = 240 bpm)."},
-                "min_quality": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4,
+                "min_quality": {"type": "number", "minimum": 0, "maximum": 1, "default": MIN_QUALITY,
                                 "description": "Windows whose spectral peak holds less of the power are rejected."},
                 "detect_every": {"type": "integer", "minimum": 1, "maximum": 120, "default": 10,
                                  "description": "Run the face detector every this many frames; track between."},

@@ -2,6 +2,8 @@
 import { api, el, when } from "./common.js";
 
 const body = document.querySelector("#device-table tbody");
+// Calibrating opens the camera's connection: admins only (the API answers 403 to others).
+const isAdmin = document.getElementById("device-table").dataset.admin === "yes";
 const status = document.getElementById("device-status");
 
 async function calibrate(device, button) {
@@ -20,6 +22,7 @@ function row(device) {
   const button = el("button", { type: "button", class: "secondary" }, "Calibrate now");
   button.setAttribute("aria-label", `Calibrate ${device.name} now`);
   button.addEventListener("click", () => calibrate(device, button));
+  button.hidden = !isAdmin;
   const profile = device.current_profile_version === null ? "none yet" : `version ${device.current_profile_version}`;
   return el("tr", { "data-device-id": device.id },
     el("td", {}, el("strong", {}, device.name), el("br"), el("code", {}, device.id)),
