@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx
 import websocket
+
+
+#: How often a submission is sent when its answer is lost, and the first wait between (s).
+SUBMIT_ATTEMPTS = 3
+RETRY_DELAY_S = 1.0
 
 
 class ApiError(Exception):
@@ -39,14 +46,32 @@ class Client:
         return {kind["name"]: kind for kind in self._call("GET", "/api/v1/kinds")["kinds"]}
 
     def submit(self, kind: str, params: dict[str, Any] | None = None, priority: int | None = None,
-               file: Path | None = None) -> dict[str, Any]:
-        if file is None:
-            return self._call("POST", "/api/v1/jobs", json={"kind": kind, "params": params or {}, "priority": priority})
-        data = {"kind": kind, "params": json.dumps(params or {})}
-        if priority is not None:
-            data["priority"] = str(priority)
-        with open(file, "rb") as stream:  # httpx streams the file; it is never read whole
-            return self._call("POST", "/api/v1/jobs", data=data, files={"file": (Path(file).name, stream)})
+               file: Path | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submit a job; returns it. The request carries an ``Idempotency-Key`` (a new
+        UUID unless given), and one whose answer was lost (a timeout, a dropped
+        connection) is sent again with the same key, up to SUBMIT_ATTEMPTS times: the
+        server answers a repeat with the job the first attempt made, never a twin."""
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                if file is None:
+                    return self._call("POST", "/api/v1/jobs", headers=headers,
+                                      json={"kind": kind, "params": params or {}, "priority": priority})
+                data = {"kind": kind, "params": json.dumps(params or {})}
+                if priority is not None:
+                    data["priority"] = str(priority)
+                with open(file, "rb") as stream:  # httpx streams the file; it is never read whole
+                    return self._call("POST", "/api/v1/jobs", headers=headers, data=data,
+                                      files={"file": (Path(file).name, stream)})
+            except ApiError as error:
+                if error.code != "IDEMPOTENCY_CONFLICT" or attempt == SUBMIT_ATTEMPTS - 1 \
+                        or error.details.get("fields", {}).get("Idempotency-Key") != "in use":
+                    raise
+            except httpx.TransportError:
+                if attempt == SUBMIT_ATTEMPTS - 1:
+                    raise
+            time.sleep(RETRY_DELAY_S * 2**attempt)
+        raise AssertionError("unreachable")
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/jobs/{job_id}")

@@ -103,6 +103,17 @@ class RateLimited(VitalqError):
         self.retry_after_s = retry_after_s
 
 
+class IdempotencyConflict(VitalqError):
+    """An Idempotency-Key sent with another request than its first, or while its first
+    is still being served (then ``retry_after_s`` says when to try again)."""
+
+    code = "IDEMPOTENCY_CONFLICT"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, retry_after_s: int | None = None):
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
 class JobFinished(VitalqError):
     """An operation that needs a live job was asked of a finished one."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 from flask import Blueprint, jsonify, request, send_file, url_for
 
-from worker import dispatch, retention, risk_models, storage, store
+from worker import dispatch, idempotency, retention, risk_models, storage, store
 from vitalq.errors import InvalidInput, NotFound
 from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
@@ -48,8 +49,15 @@ def submit_job():
             raise InvalidInput(f"unknown field {unknown[0]!r}; a job is kind, params and priority",
                                {"fields": {name: "not a field of a job" for name in unknown}})
         kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
-    job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id,
-                          admin=current_user().is_admin)
+    request_fingerprint = idempotency.fingerprint(
+        endpoint="jobs", kind=kind, params=params, priority=priority,
+        file=None if upload is None else (upload.sha256, upload.size, filename))
+    with _once(request_fingerprint) as first:
+        if first.job_ids:
+            return _replayed(store.get(first.job_ids[0]).to_dict())
+        job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id,
+                              admin=current_user().is_admin)
+        first.made([job.id])
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
 
 
@@ -61,9 +69,53 @@ def submit_jobs():
     if set(body) - {"jobs"}:
         raise InvalidInput("a batch is {\"jobs\": [...]}", {"fields": {name: "not a field of a batch"
                                                                        for name in set(body) - {"jobs"}}})
-    jobs = dispatch.submit_many(body.get("jobs"), owner_id=current_user().id, admin=current_user().is_admin)
+    with _once(idempotency.fingerprint(endpoint="batches", jobs=body.get("jobs"))) as first:
+        if first.job_ids:
+            return _replayed({"jobs": [store.get(job_id).to_dict() for job_id in first.job_ids]})
+        jobs = dispatch.submit_many(body.get("jobs"), owner_id=current_user().id, admin=current_user().is_admin)
+        first.made([job.id for job in jobs])
     response = jsonify({"jobs": [job.to_dict() for job in jobs]})
     response.status_code = 201
+    return response
+
+
+class _FirstRequest:
+    """What ``_once`` knows of the first request with this request's Idempotency-Key."""
+
+    def __init__(self, job_ids: list[str] | None):
+        self.job_ids = job_ids
+        self.made_ids: list[str] | None = None
+
+    def made(self, job_ids: list[str]) -> None:
+        self.made_ids = job_ids
+
+
+@contextlib.contextmanager
+def _once(request_fingerprint: str) -> Iterator[_FirstRequest]:
+    """A submission under its ``Idempotency-Key`` header, if it has one: ``job_ids`` are
+    the jobs a first request with the key made (answer with them), else this request is
+    the first and says what it ``made``; a failed first request frees its key."""
+    key = idempotency.check_key(request.headers.get("Idempotency-Key"))
+    if key is None:
+        yield _FirstRequest(None)
+        return
+    owner = current_user().id
+    first = _FirstRequest(idempotency.claim(owner, key, request_fingerprint))
+    if first.job_ids:
+        yield first
+        return
+    try:
+        yield first
+    except BaseException:
+        idempotency.release(owner, key)
+        raise
+    idempotency.record(owner, key, request_fingerprint, first.made_ids or [])
+
+
+def _replayed(body: dict[str, Any]):
+    """The answer to a repeated submission: what its first made, 200 rather than 201."""
+    response = jsonify(body)
+    response.headers["Idempotent-Replayed"] = "true"
     return response
 
 

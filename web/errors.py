@@ -28,7 +28,7 @@ HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
 #: is 400, a retryable fault 503, and anything else 500.
 HTTP_STATUS = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
                "JOB_FINISHED": 409, "JOB_LIVE": 409, "CANCELLED": 409, "UNAUTHENTICATED": 401, "FORBIDDEN": 403,
-               "RATE_LIMITED": 429, "TIMEOUT": 504}
+               "RATE_LIMITED": 429, "TIMEOUT": 504, "IDEMPOTENCY_CONFLICT": 409}
 
 
 def http_status(error: VitalqError) -> int:

@@ -31,10 +31,17 @@ def _json(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    reasons = {400: "Invalid input, each bad field named", 401: "No valid token", 404: "Not found",
-               409: "Conflict with the job's state", 413: "Too large", 415: "Unsupported format",
+    reasons = {400: "Invalid input, each bad field named", 401: "No valid token", 403: "For admins only",
+               404: "Not found", 409: "Conflict with the job's state, or with an Idempotency-Key's first request",
+               413: "Too large", 415: "Unsupported format",
                429: "Too many requests, or jobs waiting; see Retry-After", 503: "A service is unavailable; retry later"}
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
+
+
+#: A client's key for a submission it may have to send again (``worker.idempotency``).
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "description": "Sent again with a repeat of this submission: answered with the first one's job(s).",
+                   "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}}
 
 
 def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -142,7 +149,10 @@ def describe() -> dict[str, Any]:
                     "application/json": {"schema": _submission_schema()},
                     "multipart/form-data": {"schema": _submission_schema(form=True),
                                             "encoding": {"params": {"contentType": "application/json"}}}}},
-                    "responses": {"201": _json(_ref("Job"), "Queued"), **_errors(400, 404, 413, 415, 503)}},
+                    "parameters": [IDEMPOTENCY_KEY],
+                    "responses": {"201": _json(_ref("Job"), "Queued"),
+                                  "200": _json(_ref("Job"), "A repeat of a submission (its Idempotency-Key): its job"),
+                                  **_errors(400, 403, 404, 409, 413, 415, 503)}},
                 "get": {"operationId": "listJobs", "parameters": [
                     {"name": "kind", "in": "query", "schema": {"type": "string"}},
                     {"name": "status", "in": "query", "schema": {"enum": [s.value for s in JobStatus]}},
@@ -151,14 +161,18 @@ def describe() -> dict[str, Any]:
                     "responses": {"200": _json(_ref("JobList")), **_errors(400)}},
             },
             "/api/v1/batches": {"post": {
-                "operationId": "submitJobs", "requestBody": {"required": True, "content": {"application/json": {
+                "operationId": "submitJobs", "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"type": "object", "required": ["jobs"], "additionalProperties": False, "properties": {
                         "jobs": {"type": "array", "minItems": 1, "maxItems": 100, "items": _submission_schema(
                             kinds=[kind for kind in all_kinds() if kind.upload is None or not kind.upload.required])}
                     }}}}},
                 "responses": {"201": _json({"type": "object", "required": ["jobs"], "properties": {
                     "jobs": {"type": "array", "items": _ref("Job")}}}, "Queued, all of them"),
-                    **_errors(400, 404, 503)}}},
+                    "200": _json({"type": "object", "required": ["jobs"], "properties": {
+                        "jobs": {"type": "array", "items": _ref("Job")}}},
+                        "A repeat of a batch (its Idempotency-Key): its jobs"),
+                    **_errors(400, 403, 404, 409, 503)}}},
             "/api/v1/jobs/{job_id}": {
                 "get": {"operationId": "getJob", "parameters": [JOB_ID], "responses": {**job_ops, **_errors(404)}},
                 "delete": {"operationId": "deleteJob", "parameters": [JOB_ID],

@@ -66,6 +66,11 @@ class UploadSink:
         self._file.flush()
         return self._path
 
+    @property
+    def sha256(self) -> str:
+        """The hex SHA-256 of what has been written."""
+        return self._hash.hexdigest()
+
     def write(self, data: bytes) -> int:
         self.size += len(data)
         if self._limit is not None and self.size > self._limit:
@@ -84,7 +89,7 @@ class UploadSink:
     def commit(self, filename: str | None) -> StoredUpload:
         """Move the file to ``<sha256><suffix>`` in the uploads folder (deduplicated)."""
         self._file.close()
-        digest = self._hash.hexdigest()
+        digest = self.sha256
         target = self._path.parent / f"{digest}{plain_suffix(filename)}"
         if target.exists():
             self._path.unlink()
