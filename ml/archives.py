@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CorruptFile, TooLarge
 
 #: Recorded signals and images deflate 1-10x; a hundredfold is long runs of one byte.
 MAX_EXPANSION = 100
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """What an archive may unpack to: at most ``max_bytes`` in all, and at most
+    ``max_ratio`` times its members' compressed bytes (a 45 MB zip of flat-lined WFDB
+    signals, each member under the per-member bound, unpacked to 3 GiB)."""
+
+    max_bytes: int = 2 * 1024**3
+    max_ratio: float = 20.0
 #: Members this small are let through whatever their ratio (headers, tiny images).
 SMALL_MEMBER_BYTES = 1024**2
 #: A directory entry is 46 bytes and the member's name; names of real data are short.
@@ -52,16 +63,22 @@ def open_zip(path: Path, *, max_members: int) -> zipfile.ZipFile:
         raise CorruptFile(f"not a readable zip file: {exc}") from None
 
 
-def check_members(members: list[zipfile.ZipInfo], *, max_total_bytes: int, max_members: int) -> None:
+def check_members(members: list[zipfile.ZipInfo], *, max_total_bytes: int, max_members: int,
+                  limits: UnpackLimits | None = None) -> None:
     """Raise TooLarge when the zip holds too many members, unpacks to more than
-    ``max_total_bytes``, has a member that expands more than ``MAX_EXPANSION``-fold, or
-    members whose compressed bytes overlap (one small deflate stream named many times
-    over unpacks to gigabytes while every ratio looks honest)."""
+    ``max_total_bytes`` or than ``limits`` allow (in all, or as a ratio to its compressed
+    bytes), has a member that expands more than ``MAX_EXPANSION``-fold, or members whose
+    compressed bytes overlap (one small deflate stream named many times over unpacks to
+    gigabytes while every ratio looks honest). All of it from the directory, before
+    anything is unpacked."""
     if len(members) > max_members:
         raise TooLarge(f"the zip holds {len(members)} files, more than {max_members}", members_limit=max_members)
     total = sum(member.file_size for member in members)
-    if total > max_total_bytes:
-        raise TooLarge(f"the zip unpacks to {total} bytes, more than {max_total_bytes}", limit_bytes=max_total_bytes)
+    limits = limits or UnpackLimits()
+    if total > min(max_total_bytes, limits.max_bytes):
+        limit = min(max_total_bytes, limits.max_bytes)
+        raise TooLarge(f"the zip unpacks to {total} bytes, more than {limit}", limit_bytes=limit)
+
     for member in members:
         ratio = member.file_size / max(member.compress_size, 1)
         if member.file_size > SMALL_MEMBER_BYTES and ratio > MAX_EXPANSION:
@@ -74,3 +91,7 @@ def check_members(members: list[zipfile.ZipInfo], *, max_total_bytes: int, max_m
         if second.header_offset < end:
             raise TooLarge(f"{first.filename} and {second.filename} share their bytes in the zip: refused as a "
                            "zip bomb", members=[first.filename, second.filename])
+    ratio = total / max(sum(member.compress_size for member in members), 1)
+    if total > SMALL_MEMBER_BYTES and ratio > limits.max_ratio:
+        raise TooLarge(f"the zip unpacks to {ratio:.0f} times its compressed size, more than the {limits.max_ratio:g} "
+                       "allowed", expansion=round(ratio), limit=limits.max_ratio)

@@ -9,6 +9,7 @@ from celery import shared_task
 
 from ml.signals import FilterSpec, design_sos, filter_source, open_signal
 from worker.jobtask import JobContext, JobTask
+from worker.settings import get_settings
 
 
 @shared_task(base=JobTask, name="signal.filter")
@@ -16,7 +17,7 @@ def filter_signal(job: JobContext) -> dict:
     params = job.params
     with job.scratch() as scratch:
         job.progress(0.0, "reading the file's header", stage="open")
-        source = open_signal(job.input_path, params, Path(scratch))
+        source = open_signal(job.input_path, params, Path(scratch), unpack=get_settings().unpack_limits)
         spec = FilterSpec.from_params(params)
         sos = design_sos(spec, source.fs)
         job.progress(0.0, f"{source.n_samples:,} samples x {source.n_channels} channels at {source.fs:g} Hz",

@@ -88,6 +88,34 @@ def test_zip_bombs_are_refused_from_their_directory(client, kind, params, member
     assert client.get("/api/v1/jobs").json["total"] == 0
 
 
+def test_an_archive_may_unpack_only_so_far_in_all(client, configure):
+    """Members each under the hundredfold bound, 34-fold together: a 45 MB zip of such
+    WFDB signals unpacked to 3 GiB and then always timed out. The whole is bounded by
+    ratio (VITALQ_MAX_UNPACK_RATIO, 20) and by bytes (VITALQ_MAX_UNPACKED_BYTES)."""
+    rng = np.random.default_rng(0)
+    block = lambda: rng.integers(0, 256, 24, dtype=np.uint8).tobytes() + bytes(1000)  # noqa: E731
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rec.hea", "rec 1 100 20971520\nrec.dat 16 200 12 0 0 0 0 ch0\n")
+        archive.writestr("rec.dat", b"".join(block() for _ in range(40 * 1024)))  # 40 MiB
+    ratios = [m.file_size / m.compress_size for m in zipfile.ZipFile(buffer).infolist() if m.file_size > 1024**2]
+    assert 20 < min(ratios) and max(ratios) < 100
+
+    def submit():
+        return client.post("/api/v1/jobs", data={"kind": "signal.filter", "params": json.dumps({"fs": 100}),
+                                                 "file": (io.BytesIO(buffer.getvalue()), "record.zip")})
+
+    refused = submit()
+    assert refused.status_code == 413 and refused.json["error"]["code"] == "TOO_LARGE", refused.json
+    assert "times its compressed size" in refused.json["error"]["message"]
+    configure(max_unpack_ratio=50.0, max_unpacked_bytes=16 * 1024**2)
+    refused = submit()
+    assert refused.status_code == 413 and "more than 16777216" in refused.json["error"]["message"]
+    configure(max_unpack_ratio=50.0, max_unpacked_bytes=64 * 1024**2)
+    assert submit().status_code == 201
+    assert client.get("/api/v1/jobs").json["total"] == 1
+
+
 def test_an_uploaded_name_keeps_no_control_characters(client):
     answer = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest",
                                                "file": (io.BytesIO(b"payload"), "trace\x00\x1b[31m.bin")})

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ml.archives import UnpackLimits
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -70,6 +72,11 @@ class Settings:
     #: 0: kept until deleted.
     retention_days: float = 0.0
     retention_interval_s: float = 3600.0
+    #: What an uploaded archive (a WFDB record's zip) may unpack to, in all (bytes) and as
+    #: a multiple of its compressed size; beyond either it is refused (413 TOO_LARGE)
+    #: from its directory, before anything is written.
+    max_unpacked_bytes: int = 2 * 1024**3
+    max_unpack_ratio: float = 20.0
     #: Free space on the data folder's disk below which ``/health/ready`` fails.
     min_free_disk_bytes: int = 256 * 1024**2
     #: Signs session cookies; empty: a key made once and kept in the data folder.
@@ -84,6 +91,10 @@ class Settings:
     log_format: str = "json"
     #: Connections one web process serves at once (gunicorn's gevent worker).
     web_connections: int = 4000
+
+    @property
+    def unpack_limits(self) -> UnpackLimits:
+        return UnpackLimits(self.max_unpacked_bytes, self.max_unpack_ratio)
 
     @property
     def uploads_dir(self) -> Path:

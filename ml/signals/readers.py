@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..archives import check_members, open_zip
+from ..archives import UnpackLimits, check_members, open_zip
 from ..errors import CorruptFile, EmptyInput, InvalidInput, ParseError, TooLarge, UnsupportedFormat
 from ..text import bounded_lines, head
 
@@ -70,15 +70,16 @@ def _looks_like_csv(head: bytes) -> bool:
     return bool(lines) and all(line.isprintable() for line in lines) and any(c.isdigit() for c in text)
 
 
-def open_signal(path: Path, params: dict[str, Any], workdir: Path) -> "ArraySource | EdfSource | WfdbSource":
+def open_signal(path: Path, params: dict[str, Any], workdir: Path,
+                unpack: UnpackLimits | None = None) -> "ArraySource | EdfSource | WfdbSource":
     """A reader of the file at ``path`` as ``params`` describe it.
 
     ``params`` may hold ``format`` ("auto" or one of FORMATS), ``fs`` (Hz), ``channels``
     (names or 0-based indices to keep), and for raw files ``dtype`` and ``n_channels``;
     for CSV ``time_column`` and ``time_unit``. ``workdir`` is a scratch folder (CSV is
-    parsed into it once; WFDB zips are unpacked there).
+    parsed into it once; WFDB zips are unpacked there, within ``unpack``'s limits).
     """
-    return _open(path, params, workdir, probe=False)[0]
+    return _open(path, params, workdir, probe=False, unpack=unpack)[0]
 
 
 @dataclass(frozen=True)
@@ -92,17 +93,17 @@ class SignalProbe:
     n_samples: int | None
 
 
-def probe_signal(path: Path, params: dict[str, Any], workdir: Path) -> SignalProbe:
+def probe_signal(path: Path, params: dict[str, Any], workdir: Path, unpack: UnpackLimits | None = None) -> SignalProbe:
     """Read only what a check before queueing may read, whatever the file's size: the
     first ``PROBE_BYTES`` of a CSV, a zip's directory and its ``.hea`` member, an EDF
     header (no annotations), a ``.npy`` header. Raises what ``open_signal`` raises about
     what it reads, and TooLarge for a CSV whose first line does not fit in the probe."""
-    source, complete = _open(path, params, workdir, probe=True)
+    source, complete = _open(path, params, workdir, probe=True, unpack=unpack)
     return SignalProbe(float(source.fs), source.n_channels, list(source.channel_names),
                        source.n_samples if complete else None)
 
 
-def _open(path: Path, params: dict[str, Any], workdir: Path, probe: bool):
+def _open(path: Path, params: dict[str, Any], workdir: Path, probe: bool, unpack: UnpackLimits | None):
     """(source, whether it holds the whole file)."""
     fmt = params.get("format") or "auto"
     if fmt == "auto":
@@ -125,7 +126,7 @@ def _open(path: Path, params: dict[str, Any], workdir: Path, probe: bool):
     elif fmt in ("edf", "bdf"):
         return EdfSource(path, params.get("channels"), annotations=not probe), True
     elif fmt == "wfdb":
-        source = WfdbSource.from_zip(path, workdir, header_only=probe)
+        source = WfdbSource.from_zip(path, workdir, header_only=probe, unpack=unpack)
     else:
         raise UnsupportedFormat(f"unknown format {fmt!r}", formats=list(FORMATS))
     channels = params.get("channels")
@@ -283,12 +284,13 @@ class WfdbSource:
             raise EmptyInput("the WFDB record holds no samples")
 
     @classmethod
-    def from_zip(cls, path: Path, workdir: Path, header_only: bool = False) -> "WfdbSource":
+    def from_zip(cls, path: Path, workdir: Path, header_only: bool = False,
+                 unpack: UnpackLimits | None = None) -> "WfdbSource":
         """The record in the zip at ``path``, unpacked into ``workdir`` (with
         ``header_only``, its ``.hea`` member alone: what its signals are, not their samples)."""
         with open_zip(path, max_members=MAX_ZIP_MEMBERS) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
-            check_members(members, max_total_bytes=MAX_UNZIPPED_BYTES, max_members=MAX_ZIP_MEMBERS)
+            check_members(members, max_total_bytes=MAX_UNZIPPED_BYTES, max_members=MAX_ZIP_MEMBERS, limits=unpack)
             headers = [m for m in members if m.filename.lower().endswith(".hea")]
             if len(headers) != 1:
                 raise UnsupportedFormat("a zip must hold exactly one WFDB record (one .hea file and its signal files)")

@@ -7,6 +7,7 @@ from typing import Any
 
 from vitalq.errors import InvalidInput
 
+from ..settings import get_settings
 from .base import JobKind, Upload, register
 
 
@@ -21,7 +22,7 @@ def _check_filter_request(params: dict[str, Any], upload: Path | None) -> None:
         return
     with tempfile.TemporaryDirectory() as scratch:
         # A bounded look (a CSV's first 64 KiB, headers): the worker reads the whole file.
-        probe = probe_signal(upload, params, Path(scratch))
+        probe = probe_signal(upload, params, Path(scratch), unpack=get_settings().unpack_limits)
     sos = design_sos(FilterSpec.from_params(params), probe.fs)
     if params["zero_phase"] and probe.n_samples is not None and probe.n_samples <= default_padlen(sos):
         raise InvalidInput(f"the signal has {probe.n_samples} samples; this filter needs more than "
