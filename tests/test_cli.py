@@ -170,8 +170,22 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Pat
         through = httpx.get(f"{base}/flower/workers", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert through.status_code == 200 and "cpu@" in through.text
 
-        # Secrets stay off command lines; what vitalq writes is its owner's alone.
+        # The command line beside it finds the embedded Redis: a revocation takes effect at
+        # once (it had gone to the Redis on port 6379, and the token worked on for 60 s).
         var = tmp_path / "var"
+        beside = {**env, "VITALQ_DATA_DIR": str(var)}
+        created = subprocess.run(VITALQ + ["users", "create", "bob"], env=beside, capture_output=True, text=True,
+                                 timeout=60)
+        bobs = created.stdout.strip()
+        assert bobs.startswith("vq_"), created.stderr
+        as_bob = {"Authorization": f"Bearer {bobs}"}
+        assert httpx.get(f"{base}/api/v1/jobs", headers=as_bob, timeout=5).status_code == 200
+        revoked = subprocess.run(VITALQ + ["users", "revoke", bobs[:10]], env=beside, capture_output=True, text=True,
+                                 timeout=60)
+        assert revoked.returncode == 0 and "not moved on" not in revoked.stderr, revoked.stderr
+        assert httpx.get(f"{base}/api/v1/jobs", headers=as_bob, timeout=5).status_code == 401
+
+        # Secrets stay off command lines; what vitalq writes is its owner's alone.
         redis_password = (var / "redis" / "password").read_text().strip()
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
@@ -179,7 +193,8 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Pat
             except OSError:  # a process that ended meanwhile
                 continue
             assert password.encode() not in arguments and redis_password.encode() not in arguments, arguments
-        for path in (var / "vitalq.db", var / "flower-auth", var / "secret_key", var / "redis" / "password"):
+        for path in (var / "vitalq.db", var / "flower-auth", var / "secret_key", var / "redis" / "password",
+                     var / "redis" / "url"):
             assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
         assert var.stat().st_mode & 0o077 == 0 and (var / "redis").stat().st_mode & 0o077 == 0
 
@@ -196,6 +211,7 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Pat
         up.wait(timeout=60)
     output = "".join(lines)
     assert up.returncode == 0, output[-3000:]
+    assert not (tmp_path / "var" / "redis" / "url").exists()  # the URL of a Redis no longer running
     assert f"http://127.0.0.1:{port}/" in output and f"http://127.0.0.1:{flower_port}/" in output
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/health/live", timeout=2)

@@ -44,6 +44,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+#: The running server's URL, in its folder (see ``EmbeddedRedis.start``).
+URL_FILE = "url"
+
+
 class EmbeddedRedis:
     """``with EmbeddedRedis(folder) as server: server.url``."""
 
@@ -82,8 +86,17 @@ class EmbeddedRedis:
                 "--daemonize", "no", "--logfile", str(self.directory / "redis.log")]
 
     def start(self, timeout_s: float = 15.0) -> str:
+        """Start the server; its URL is also left in the folder (``url``, mode 0600) while
+        it runs, where the command line run beside ``vitalq up`` finds it
+        (``worker.settings``): ``vitalq users revoke`` had written its revocation to the
+        Redis on port 6379, not to the platform's."""
         self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_ready(timeout_s)
+        url_file = self.directory / URL_FILE
+        url_file.unlink(missing_ok=True)
+        fd = os.open(url_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(self.url)
         return self.url
 
     def wait_ready(self, timeout_s: float = 15.0) -> None:
@@ -100,6 +113,7 @@ class EmbeddedRedis:
                 time.sleep(0.05)
 
     def stop(self) -> None:
+        (self.directory / URL_FILE).unlink(missing_ok=True)
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

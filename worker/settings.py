@@ -117,7 +117,16 @@ class Settings:
                 tuned[field.name] = _parse(value, type(field.default))
         return cls(data_dir=data_dir,
                    database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'vitalq.db'}",
-                   redis_url=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0", **tuned)
+                   redis_url=os.environ.get("REDIS_URL") or _embedded_redis_url(data_dir), **tuned)
+
+
+def _embedded_redis_url(data_dir: Path) -> str:
+    """The URL of the Redis ``vitalq up`` runs for this data folder, while it runs (see
+    ``worker.embedded_redis``), else a Redis on this machine's default port."""
+    try:
+        return (data_dir / "redis" / "url").read_text().strip()
+    except OSError:
+        return "redis://127.0.0.1:6379/0"
 
 
 def _parse(value: str, kind: type):
