@@ -137,6 +137,25 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def close_code(ws) -> int | str:
+    """The close code the server sent, "reset" if it closed the connection with what the
+    client sent still unread (TCP then resets, and the close frame may be lost), or
+    "open" if it is still open after the socket's timeout."""
+    import socket
+
+    import websocket
+
+    try:
+        while True:
+            opcode, data = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(data[:2], "big")
+    except (socket.timeout, websocket.WebSocketTimeoutException):
+        return "open"
+    except (websocket.WebSocketException, OSError):
+        return "reset"
+
+
 @pytest.fixture
 def clean(database, settings):
     """No jobs, no risk models, no vitalq keys in Redis and empty queues, before and after the test.
@@ -305,6 +324,16 @@ def gunicorn(log_path: Path, **env: str):
 def gunicorn_server(database, tmp_path_factory):
     with gunicorn(tmp_path_factory.mktemp("gunicorn") / "web.log") as base:
         yield base
+
+
+@pytest.fixture
+def as_user(live_server, clean, tokens) -> dict[str, httpx.Client]:
+    """HTTP clients of the live server, one per user of ``tokens`` (admin, alice, bob)."""
+    clients = {name: httpx.Client(base_url=live_server, timeout=30, headers=bearer(token))
+               for name, token in tokens.items()}
+    yield clients
+    for client in clients.values():
+        client.close()
 
 
 @pytest.fixture

@@ -8,16 +8,7 @@ import time
 
 import httpx
 import pytest
-from conftest import bearer
-
-
-@pytest.fixture
-def as_user(live_server, clean, tokens):
-    clients = {name: httpx.Client(base_url=live_server, timeout=30, headers=bearer(token))
-               for name, token in tokens.items()}
-    yield clients
-    for client in clients.values():
-        client.close()
+from conftest import bearer, close_code
 
 
 def job_endpoints(job_id: str) -> list[tuple[str, str]]:
@@ -259,3 +250,27 @@ def test_flower_is_for_admins_only(as_user):
     for path in ("/flower/", "/flower/workers", "/flower/api/tasks"):
         answer = as_user["alice"].get(path)
         assert answer.status_code == 403 and answer.json()["error"]["code"] == "FORBIDDEN", path
+
+
+def test_an_open_socket_is_closed_soon_after_its_token_is_revoked(live_server, clean, database):
+    """A revoked token's progress socket kept streaming; now it is closed with 1008
+    within about a second (each socket checks its token every second, one Redis read a
+    process)."""
+    import json
+    import os
+
+    import websocket
+
+    from worker import accounts
+
+    token = accounts.create_user(f"carol-{os.getpid()}-{time.monotonic_ns()}")[1]
+    job = httpx.post(f"{live_server}/api/v1/jobs", json={"kind": "diagnostics.selftest"}, headers=bearer(token)).json()
+    ws = websocket.create_connection(live_server.replace("http", "ws", 1) + f"/ws/jobs/{job['id']}",
+                                     header=[f"Authorization: Bearer {token}"], timeout=10)
+    assert json.loads(ws.recv())["type"] == "snapshot"  # no worker: the job waits, the socket stays open
+    time.sleep(1.5)
+    assert ws.connected
+    accounts.revoke(token)
+    revoked_at = time.monotonic()
+    assert close_code(ws) == 1008
+    assert time.monotonic() - revoked_at < 3.0

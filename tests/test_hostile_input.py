@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import close_code
 
 
 #: A bound on answers that must not depend on the input's size: a hang detector, not a
@@ -450,25 +451,6 @@ def _serving_rss_bytes(base_url: str) -> int:
     return total
 
 
-def _close_code(ws) -> int | str:
-    """The close code the server sent, "reset" if it closed the connection with what the
-    client sent still unread (TCP then resets, and the close frame may be lost), or
-    "open" if it is still open after the socket's timeout."""
-    import socket
-
-    import websocket
-
-    try:
-        while True:
-            opcode, data = ws.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return int.from_bytes(data[:2], "big")
-    except (socket.timeout, websocket.WebSocketTimeoutException):
-        return "open"
-    except (websocket.WebSocketException, OSError):
-        return "reset"
-
-
 def test_a_client_writing_into_its_progress_socket_is_cut_off(gunicorn_server, clean, tokens):
     """A progress socket takes no messages: one beyond 4 KB, or a flood of small ones past
     64 KB unread, closes it with 1009 (message too big). Before, a client writing into its
@@ -491,7 +473,7 @@ def test_a_client_writing_into_its_progress_socket_is_cut_off(gunicorn_server, c
             except (websocket.WebSocketException, OSError):
                 pass  # cut off while sending
             # Just over the bound, the whole message is read and the close frame arrives.
-            assert _close_code(big) in ((1009,) if size == 5000 else (1009, "reset")), size
+            assert close_code(big) in ((1009,) if size == 5000 else (1009, "reset")), size
 
         flood = websocket.create_connection(url, header=[f"Authorization: Bearer {tokens['admin']}"], timeout=30)
         assert json.loads(flood.recv())["type"] == "snapshot"

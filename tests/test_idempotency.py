@@ -9,20 +9,7 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
-import pytest
-from conftest import bearer
-
 SELFTEST = {"kind": "diagnostics.selftest", "params": {"steps": 2}}
-
-
-@pytest.fixture
-def as_user(live_server, clean, tokens):
-    clients = {name: httpx.Client(base_url=live_server, timeout=30, headers=bearer(token))
-               for name, token in tokens.items()}
-    yield clients
-    for client in clients.values():
-        client.close()
 
 
 def test_a_repeated_submission_answers_with_the_first_job(as_user):

@@ -61,6 +61,14 @@ def visible(job: Job) -> Job:
     return job
 
 
+def still_signed_in(token_id: int | None) -> bool:
+    """Whether the token a long-lived connection (a websocket) signed in with is still
+    live: within a second of a revocation, it is not. While Redis is away the epoch
+    cannot be read, and the connection is given the benefit of the doubt."""
+    epoch = accounts.current_epoch()
+    return token_id is None or epoch is None or accounts.user_of_token(token_id, epoch) is not None
+
+
 def require_admin() -> None:
     if not g.user.is_admin:
         raise Forbidden("only an admin may do this")
@@ -76,7 +84,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _authenticate():
-        g.user = None
+        g.user = g.token_id = None
         path = request.path
         if path.startswith(PUBLIC_PREFIXES) or (path == "/metrics" and get_settings().metrics_public):
             return None
@@ -87,9 +95,9 @@ def init_app(app: Flask) -> None:
             found = accounts.authenticate(token, epoch)
             if found is None:
                 raise Unauthenticated("the token is not valid, or has been revoked")
-            g.user = found[0]
+            g.user, g.token_id = found
             return None
-        token_id = session.get("token_id")
+        token_id = g.token_id = session.get("token_id")
         if token_id is not None:
             g.user = accounts.user_of_token(token_id, _count(f"session:{token_id}"))
             if g.user is None:  # its token was revoked, or the account is gone

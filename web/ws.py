@@ -14,8 +14,9 @@ import itertools
 import json
 import queue
 import threading
+import time
 
-from flask import request
+from flask import g, request
 from flask_sock import Sock
 
 from worker import store
@@ -23,7 +24,7 @@ from vitalq.errors import NotFound
 from worker.models import FINISHED, JobStatus
 
 from . import feeds
-from .auth import visible
+from .auth import still_signed_in, visible
 
 #: After this long without an event the job's row is re-read: a status event can be
 #: missed if Redis was away when it was published, and the row decides.
@@ -35,6 +36,11 @@ RECHECK_S = 5.0
 MAX_MESSAGE_BYTES = 4096
 MAX_UNREAD_BYTES = 64 * 1024
 CLOSE_TOO_BIG = 1009
+#: How often an open socket's token is checked (seconds): a revocation closes it with
+#: 1008 (policy violation) within about this long. An open socket kept streaming after
+#: its token was revoked.
+AUTH_RECHECK_S = 1.0
+CLOSE_POLICY = 1008
 
 
 def bounded_reader(target, **kwargs) -> threading.Thread:
@@ -82,8 +88,9 @@ def job_events(ws, job_id: str) -> None:
         return
 
     last_seq = job.progress_seq if after is None else after
+    token_id = g.token_id
     with feeds.subscribe(job_id) as inbox:
-        for event in itertools.chain(feeds.backlog(job_id), _live(ws, inbox, job_id)):
+        for event in itertools.chain(feeds.backlog(job_id), _live(ws, inbox, job_id, token_id)):
             if event.seq <= last_seq:
                 continue
             last_seq = event.seq
@@ -94,15 +101,23 @@ def job_events(ws, job_id: str) -> None:
         _send_final(ws, job_id)
 
 
-def _live(ws, inbox: queue.Queue, job_id: str):
-    """The inbox's events while the client is there, until the job has finished and the
-    inbox has been quiet for RECHECK_S."""
+def _live(ws, inbox: queue.Queue, job_id: str, token_id: int | None):
+    """The inbox's events while the client is there and its token is live (checked every
+    AUTH_RECHECK_S: a revoked token's socket is closed with 1008), until the job has
+    finished and the inbox has been quiet for RECHECK_S."""
+    quiet_since = time.monotonic()
     while ws.connected:
+        if not still_signed_in(token_id):
+            ws.close(reason=CLOSE_POLICY, message="the token was revoked")
+            return
         try:
-            yield inbox.get(timeout=RECHECK_S)
+            yield inbox.get(timeout=AUTH_RECHECK_S)
+            quiet_since = time.monotonic()
         except queue.Empty:
-            if store.get(job_id).finished:
-                return
+            if time.monotonic() - quiet_since >= RECHECK_S:
+                if store.get(job_id).finished:
+                    return
+                quiet_since = time.monotonic()
 
 
 def _send_final(ws, job_id: str) -> None:

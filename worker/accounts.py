@@ -115,6 +115,21 @@ def authenticate(token: str, epoch: bytes | None = None) -> tuple[User, int] | N
     return _remembered(("digest", token_digest), epoch, lambda: _live_token(ApiToken.token_sha256 == token_digest))
 
 
+_epoch_reading: list = [float("-inf"), None]
+
+
+def current_epoch(max_age_s: float = 1.0) -> bytes | None:
+    """The tokens' epoch (see EPOCH_KEY), read from Redis at most once every ``max_age_s``
+    seconds in this process, however many open sockets ask; None while Redis is away."""
+    if time.monotonic() - _epoch_reading[0] >= max_age_s:
+        try:
+            value = get_redis().get(EPOCH_KEY) or b"0"
+        except redis.RedisError:
+            value = None
+        _epoch_reading[:] = [time.monotonic(), value]
+    return _epoch_reading[1]
+
+
 def user_of_token(token_id: int, epoch: bytes | None = None) -> User | None:
     """The user whose token ``token_id`` is still live (a page session signed in with a
     token ends when that token is revoked)."""
