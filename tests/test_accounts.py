@@ -274,3 +274,22 @@ def test_an_open_socket_is_closed_soon_after_its_token_is_revoked(live_server, c
     revoked_at = time.monotonic()
     assert close_code(ws) == 1008
     assert time.monotonic() - revoked_at < 3.0
+
+
+def test_guessing_tokens_is_limited_per_client_address(live_server, clean, tokens, configure):
+    """Every wrong token counted in a bucket of its own, and sign-in attempts in none:
+    guessing was free. Failures now count against the client's address."""
+    import re
+
+    configure(auth_failures_per_min=5)
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        guesses = [client.get("/api/v1/jobs", headers=bearer(f"vq_guess{i:040d}")).status_code for i in range(7)]
+        assert guesses[:5] == [401] * 5 and guesses[5:] == [429, 429], guesses
+        limited = client.get("/api/v1/jobs", headers=bearer("vq_" + "x" * 43))
+        assert limited.json()["error"]["code"] == "RATE_LIMITED" and int(limited.headers["Retry-After"]) >= 1
+        # A valid token from the same address is counted in its own bucket, and served.
+        assert client.get("/api/v1/jobs", headers=bearer(tokens["bob"])).status_code == 200
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
+        attempt = browser.post("/sign-in", data={"token": "vq_wrong", "csrf": csrf})
+        assert attempt.status_code == 429  # the same address, already over its failures

@@ -94,6 +94,7 @@ def init_app(app: Flask) -> None:
             epoch = _count(f"token:{accounts.digest(token)[:20]}")  # the token, however the header spells it
             found = accounts.authenticate(token, epoch)
             if found is None:
+                _count_failure()
                 raise Unauthenticated("the token is not valid, or has been revoked")
             g.user, g.token_id = found
             return None
@@ -127,15 +128,23 @@ def _csrf_sent() -> str:
     return request.headers.get("X-CSRF-Token", "")
 
 
-def _count(key: str) -> bytes | None:
-    """Count a request of ``key`` over the sliding minute (RateLimited beyond the limit),
-    and return the tokens' epoch read in the same round trip (None while Redis is away).
+def _count_failure() -> None:
+    """Count a failed sign-in or an invalid token against the client's address (its own
+    bucket, ``VITALQ_AUTH_FAILURES_PER_MIN``): guessing tokens is not free. Each wrong
+    token used to count in a bucket of its own, and sign-in attempts in none."""
+    _count(f"failures:{request.remote_addr}", limit=get_settings().auth_failures_per_min)
+
+
+def _count(key: str, limit: int | None = None) -> bytes | None:
+    """Count a request of ``key`` over the sliding minute (RateLimited beyond ``limit``,
+    by default ``VITALQ_RATE_LIMIT_PER_MIN``), and return the tokens' epoch read in the
+    same round trip (None while Redis is away).
 
     A sliding-window counter (two fixed minutes, the previous one weighted by how much of
     it the last 60 s still cover): a fixed window would let twice the limit through
     across its boundary. Plain INCR and GET, no Lua.
     """
-    limit = get_settings().rate_limit_per_min
+    limit = get_settings().rate_limit_per_min if limit is None else limit
     minute, elapsed = divmod(clock(), 60)
     current, previous = (f"{KEY_PREFIX}rate:{key}:{int(minute) - back}" for back in (0, 1))
     pipeline = get_redis().pipeline(transaction=False)
@@ -201,6 +210,7 @@ def sign_in():
         else:
             found = accounts.authenticate(request.form.get("token", "").strip())
             if found is None:
+                _count_failure()
                 error = "That token is not valid, or has been revoked."
             else:
                 session.clear()

@@ -52,6 +52,8 @@ class Settings:
     max_queue_depth: int = 10_000
     #: Requests a minute one token (or signed-in user) may make; 0: no limit.
     rate_limit_per_min: int = 1200
+    #: Failed sign-ins and requests with an invalid token a minute from one client address.
+    auth_failures_per_min: int = 30
     #: Jobs one user may have waiting (queued or retrying) at once.
     max_queued_per_user: int = 1000
     #: BLAS and OpenMP threads in each worker pool process; 0: the machine's cores shared
