@@ -293,3 +293,22 @@ def test_guessing_tokens_is_limited_per_client_address(live_server, clean, token
         csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/sign-in").text).group(1)
         attempt = browser.post("/sign-in", data={"token": "vq_wrong", "csrf": csrf})
         assert attempt.status_code == 429  # the same address, already over its failures
+
+
+def test_signing_out_ends_the_session_on_the_server(live_server, clean, tokens):
+    """Signing out only dropped the browser's cookie: a copy of it went on working."""
+    import re
+
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        sign_in_over_http(browser, tokens["alice"])
+        page = browser.get("/jobs")
+        assert page.status_code == 200
+        copied = dict(browser.cookies)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        assert browser.post("/sign-out", data={"csrf_token": csrf}).status_code == 302
+    with httpx.Client(base_url=live_server, timeout=30, cookies=copied) as thief:
+        assert thief.get("/jobs").status_code == 302  # to the sign-in page
+        assert thief.get("/api/v1/jobs").status_code == 401
+    with httpx.Client(base_url=live_server, timeout=30) as again:  # signing in again works
+        sign_in_over_http(again, tokens["alice"])
+        assert again.get("/api/v1/jobs").status_code == 200

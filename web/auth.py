@@ -100,8 +100,10 @@ def init_app(app: Flask) -> None:
             return None
         token_id = g.token_id = session.get("token_id")
         if token_id is not None:
-            g.user = accounts.user_of_token(token_id, _count(f"session:{token_id}"))
-            if g.user is None:  # its token was revoked, or the account is gone
+            epoch = _count(f"session:{token_id}", ended_session=session.get("sid"))
+            live = epoch != SESSION_ENDED and _session_is_current()
+            g.user = accounts.user_of_token(token_id, epoch) if live else None
+            if g.user is None:  # signed out, too old, its token revoked, or the account gone
                 session.clear()
         if g.user is None:
             if not path.startswith(("/api/", "/ws/", "/metrics")):
@@ -135,10 +137,29 @@ def _count_failure() -> None:
     _count(f"failures:{request.remote_addr}", limit=get_settings().auth_failures_per_min)
 
 
-def _count(key: str, limit: int | None = None) -> bytes | None:
+#: A page session lasts at most this long (seconds) after signing in, and a session that
+#: signed out is remembered as ended for as long (in Redis): a copy of its cookie is
+#: refused even though the token it signed in with lives on.
+SESSION_MAX_AGE_S = 7 * 24 * 3600
+#: What ``_count`` answers for a session that signed out.
+SESSION_ENDED = b"ended"
+
+
+def _ended_key(sid: str) -> str:
+    return f"{KEY_PREFIX}session-ended:{sid}"
+
+
+def _session_is_current() -> bool:
+    """A page session signed in with this version (it has an id) and not too long ago."""
+    issued = session.get("issued")
+    return bool(session.get("sid")) and isinstance(issued, (int, float)) and 0 <= clock() - issued <= SESSION_MAX_AGE_S
+
+
+def _count(key: str, limit: int | None = None, ended_session: str | None = None) -> bytes | None:
     """Count a request of ``key`` over the sliding minute (RateLimited beyond ``limit``,
     by default ``VITALQ_RATE_LIMIT_PER_MIN``), and return the tokens' epoch read in the
-    same round trip (None while Redis is away).
+    same round trip (None while Redis is away), or SESSION_ENDED if ``ended_session``
+    (a page session's id) has signed out.
 
     A sliding-window counter (two fixed minutes, the previous one weighted by how much of
     it the last 60 s still cover): a fixed window would let twice the limit through
@@ -150,6 +171,8 @@ def _count(key: str, limit: int | None = None) -> bytes | None:
     pipeline = get_redis().pipeline(transaction=False)
     if limit > 0:
         pipeline.incr(current).expire(current, 120).get(previous)
+    if ended_session:
+        pipeline.exists(_ended_key(ended_session))
     pipeline.get(accounts.EPOCH_KEY)
     try:
         replies = pipeline.execute()
@@ -166,6 +189,8 @@ def _count(key: str, limit: int | None = None) -> bytes | None:
             retry_after_s = max(1, math.ceil(60 * (recent - limit) / recent))
             raise RateLimited(f"more than {limit} requests a minute", {"limit_per_minute": limit},
                               retry_after_s=retry_after_s)
+    if ended_session and replies[-2]:
+        return SESSION_ENDED
     return replies[-1] or b"0"
 
 
@@ -216,6 +241,7 @@ def sign_in():
                 session.clear()
                 session["token_id"] = found[1]
                 session["csrf"] = secrets.token_urlsafe(32)
+                session["sid"], session["issued"] = secrets.token_urlsafe(16), clock()
                 return redirect(_safe_next(request.args.get("next")))
     # One token per browser session: a second tab (or a redirect) must not void the first form.
     session.setdefault("sign_in_csrf", secrets.token_urlsafe(32))
@@ -226,6 +252,13 @@ def sign_in():
 
 @bp.post("/sign-out")
 def sign_out():
+    """End the page session, on the server too: its id is remembered as ended, so a
+    copy of the cookie no longer signs anyone in."""
     if g.user is not None:
+        if session.get("sid"):
+            try:
+                get_redis().set(_ended_key(session["sid"]), 1, ex=SESSION_MAX_AGE_S)
+            except redis.RedisError as exc:  # the browser's cookie goes all the same
+                log.warning("signed out, but the session was not recorded as ended: %s", exc)
         session.clear()
     return redirect(url_for("auth.sign_in"))
