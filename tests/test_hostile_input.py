@@ -489,3 +489,22 @@ def test_a_client_writing_into_its_progress_socket_is_cut_off(gunicorn_server, c
         quiet = websocket.create_connection(url, header=[f"Authorization: Bearer {tokens['admin']}"], timeout=30)
         assert json.loads(quiet.recv())["type"] == "snapshot" and quiet.connected
         quiet.close()
+
+
+def test_a_full_disk_refuses_submissions_up_front(client, configure, settings):
+    """With the disk below its floor, submissions were accepted and then failed (500 or
+    503) while /health/ready already said the disk was low."""
+    import shutil
+
+    free = shutil.disk_usage(settings.data_dir).free
+    configure(min_free_disk_bytes=free + 1024**4)
+    for answer in (client.post("/api/v1/jobs", json={"kind": "diagnostics.noop"}),
+                   client.post("/api/v1/batches", json={"jobs": [{"kind": "diagnostics.noop"}]}),
+                   client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest",
+                                                     "file": (io.BytesIO(b"x" * 4096), "x.bin")})):
+        assert answer.status_code == 507 and answer.json["error"]["code"] == "INSUFFICIENT_STORAGE", answer.json
+        assert int(answer.headers["Retry-After"]) > 0
+    assert client.get("/health/ready").status_code == 503
+    assert client.get("/api/v1/jobs").json["total"] == 0 and incoming(settings) == []
+    configure(min_free_disk_bytes=0)
+    assert client.post("/api/v1/jobs", json={"kind": "diagnostics.noop"}).status_code == 201

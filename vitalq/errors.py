@@ -135,6 +135,14 @@ class Unavailable(VitalqError):
     retry_after_s = 5
 
 
+class InsufficientStorage(Unavailable):
+    """The data folder's disk is below its free-space floor (``VITALQ_MIN_FREE_DISK_BYTES``):
+    nothing new is taken until there is room."""
+
+    code = "INSUFFICIENT_STORAGE"
+    retry_after_s = 60
+
+
 class QueueFull(Unavailable):
     """The job's queue holds more waiting jobs than it is configured to."""
 

@@ -26,7 +26,7 @@ from .celery_app import app, queue_depths
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
-from .storage import UploadSink, plain_suffix, remove_artifacts
+from .storage import UploadSink, plain_suffix, refuse_if_disk_low, remove_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def submit_many(entries: Any, owner_id: int | None = None, admin: bool = False) 
         except VitalqError as exc:
             exc.message, exc.details = f"job {index}: {exc.message}", {**exc.details, "index": index}
             raise
+    refuse_if_disk_low()
     refuse_if_too_many_waiting(owner_id, adding=len(prepared))
     for queue, adding in collections.Counter(kind.queue_for(params) for kind, params, _ in prepared).items():
         refuse_if_queue_full(queue, adding)
@@ -108,6 +109,7 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
     """
     kind = get_kind(kind_name)
     kind.check_role(params, admin or owner_id is None)
+    refuse_if_disk_low()
     priority = parse_priority(priority)
     if upload is not None and kind.upload is None:
         raise InvalidInput(f"{kind.name} takes no file", {"fields": {"file": "this job kind takes no file"}})

@@ -26,7 +26,7 @@ import redis
 from . import progress, store
 from .broker import get_redis
 from .settings import get_settings
-from .storage import remove_artifacts
+from .storage import disk_space, remove_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,6 @@ def sweep() -> dict[str, int]:
                 shutil.rmtree(path, ignore_errors=True)
                 job_folders += 1
     return {"uploads": uploads, "job_folders": job_folders}
-
-
-def disk_space() -> dict[str, int]:
-    """Free and total bytes on the data folder's disk."""
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    disk = shutil.disk_usage(settings.data_dir)
-    return {"free_bytes": disk.free, "total_bytes": disk.total}
 
 
 def disk_usage() -> dict[str, int]:

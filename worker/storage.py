@@ -7,6 +7,7 @@ stored as ``<sha256><suffix>``, with the suffix kept only when it is a plain one
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mimetypes
 import os
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from vitalq.errors import InvalidInput, TooLarge
+from vitalq.errors import InsufficientStorage, InvalidInput, TooLarge
 from .settings import get_settings
 
 _PLAIN_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
@@ -42,6 +43,25 @@ def plain_suffix(filename: str | None) -> str:
     return suffix if _PLAIN_SUFFIX.match(suffix) else ""
 
 
+def disk_space() -> dict[str, int]:
+    """Free and total bytes on the data folder's disk."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    disk = shutil.disk_usage(settings.data_dir)
+    return {"free_bytes": disk.free, "total_bytes": disk.total}
+
+
+def refuse_if_disk_low() -> None:
+    """Raise InsufficientStorage (507) when the data folder's disk has less free than
+    ``VITALQ_MIN_FREE_DISK_BYTES``: a submission is refused before anything is written,
+    rather than accepted and then failed."""
+    space, required = disk_space(), get_settings().min_free_disk_bytes
+    if space["free_bytes"] < required:
+        raise InsufficientStorage(f"the server's disk has {space['free_bytes']} bytes free, under the "
+                                  f"{required} it keeps free; try again later",
+                                  {"free_bytes": space["free_bytes"], "required_bytes": required})
+
+
 class UploadSink:
     """A file that hashes and counts what is written to it, refusing past ``limit`` bytes.
 
@@ -50,6 +70,7 @@ class UploadSink:
     """
 
     def __init__(self, limit: int | None = None, directory: Path | None = None):
+        refuse_if_disk_low()
         directory = directory or get_settings().uploads_dir
         directory.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=directory, prefix=".incoming-")
@@ -76,7 +97,13 @@ class UploadSink:
         if self._limit is not None and self.size > self._limit:
             raise TooLarge(f"upload is larger than the limit of {self._limit} bytes", {"limit_bytes": self._limit})
         self._hash.update(data)
-        written = self._file.write(data)
+        try:
+            written = self._file.write(data)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage("the server's disk filled while the upload arrived; try again later") \
+                    from None
+            raise
         # A fast client never makes the socket wait, so parsing a large upload would hold the
         # web process's one event loop for seconds: give the other requests a turn (under
         # gevent, sleep(0) yields to them; with threads it lets go of the GIL).
