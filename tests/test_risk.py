@@ -128,7 +128,15 @@ def test_train_over_http_then_predict_with_the_new_version(jobs, http, populatio
     response = http.post("/api/v1/jobs", data={"kind": "risk.predict"}, files={"file": ("batch.csv", batch)})
     assert response.status_code == 201, response.text
     job = jobs.wait_finished(response.json()["id"])
-    assert job["status"] == "succeeded" and len(job["result"]["predictions"]) == 5 * len(features)
+    assert job["status"] == "succeeded", job["error"]
+    # 3000 predictions are more than a job's record holds (64 KB): they are an artifact,
+    # and the record keeps the model and the classes.
+    result = job["result"]
+    assert result["truncated"] and result["left_out"] == ["predictions"] and result["model"]["version"] == version
+    assert len(http.get(f"/api/v1/jobs/{job['id']}").content) < 70_000
+    whole = http.get(f"/api/v1/jobs/{job['id']}/artifacts/{result['result_artifact']}")
+    assert len(whole.content) == result["result_bytes"] and len(whole.json()["predictions"]) == 5 * len(features)
+    assert whole.json()["model"] == result["model"] and whole.json()["classes"] == result["classes"]
 
 
 def test_an_admin_activates_another_model_version_over_http(http, population, clean):

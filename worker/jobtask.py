@@ -22,6 +22,7 @@ outcome, already computed. Progress is written to the row only when the database
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import random
@@ -160,6 +161,32 @@ class JobRequest(Request):
                          error=JobTimeout(f"stopped by force at the hard time limit of {timeout:g} s"))
 
 
+#: A job's record holds at most this much of its result (bytes of JSON): the web tier
+#: reads records on every request, and an 81 MB result (a million-row prediction) held a
+#: web worker for 5 s a read. A larger result is written whole to the artifact
+#: RESULT_ARTIFACT, and the record keeps its small fields and says where the rest is.
+MAX_RECORDED_RESULT_BYTES = 64 * 1024
+RESULT_ARTIFACT = "result.json"
+#: A field of a large result that is kept in the record is at most this large (bytes of JSON).
+MAX_KEPT_FIELD_BYTES = 4096
+
+
+def recorded_result(job_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """What the job's record holds of ``result``: all of it if small, else its small
+    top-level fields with ``{"truncated": true, "result_artifact", "result_bytes"}``,
+    the whole written to the job's RESULT_ARTIFACT."""
+    safe = store.json_safe(result)
+    text = json.dumps(safe, separators=(",", ":"))
+    if len(text) <= MAX_RECORDED_RESULT_BYTES:
+        return result
+    storage.artifact_path(job_id, RESULT_ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
+    storage.artifact_path(job_id, RESULT_ARTIFACT).write_text(text)
+    kept = {key: value for key, value in safe.items()
+            if len(json.dumps(value, separators=(",", ":"))) <= MAX_KEPT_FIELD_BYTES}
+    return {**kept, "truncated": True, "result_artifact": RESULT_ARTIFACT, "result_bytes": len(text),
+            "left_out": sorted(set(safe) - set(kept))}
+
+
 class JobTask(Task):
     """Base of every job kind's task. A job of several stages (a Celery chain, see
     ``JobKind.stages``) declares on each stage's task the part of the progress bar it
@@ -236,8 +263,9 @@ class JobTask(Task):
         else:
             unsaved = context.unsaved_progress()
             if self.final_stage:
+                result = recorded_result(job_id, result or {})
                 artifacts = storage.list_artifacts(job_id)
-                self._record(lambda: store.finish(job_id, JobStatus.SUCCEEDED, result=result or {},
+                self._record(lambda: store.finish(job_id, JobStatus.SUCCEEDED, result=result,
                                                   artifacts=artifacts, started_at=job.started_at, progress=unsaved))
             else:
                 self._record(lambda: store.hand_off(job_id, result or {}, progress=unsaved))

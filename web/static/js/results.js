@@ -124,6 +124,12 @@ function risk(job, container, prediction = job.result) {
   const model = prediction.model;
   table(container, "Model", [["Version", model.version], ["Name", model.name], ["Type", model.type], ["Runtime", model.runtime],
     ...(model.demo ? [["Note", model.notice || "demonstration model, not clinically validated"]] : [])]);
+  if (!prediction.predictions) {  // more than a job's record holds: the whole result is an artifact
+    container.append(el("p", {}, "The predictions are too many to show here: ",
+      el("a", { href: `/api/v1/jobs/${job.id}/artifacts/${prediction.result_artifact}` }, prediction.result_artifact),
+      ` (${prediction.result_bytes.toLocaleString()} bytes) holds them all.`));
+    return;
+  }
   const rows = prediction.predictions.slice(0, 200).map((p, i) => el("tr", {}, el("td", {}, i + 1),
     ...prediction.classes.map((c) => el("td", {}, fixed(p.probabilities[String(c)], 3))), el("td", {}, String(p.predicted))));
   container.append(el("table", {}, el("caption", {}, `Probabilities (${prediction.predictions.length} rows${prediction.predictions.length > 200 ? ", first 200 shown" : ""})`),
