@@ -72,6 +72,31 @@ def test_forward_pass_recomputed_from_saved_states_is_just_as_exact(spec, chunk,
                                   signal.sosfiltfilt(sos, x, axis=0))
 
 
+def test_chunks_and_preview_are_bounded_by_bytes_across_channels(tmp_path, rng, monkeypatch):
+    """Chunks were sized by samples per channel alone: a 32 MB raw upload declared as
+    1,024 channels took a worker to 1.3 GB. Now the chunk of all channels together (and
+    the preview) is bounded by bytes, and the result is still SciPy's to the bit."""
+    import ml.signals.chunked
+
+    monkeypatch.setattr(ml.signals.chunked, "MAX_CHUNK_BYTES", 8 * 512 * 100)  # 100 samples of 512 channels
+    monkeypatch.setattr(ml.signals.chunked, "MAX_PREVIEW_BINS", 512 * 50)
+    x = rng.standard_normal((3_001, 512))
+
+    class Watched(ArraySignal):
+        largest = 0
+
+        def read(self, start, stop):
+            Watched.largest = max(Watched.largest, (stop - start) * self.n_channels * 8)
+            return super().read(start, stop)
+
+    sos = design_sos(SPECS[0], FS)
+    out = tmp_path / "out.npy"
+    report = filter_source(Watched(x), sos, out, out_dtype="float64", chunk_size=1 << 20, preview_points=2000)
+    assert 0 < Watched.largest <= 8 * 512 * 100
+    assert report.preview_before.bins == 50
+    np.testing.assert_array_equal(np.load(out), signal.sosfiltfilt(sos, x, axis=0))
+
+
 def test_causal_equals_sosfilt(tmp_path, rng):
     sos = design_sos(SPECS[0], FS)
     x = rng.standard_normal((9_999, 2))

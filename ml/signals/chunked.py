@@ -41,6 +41,13 @@ from .summary import Envelope, RunningStats
 Progress = Callable[[float, str], None]
 
 DEFAULT_CHUNK = 1 << 20  # samples per channel per chunk
+#: A chunk of all channels together holds at most this many bytes (float64 samples):
+#: ``chunk_size`` is cut down for many channels. Sized by samples per channel alone, a
+#: 32 MB raw upload declared as 1,024 channels took a worker to 1.3 GB.
+MAX_CHUNK_BYTES = 32 * 1024**2
+#: The min/max preview of all channels together holds at most this many bins (two
+#: float64 values each): fewer points per channel for many channels.
+MAX_PREVIEW_BINS = 1 << 20
 #: A signal whose forward pass fits in this many bytes keeps it in memory instead of
 #: recomputing it: small files then cost two filter passes, as in sosfiltfilt, not three.
 KEEP_FORWARD_BYTES = 64 * 1024**2
@@ -203,7 +210,8 @@ def filter_source(
     out_dtype : {"float32", "float64"}
         Type of the written result; the computation is in float64 throughout.
     chunk_size : int
-        Samples per channel read at once; memory is O(chunk_size * n_channels).
+        Samples per channel read at once, at most MAX_CHUNK_BYTES of float64 samples of
+        all channels together; memory is O(chunk_size * n_channels).
     progress : callable, optional
         ``progress(fraction, message)`` after every chunk; it may raise to stop.
 
@@ -221,6 +229,8 @@ def filter_source(
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}")
     n, channels = source.n_samples, source.n_channels
+    chunk_size = max(1, min(chunk_size, MAX_CHUNK_BYTES // (8 * channels)))
+    preview_points = max(1, min(preview_points, MAX_PREVIEW_BINS // channels))
     padlen = default_padlen(sos) if zero_phase else 0
     if zero_phase and n <= padlen:
         raise SignalTooShort(f"the signal has {n} samples; this filter needs more than {padlen} "
