@@ -229,6 +229,22 @@ def _age(path: Path, days: float) -> None:
     os.utime(path, (then, then))
 
 
+def test_beat_sweeps_what_no_job_refers_to_even_without_retention(client, settings, configure):
+    """Without VITALQ_RETENTION_DAYS nothing was removed: a dropped upload's partial file
+    and a deleted job's upload stayed for good."""
+    from worker import beat
+
+    configure(retention_days=0.0)
+    partial = settings.uploads_dir / ".incoming-dropped"
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    partial.write_bytes(b"half an upload")
+    _age(partial, 2)
+    interval, run = beat._in_process_runs()[beat.RETENTION_ENTRY]
+    assert interval == settings.retention_interval_s
+    run()
+    assert not partial.exists()
+
+
 def test_retention_deletes_old_finished_jobs_and_sweeps_what_no_job_refers_to(client, settings):
     from sqlalchemy import update
 

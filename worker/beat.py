@@ -6,9 +6,11 @@ or cleared over the API takes effect without restarting beat. (celery-redbeat an
 sqlalchemy-celery-beat would keep a second copy of each schedule to keep in step.)
 Static entries of ``beat_schedule`` in ``celeryconfig`` run beside them as usual, and
 so does the reconciler (``worker.reconcile``), run in this process every
-``VITALQ_RECONCILE_INTERVAL_S`` seconds so that it needs no free worker, and, when
-``VITALQ_RETENTION_DAYS`` is set, retention (``worker.retention.purge``) every
-``VITALQ_RETENTION_INTERVAL_S`` seconds.
+``VITALQ_RECONCILE_INTERVAL_S`` seconds so that it needs no free worker, and, every
+``VITALQ_RETENTION_INTERVAL_S`` seconds, the sweep of what no job refers to (partial
+uploads of dropped connections, uploads of deleted jobs, folders of jobs gone) and,
+when ``VITALQ_RETENTION_DAYS`` is set, the deletion of old finished jobs
+(``worker.retention.purge``).
 
 A due calibration is submitted as a job like any other (``dispatch.submit``), so it
 has its record and waits its turn on the device's queue behind a running job; one
@@ -47,8 +49,9 @@ def _reconcile() -> None:
 
 
 def _purge() -> None:
+    days = get_settings().retention_days
     try:
-        removed = retention.purge(get_settings().retention_days)
+        removed = retention.purge(days) if days > 0 else retention.sweep()
     except Exception:  # the database or a folder is away: the next run tries again
         log.exception("retention: purge failed")
         return
@@ -59,10 +62,10 @@ def _purge() -> None:
 def _in_process_runs() -> dict[str, tuple[float, Callable[[], None]]]:
     """What beat runs itself, by entry name: (every how many seconds, what)."""
     settings = get_settings()
-    runs = {RECONCILE_ENTRY: (settings.reconcile_interval_s, _reconcile)}
-    if settings.retention_days > 0:
-        runs[RETENTION_ENTRY] = (settings.retention_interval_s, _purge)
-    return runs
+    # What no job refers to is swept whether or not old jobs are deleted: without it a
+    # dropped upload's partial file and a deleted job's upload stayed on disk for good.
+    return {RECONCILE_ENTRY: (settings.reconcile_interval_s, _reconcile),
+            RETENTION_ENTRY: (settings.retention_interval_s, _purge)}
 
 
 class DeviceScheduler(Scheduler):
