@@ -250,8 +250,8 @@ def _withheld_hrv(hrv: dict, jitter_s: float | None, bpm: float) -> str | None:
     for name, value, added in (("RMSSD", hrv["rmssd_ms"], 2 * noise_ms**2), ("SDNN", hrv["sdnn_ms"], noise_ms**2)):
         share = 1 - added / value**2
         if share <= 0 or 1 / np.sqrt(share) - 1 > MAX_HRV_INFLATION:
-            return (f"beats are timed to ±{noise_ms:.0f} ms, which would make {name} ({value:.0f} ms) more than "
-                    f"{MAX_HRV_INFLATION:.0%} too high")
+            return (f"beats are timed to ±{1000.0 * jitter_s:.0f} ms (±{noise_ms:.0f} ms with what both halves "
+                    f"share), which would make {name} ({value:.0f} ms) more than {MAX_HRV_INFLATION:.0%} too high")
     return None
 
 
