@@ -62,7 +62,9 @@ def queue_depths(queues: tuple[str, ...]) -> dict[str, int]:
     """Messages waiting in each queue, over all its priority levels."""
     options = app.conf.broker_transport_options
     sep, steps = options["sep"], options["priority_steps"]
-    pipe = get_redis().pipeline()
+    # Plain reads, no MULTI: a Redis refusing writes (full, MISCONF) refuses a transaction
+    # too, while it still answers LLEN, and the count need not be atomic.
+    pipe = get_redis().pipeline(transaction=False)
     for queue in queues:
         for step in steps:
             pipe.llen(queue if step == 0 else f"{queue}{sep}{step}")
