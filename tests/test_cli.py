@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from conftest import bearer, wait_until
 
 from worker.embedded_redis import free_port
@@ -140,21 +141,50 @@ def _embedded_redis_pid(var: Path) -> int | None:
     return None
 
 
+class Up:
+    """``vitalq up`` as a user runs it, in a subprocess, on embedded defaults (``settings``:
+    more of its environment); its output is collected in ``lines`` and ``up.log``."""
+
+    def __init__(self, var: Path, **settings: str):
+        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "VITALQ_DATA_DIR")}
+        self.var, self.port, self.flower_port = var, free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(VITALQ + ["up", "--data-dir", str(var), "--port", str(self.port),
+                                                  "--flower-port", str(self.flower_port), "--concurrency", "1"],
+                                        env={**self.env, **settings}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._collect, args=(var.parent / "up.log",), daemon=True).start()
+
+    def _collect(self, log_path: Path) -> None:
+        with open(log_path, "w") as log:  # kept beside the data folder, for a failure's whole story
+            for line in self.process.stdout:
+                self.lines.append(line)
+                log.write(line)
+                log.flush()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def token(self) -> str:
+        """The first admin's token, printed by the first start."""
+        return next(line.split("=", 1)[1].strip() for line in self.lines if "export VITALQ_TOKEN=" in line)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=60)
+
+
 def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Path):
     """The README's run command, on a machine with nothing configured."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "VITALQ_DATA_DIR")}
-    port, flower_port = free_port(), free_port()
-    up = subprocess.Popen(VITALQ + ["up", "--data-dir", str(tmp_path / "var"), "--port", str(port),
-                                    "--flower-port", str(flower_port), "--concurrency", "1"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
+    up = Up(tmp_path / "var")
+    env, port, flower_port, base = up.env, up.port, up.flower_port, up.base
     try:
         ready = wait_http(f"{base}/health/ready", 90)
         assert ready.json()["status"] == "ready"
         # The first start made an admin and printed their token: the platform is usable at once.
-        token = next(line.split("=", 1)[1].strip() for line in lines if "export VITALQ_TOKEN=" in line)
+        token = up.token()
         assert httpx.get(f"{base}/api/v1/jobs", timeout=5).status_code == 401
         done = subprocess.run(VITALQ + ["submit", "diagnostics.selftest", "--wait", "--url", base],
                               env={**env, "VITALQ_TOKEN": token}, capture_output=True, text=True, timeout=60)
@@ -207,11 +237,110 @@ def test_up_runs_everything_on_embedded_defaults_and_stops_cleanly(tmp_path: Pat
                                env={**env, "VITALQ_TOKEN": token}, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr
     finally:
-        up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
-    output = "".join(lines)
-    assert up.returncode == 0, output[-3000:]
+        up.stop()
+    output = up.output
+    assert up.process.returncode == 0, output[-3000:]
     assert not (tmp_path / "var" / "redis" / "url").exists()  # the URL of a Redis no longer running
     assert f"http://127.0.0.1:{port}/" in output and f"http://127.0.0.1:{flower_port}/" in output
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/health/live", timeout=2)
+
+
+def _supervised_pid(var: Path, name: str) -> int | None:
+    """The pid ``vitalq up`` reports for its process ``name`` while it runs, else None."""
+    try:
+        state = json.loads((var / "processes.json").read_text())["processes"][name]
+    except (OSError, ValueError, KeyError):
+        return None
+    return state.get("pid") if state["state"] == "running" else None
+
+
+def test_up_restarts_whatever_is_killed_and_every_job_in_flight_finishes_once(tmp_path: Path):
+    """kill -9 of the worker, the web tier, beat, Flower and the embedded Redis in turn,
+    under load: each is started again, the platform is ready again within 10 s, and every
+    job finishes exactly once (one had stopped everything, and nothing restarted it)."""
+    var = tmp_path / "var"
+    # The reconciler looks often, so that the job the killed worker held is queued again in seconds.
+    up = Up(var, VITALQ_RECONCILE_INTERVAL_S="2", VITALQ_RECONCILE_MIN_AGE_S="3")
+    submitted: list[str] = []
+    back_within: dict[str, float] = {}
+    try:
+        wait_http(f"{up.base}/health/ready", 90)
+        api = httpx.Client(base_url=up.base, headers=bearer(up.token()), timeout=10)
+
+        def submit(count: int) -> None:
+            for _ in range(count):
+                response = api.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
+                                                          "params": {"duration_s": 0.6, "steps": 3}})
+                assert response.status_code == 201, response.text
+                submitted.append(response.json()["id"])
+
+        for name in ("worker-cpu", "web", "beat", "flower", "redis"):
+            submit(4)
+            if name == "worker-cpu":  # killed with a job in its hands
+                wait_until(lambda: api.get(f"/api/v1/jobs/{submitted[-4]}").json()["status"] == "running", 30,
+                           "a job running")
+            pid = _supervised_pid(var, name)
+            assert pid is not None, up.output[-3000:]
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            if name != "web":  # the web tier itself answers, and says what is down until it is back
+                wait_until(lambda: httpx.get(f"{up.base}/health/ready", timeout=10).status_code == 503, 3,
+                           f"/health/ready failing while {name} is down", interval_s=0.05)
+            wait_until(lambda: _supervised_pid(var, name) not in (None, pid), 10, f"{name} started again")
+            wait_http(f"{up.base}/health/ready", 10 - (time.monotonic() - killed_at))
+            back_within[name] = round(time.monotonic() - killed_at, 1)
+            assert f"{name} exited (killed by SIGKILL); starting it again" in up.output
+
+        # Redis refusing every write for a while (full, as when MISCONF refuses them on a full disk).
+        submit(4)
+        server = redis.Redis.from_url((var / "redis" / "url").read_text().strip())
+        server.config_set("maxmemory", 1)
+        time.sleep(5)
+        server.config_set("maxmemory", 0)
+        refused_until = time.monotonic()
+        wait_http(f"{up.base}/health/ready", 10)
+        back_within["writes refused"] = round(time.monotonic() - refused_until, 1)
+
+        def all_finished():
+            listed = [api.get(f"/api/v1/jobs/{job_id}").json() for job_id in submitted]
+            return listed if all(job["finished_at"] for job in listed) else None
+
+        finished = wait_until(all_finished, 120, lambda: f"every job finished: {up.output[-3000:]}", interval_s=1)
+        assert [job["status"] for job in finished] == ["succeeded"] * len(submitted), \
+            [(i, job["status"], job["error"], job["attempts"]) for i, job in enumerate(finished) if job["status"] != "succeeded"]
+    finally:
+        up.stop()
+    # Each job's finish is recorded, and logged by the worker that recorded it, once.
+    finishes = [json.loads(line) for line in up.lines if line.startswith("{") and '"job_id"' in line]
+    finishes = [entry["job_id"] for entry in finishes if entry.get("status") == "succeeded"]
+    assert sorted(finishes) == sorted(submitted), up.output[-3000:]
+    print("back within (s):", back_within)
+
+
+def test_a_process_that_keeps_exiting_is_restarted_with_doubling_backoff(tmp_path: Path):
+    from vitalq.processes import BACKOFF_MIN_S, ProcessSpec, Supervisor
+
+    status_path = tmp_path / "processes.json"
+    supervisor = Supervisor(status_path=status_path)
+    supervisor.start(ProcessSpec("crashy", [sys.executable, "-c", "raise SystemExit(3)"]))
+    started_at: list[float] = [time.monotonic()]
+    saw_down = None
+    try:
+        while len(started_at) < 4:
+            if supervisor._keep_running():
+                supervisor._write_status()
+                state = json.loads(status_path.read_text())["processes"]["crashy"]
+                if state["state"] == "down":
+                    saw_down = state
+                elif state["restarts"] == len(started_at):
+                    started_at.append(time.monotonic())
+            time.sleep(0.02)
+    finally:
+        supervisor.stop()
+    gaps = [later - earlier for earlier, later in zip(started_at, started_at[1:])]
+    # Each gap is the process's own run (a Python start) plus a backoff twice the last.
+    backoffs = [BACKOFF_MIN_S, 2 * BACKOFF_MIN_S, 4 * BACKOFF_MIN_S]
+    assert all(backoff <= gap < backoff + 1.5 for gap, backoff in zip(gaps, backoffs)), gaps
+    assert saw_down["last_exit_code"] == 3 and saw_down["restart_in_s"] > 0
+    assert not status_path.exists()  # a stopped supervisor leaves no report behind

@@ -43,7 +43,8 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
     """Run everything: web, workers (cpu, and one per device), beat and Flower.
 
     With REDIS_URL unset, an embedded Redis is started; with DATABASE_URL unset, SQLite
-    under the data folder is used. Migrations are applied first. Ctrl-C stops it all.
+    under the data folder is used. Migrations are applied first. A process that exits is
+    started again (with backoff); Ctrl-C stops it all.
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,9 +69,10 @@ def up(host: str, port: int, flower_port: int, data_dir: Path, concurrency: int 
 
         flower_auth = get_settings().flower_auth or _flower_password(data_dir)
         env["VITALQ_FLOWER_AUTH"] = flower_auth  # the web tier passes admins through to Flower with it
-        supervisor = processes.Supervisor(env, pool=processes.hardware_pool)
+        supervisor = processes.Supervisor(env, pool=processes.hardware_pool,
+                                          status_path=settings.supervisor_status_path)
         if embedded is not None:  # a Redis that exits is started again, on its port and files
-            supervisor.adopt(processes.ProcessSpec("redis", embedded.argv, restart=True), embedded.process)
+            supervisor.adopt(processes.ProcessSpec("redis", embedded.argv, service=True), embedded.process)
         supervisor.start(processes.web(host, port))
         supervisor.start(processes.cpu_worker(concurrency))
         supervisor.start(processes.beat())

@@ -1,17 +1,21 @@
 """The processes that make up vitalq, and a supervisor that runs them together.
 
 Each process's command line is declared once here: ``vitalq up`` runs them all, and
-the Procfile runs each through ``vitalq serve NAME``.
+the Procfile runs each through ``vitalq serve NAME`` (where the platform's own process
+manager restarts what exits).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from worker.settings import get_settings
@@ -26,8 +30,8 @@ class ProcessSpec:
     #: Added to the supervisor's environment: where secrets go, never on the command line
     #: (any user of the machine can read a process's arguments with ps).
     env: dict[str, str] = field(default_factory=dict)
-    #: Started again when it exits, rather than stopping everything (the embedded Redis).
-    restart: bool = False
+    #: A service the others use (the embedded Redis): stopped last, so that they stop well.
+    service: bool = False
 
 
 def web(host: str, port: int, connections: int | None = None) -> ProcessSpec:
@@ -79,37 +83,67 @@ def flower(host: str, port: int, basic_auth: str) -> ProcessSpec:
                        env={"FLOWER_BASIC_AUTH": basic_auth})
 
 
+#: Seconds before a process that exited is started again: doubled at each exit in a row,
+#: up to the maximum, and back to the minimum once it has run ``STABLE_S`` seconds.
+BACKOFF_MIN_S, BACKOFF_MAX_S, STABLE_S = 0.5, 30.0, 30.0
+
+
+@dataclass
+class Child:
+    """One supervised process and its restart history."""
+    spec: ProcessSpec
+    process: subprocess.Popen | None
+    started_at: float = field(default_factory=time.monotonic)
+    #: Exits in a row, each after less than ``STABLE_S`` seconds of running.
+    quick_exits: int = 0
+    restarts: int = 0
+    last_exit_code: int | None = None
+    #: When it is to be started again (monotonic seconds), while it is down.
+    restart_at: float | None = None
+    #: Started by the pool (``Supervisor.pool``) rather than by ``start``.
+    pooled: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
 class Supervisor:
-    """Starts processes, and stops them all when one dies or on Ctrl-C / SIGTERM; one
-    declared ``restart`` is started again instead (with a second's pause between tries).
+    """Runs processes and keeps them running until Ctrl-C or SIGTERM: one that exits,
+    crashed or killed, is started again after a backoff (``BACKOFF_MIN_S`` doubling to
+    ``BACKOFF_MAX_S``), and each exit and restart is logged. A process that dies must not
+    take the platform with it: under ``kill -9`` of the worker, the web tier, beat, Flower
+    or the embedded Redis, the rest carries on and the one killed is back in seconds.
 
     A ``pool`` (a function returning the processes that should run now, such as
     ``hardware_pool``) is looked at every ``pool_interval_s``: its new members are
-    started, those gone are stopped, and one that exits is started again.
+    started, those gone are stopped.
+
+    With a ``status_path``, the state of every process (running, or down and when it
+    restarts) is kept in that JSON file while the supervisor runs; ``/health/ready``
+    reports not-ready while one is down (``web.health``).
     """
 
     def __init__(self, env: dict[str, str] | None = None, grace_s: float = 15.0,
-                 pool: Callable[[], list[ProcessSpec]] | None = None, pool_interval_s: float | None = None):
+                 pool: Callable[[], list[ProcessSpec]] | None = None, pool_interval_s: float | None = None,
+                 status_path: Path | None = None):
         self.env = {**os.environ, **(env or {})}
         self.grace_s = grace_s
-        self.running: dict[str, subprocess.Popen] = {}
-        self.specs: dict[str, ProcessSpec] = {}
+        self.children: dict[str, Child] = {}
         self.pool = pool
-        if pool_interval_s is None:
-            from worker.settings import get_settings
+        self.pool_interval_s = get_settings().registry_refresh_s if pool_interval_s is None else pool_interval_s
+        self._pool_checked = -float("inf")
+        self.status_path = status_path
 
-            pool_interval_s = get_settings().registry_refresh_s
-        self.pool_interval_s = pool_interval_s
-        self.pooled: dict[str, subprocess.Popen] = {}
-        self._pool_checked = 0.0
+    def start(self, spec: ProcessSpec, pooled: bool = False) -> None:
+        self.adopt(spec, self._spawn(spec), pooled)
 
-    def start(self, spec: ProcessSpec) -> None:
-        self.adopt(spec, subprocess.Popen(spec.argv, env={**self.env, **spec.env}))
-
-    def adopt(self, spec: ProcessSpec, process: subprocess.Popen) -> None:
+    def adopt(self, spec: ProcessSpec, process: subprocess.Popen, pooled: bool = False) -> None:
         """Supervise ``process``, already started from ``spec``."""
-        self.specs[spec.name] = spec
-        self.running[spec.name] = process
+        self.children[spec.name] = Child(spec, process, pooled=pooled)
+
+    def _spawn(self, spec: ProcessSpec) -> subprocess.Popen:
+        return subprocess.Popen(spec.argv, env={**self.env, **spec.env})
 
     def _keep_pool(self) -> None:
         if self.pool is None or time.monotonic() - self._pool_checked < self.pool_interval_s:
@@ -118,66 +152,114 @@ class Supervisor:
         try:
             wanted = {spec.name: spec for spec in self.pool()}
         except Exception as exc:  # the database is away: keep what runs
-            print(f"vitalq: pool not updated: {exc}", file=sys.stderr)
+            _say(f"pool not updated: {exc}")
             return
-        for name in set(self.pooled) - set(wanted):
-            print(f"vitalq: stopping {name}", file=sys.stderr)
-            terminate(self.pooled.pop(name), self.grace_s)
+        for name in [name for name, child in self.children.items() if child.pooled and name not in wanted]:
+            _say(f"stopping {name}")
+            child = self.children.pop(name)
+            if child.process is not None:
+                terminate(child.process, self.grace_s)
         for name, spec in wanted.items():
-            process = self.pooled.get(name)
-            if process is None or process.poll() is not None:
-                if process is not None:
-                    print(f"vitalq: {name} exited with code {process.returncode}; starting it again", file=sys.stderr)
-                self.pooled[name] = subprocess.Popen(spec.argv, env={**self.env, **spec.env})
+            if name not in self.children:
+                self.start(spec, pooled=True)
+
+    def _keep_running(self) -> bool:
+        """Schedule a restart for each process that exited, and start those whose time has
+        come; True when anything changed."""
+        changed = False
+        now = time.monotonic()
+        for name, child in self.children.items():
+            if child.restart_at is None and not child.running:
+                code = child.process.returncode if child.process is not None else None
+                child.quick_exits = child.quick_exits + 1 if now - child.started_at < STABLE_S else 1
+                delay = min(BACKOFF_MIN_S * 2 ** (child.quick_exits - 1), BACKOFF_MAX_S)
+                child.last_exit_code, child.restart_at, child.process = code, now + delay, None
+                _say(f"{name} exited ({_exit_reason(code)}); starting it again in {delay:g} s")
+                changed = True
+            elif child.restart_at is not None and now >= child.restart_at:
+                try:
+                    child.process = self._spawn(child.spec)
+                except OSError as exc:  # its program is gone: try again later
+                    _say(f"{name} could not be started: {exc}")
+                    child.restart_at = now + BACKOFF_MAX_S
+                    continue
+                child.started_at, child.restart_at = now, None
+                child.restarts += 1
+                _say(f"{name} started again (pid {child.process.pid}, restart {child.restarts})")
+                changed = True
+        return changed
+
+    def status(self) -> dict:
+        """Each process: ``running`` with its pid, or ``down`` with its last exit code and
+        the seconds until it is started again."""
+        now = time.monotonic()
+        return {name: {"state": "running", "pid": child.process.pid, "restarts": child.restarts}
+                if child.restart_at is None and child.process is not None else
+                {"state": "down", "last_exit_code": child.last_exit_code, "restarts": child.restarts,
+                 "restart_in_s": round(max((child.restart_at or now) - now, 0), 1)}
+                for name, child in self.children.items()}
+
+    def _write_status(self) -> None:
+        if self.status_path is None:
+            return
+        body = {"supervisor_pid": os.getpid(), "host": socket.gethostname(), "processes": self.status()}
+        partial = self.status_path.with_name(f".{self.status_path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(body))
+        partial.replace(self.status_path)  # readers see the old file or the new, never half
 
     def wait(self) -> int:
-        """Block until a child exits or a stop signal arrives; then stop every child."""
+        """Block until Ctrl-C or SIGTERM, keeping every process running; then stop them all."""
         stop = {"signal": None}
 
         def _on_signal(signum, _frame):
             stop["signal"] = signum
 
         previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        code = 0
         try:
+            self._write_status()
             while stop["signal"] is None:
                 self._keep_pool()
-                exited = [(name, p.returncode) for name, p in self.running.items() if p.poll() is not None]
-                for name, returncode in exited:
-                    if self.specs[name].restart and stop["signal"] is None:
-                        print(f"vitalq: {name} exited with code {returncode}; starting it again", file=sys.stderr)
-                        time.sleep(1.0)
-                        self.start(self.specs[name])
-                exited = [(name, returncode) for name, returncode in exited if not self.specs[name].restart]
-                if exited:
-                    name, code = exited[0]
-                    print(f"vitalq: {name} exited with code {code}; stopping the others", file=sys.stderr)
-                    code = code or 1
-                    break
+                if self._keep_running():
+                    self._write_status()
                 time.sleep(0.2)
         finally:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return code
+        return 0
 
     def stop(self) -> None:
-        """Every process, the services (``restart``) last: the others need them to stop well."""
-        processes = {**self.running, **{f"pool:{name}": process for name, process in self.pooled.items()}}
-        self.pooled.clear()
-        restarted = {name for name, spec in self.specs.items() if spec.restart}
-        for phase in ([n for n in processes if n not in restarted], [n for n in processes if n in restarted]):
-            for name in phase:
-                if processes[name].poll() is None:
-                    processes[name].send_signal(signal.SIGTERM)
+        """Every process, the services last: the others need them to stop well."""
+        if self.status_path is not None:
+            self.status_path.unlink(missing_ok=True)
+        children, self.children = self.children, {}
+        for phase in ([n for n, c in children.items() if not c.spec.service],
+                      [n for n, c in children.items() if c.spec.service]):
+            processes = {name: children[name].process for name in phase if children[name].process is not None}
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + self.grace_s
-            for name in phase:
+            for name, process in processes.items():
                 try:
-                    processes[name].wait(timeout=max(deadline - time.monotonic(), 0.1))
+                    process.wait(timeout=max(deadline - time.monotonic(), 0.1))
                 except subprocess.TimeoutExpired:
-                    print(f"vitalq: {name} did not stop in {self.grace_s:g} s; killing it", file=sys.stderr)
-                    processes[name].kill()
-                    processes[name].wait()
+                    _say(f"{name} did not stop in {self.grace_s:g} s; killing it")
+                    process.kill()
+                    process.wait()
+
+
+def _say(message: str) -> None:
+    print(f"vitalq: {message}", file=sys.stderr, flush=True)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
 
 
 def terminate(process: subprocess.Popen, grace_s: float) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker import db, devices, dispatch, retention, store
+from worker import db, devices, dispatch, storage, store
 from worker.broker import KEY_PREFIX, get_redis
 from worker.celery_app import app as celery_app
 from worker.kinds import SELFTEST
@@ -31,13 +33,15 @@ def live():
 @bp.get("/health/ready")
 def ready():
     """Ready when the database is reachable and migrated, the broker answers, a worker
-    consumes every queue, and the data folder's disk has room for uploads and results."""
+    consumes every queue, the data folder's disk has room for uploads and results, and
+    (under ``vitalq up``) none of the processes it supervises is down."""
     checks = {
         "database": _check(db.ping),
         "migrations": _check(_migrations_at_head),
         "broker": _check(lambda: get_redis().ping() and None),
         "workers": _check(_every_queue_served),
-        "disk": _check(_disk_has_room),
+        "disk": _check(storage.refuse_if_disk_low),
+        "processes": _check(_supervised_processes_up),
     }
     ok = all(check["ok"] for check in checks.values())
     return jsonify({"status": "ready" if ok else "not_ready", "checks": checks}), 200 if ok else 503
@@ -99,12 +103,29 @@ def _check(probe: Callable[[], Any]) -> dict[str, Any]:
     return {"ok": True, "detail": detail}
 
 
-def _disk_has_room() -> dict[str, int]:
-    space, required = retention.disk_space(), get_settings().min_free_disk_bytes
-    if space["free_bytes"] < required:
-        raise OSError(f"{space['free_bytes']} bytes free on the data folder's disk, under the "
-                      f"{required} required (VITALQ_MIN_FREE_DISK_BYTES)")
-    return space
+def _supervised_processes_up() -> dict[str, Any] | str:
+    """Under ``vitalq up`` on this machine, every process it supervises is running (one
+    that crashed is down until its restart)."""
+    try:
+        report = json.loads(get_settings().supervisor_status_path.read_text())
+    except (OSError, ValueError):
+        return "not supervised by vitalq up"
+    if report.get("host") != socket.gethostname() or not _pid_alive(report.get("supervisor_pid")):
+        return "not supervised by vitalq up"  # a report left by a supervisor that is gone
+    down = {name: state for name, state in report["processes"].items() if state["state"] != "running"}
+    if down:
+        raise RuntimeError(f"down, restarting: {json.dumps(down)}")
+    return {name: state["pid"] for name, state in report["processes"].items()}
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _migrations_at_head() -> str:

@@ -15,8 +15,9 @@ a failed job as a failed task). Transient faults are retried with exponential ba
 jitter; everything else fails at once.
 
 PostgreSQL is the record of truth, so a worker that cannot reach it waits (see
-``wait_for_database``) rather than lose what it has to record: a job's start, or its
-outcome, already computed. Progress is written to the row only when the database answers.
+``wait_out``) rather than lose what it has to record: a job's start, or its outcome,
+already computed. Progress is written to the row only when the database answers. A
+retry's new message waits out a broker that refuses it the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, TypeVar
 
 import redis
+import kombu.exceptions
 import sqlalchemy.exc
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
@@ -45,26 +47,47 @@ from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
-#: Faults of the services around a job, worth another attempt.
-TRANSIENT_FAULTS = (redis.ConnectionError, redis.TimeoutError, sqlalchemy.exc.OperationalError)
+#: Faults of the services around a job, worth another attempt: unreachable, or Redis
+#: refusing writes for now (full, a replica, loading its data; MISCONF, its disk full,
+#: comes as a plain ResponseError: see ``is_transient``).
+TRANSIENT_FAULTS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError,
+                    redis.exceptions.ReadOnlyError, redis.exceptions.BusyLoadingError,
+                    sqlalchemy.exc.OperationalError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_FAULTS) or (isinstance(exc, redis.ResponseError)
+                                                 and str(exc).startswith("MISCONF"))
 
 T = TypeVar("T")
 
 
-def wait_for_database(write: Callable[[], T], budget_s: float) -> T:
-    """``write()``, tried again with backoff while the database is unreachable, for up to
-    ``budget_s`` seconds; then the error is raised."""
+def wait_out(write: Callable[[], T], budget_s: float, outage: Callable[[BaseException], bool],
+             service: str) -> T:
+    """``write()``, tried again with backoff while it fails with an ``outage`` of
+    ``service``, for up to ``budget_s`` seconds; then the error is raised."""
     deadline = time.monotonic() + budget_s
     for attempt in itertools.count():
         try:
             return write()
-        except sqlalchemy.exc.OperationalError as exc:
+        except Exception as exc:
             delay = 0.2 + backoff_with_full_jitter(attempt, 0.5, 5.0)
-            if time.monotonic() + delay > deadline:
+            if not outage(exc) or time.monotonic() + delay > deadline:
                 raise
-            log.warning("the database is unreachable (%s); trying again in %.1f s",
-                        str(exc.orig or exc).strip().splitlines()[0], delay)
+            cause = getattr(exc, "orig", None) or getattr(exc, "reason", None) or exc
+            log.warning("%s is unavailable (%s); trying again in %.1f s", service,
+                        str(cause).strip().splitlines()[0], delay)
             time.sleep(delay)
+
+
+def _database_outage(exc: BaseException) -> bool:
+    return isinstance(exc, sqlalchemy.exc.OperationalError)
+
+
+def _retry_refused(exc: BaseException) -> bool:
+    """Celery's retry could not send its new message (the broker down or refusing writes):
+    it says so with a Reject that would drop the job."""
+    return isinstance(exc, Reject) and isinstance(exc.reason, kombu.exceptions.OperationalError)
 
 
 class JobContext:
@@ -233,7 +256,7 @@ class JobTask(Task):
         return None
 
     def _record(self, write: Callable[[], T]) -> T:
-        return wait_for_database(write, get_settings().database_wait_s)
+        return wait_out(write, get_settings().database_wait_s, _database_outage, "the database")
 
     def _run_and_record(self, job: Job, settings) -> None:
         job_id = job.id
@@ -255,11 +278,12 @@ class JobTask(Task):
                 self._retry(context, job, exc, settings)
             else:
                 self._fail(context, job, JobStatus.FAILED, exc)
-        except TRANSIENT_FAULTS as exc:
-            self._retry(context, job, TransientError(f"{type(exc).__name__}: {exc}"), settings)
-        except Exception as exc:  # a bug: the user gets a code, the log gets the traceback
-            log.exception("job %s (%s) failed", job_id, job.kind)
-            self._fail(context, job, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
+        except Exception as exc:
+            if is_transient(exc):
+                self._retry(context, job, TransientError(f"{type(exc).__name__}: {exc}"), settings)
+            else:  # a bug: the user gets a code, the log gets the traceback
+                log.exception("job %s (%s) failed", job_id, job.kind)
+                self._fail(context, job, JobStatus.FAILED, VitalqError(f"internal error: {type(exc).__name__}"))
         else:
             unsaved = context.unsaved_progress()
             if self.final_stage:
@@ -289,4 +313,8 @@ class JobTask(Task):
         unsaved = context.unsaved_progress()
         self._record(lambda: store.mark_retrying(job_id, error, progress=unsaved))
         log.warning("job %s: %s; retry %d in %.1f s", job_id, error.message, self.request.retries + 1, countdown)
-        raise self.retry(countdown=countdown, max_retries=settings.max_retries)
+        wait_out(lambda: self._send_retry(countdown, settings.max_retries), settings.database_wait_s,
+                 _retry_refused, "the broker")
+
+    def _send_retry(self, countdown: float, max_retries: int) -> NoReturn:
+        raise self.retry(countdown=countdown, max_retries=max_retries)  # Retry, once the message is sent

@@ -31,7 +31,8 @@ class Settings:
     #: Deliveries of a job whose worker died before it finished, before ``WORKER_LOST``.
     max_redeliveries: int = 3
     #: Seconds a worker waits out a database outage to record a job's start or outcome
-    #: (a job that cannot start goes back on its queue after that).
+    #: (a job that cannot start goes back on its queue after that), and a broker that
+    #: refuses a retry's message.
     database_wait_s: float = 300.0
     #: Seconds a running job has to honour a cancel before its process is killed.
     cancel_grace_s: float = 10.0
@@ -105,6 +106,11 @@ class Settings:
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
+
+    @property
+    def supervisor_status_path(self) -> Path:
+        """Where ``vitalq up`` reports its processes' states (``vitalq.processes``)."""
+        return self.data_dir / "processes.json"
 
     @classmethod
     def from_env(cls) -> "Settings":

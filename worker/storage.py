@@ -51,15 +51,16 @@ def disk_space() -> dict[str, int]:
     return {"free_bytes": disk.free, "total_bytes": disk.total}
 
 
-def refuse_if_disk_low() -> None:
-    """Raise InsufficientStorage (507) when the data folder's disk has less free than
-    ``VITALQ_MIN_FREE_DISK_BYTES``: a submission is refused before anything is written,
-    rather than accepted and then failed."""
+def refuse_if_disk_low() -> dict[str, int]:
+    """``disk_space``, or InsufficientStorage (507) when the data folder's disk has less
+    free than ``VITALQ_MIN_FREE_DISK_BYTES``: a submission is refused before anything is
+    written, rather than accepted and then failed."""
     space, required = disk_space(), get_settings().min_free_disk_bytes
     if space["free_bytes"] < required:
         raise InsufficientStorage(f"the server's disk has {space['free_bytes']} bytes free, under the "
                                   f"{required} it keeps free; try again later",
                                   {"free_bytes": space["free_bytes"], "required_bytes": required})
+    return space
 
 
 class UploadSink:
