@@ -8,11 +8,18 @@ and peak resident memory of:
 - vitalDSP: ``SignalFiltering.butterworth`` (``filtfilt`` on the whole array), if the
   ``vitaldsp`` package is installed (``pip install vitaldsp``; it is not a dependency).
 
+Then, for one raw int8 upload (``--shape-mb``, 32 MB) declared with 1 to 4,096
+channels, the whole of a ``signal.filter`` job's work (``ml.signals.filter_file``: the
+filtered file, the preview and the statistics) beside scipy in memory, with the peak
+resident set, and what the run added to what the process held after its imports. Memory
+must follow the bytes, not the shape: before chunks were sized in bytes across
+channels, this upload declared as 1,024 channels took a worker to 1.3 GB.
+
 Each run is a separate process, so its peak resident set (``VmHWM``) is its own.
 In-memory runs get an address-space limit (``--memory-limit-gb``) so that a size that
 does not fit fails with MemoryError instead of taking the machine down.
 
-    python bench/filtering.py [--sizes-mb 20 200 2000] [--memory-limit-gb 14]
+    python bench/filtering.py [--quick] [--sizes-mb 20 200 2000] [--channels 1 16 256 1024 4096]
 """
 
 from __future__ import annotations
@@ -45,9 +52,24 @@ from scipy import signal
 FS, BAND, ORDER = 250.0, (0.5, 8.0), 4
 if limit:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+channels = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+if method == "vitalq-job":
+    from ml.signals import filter_file
+def rss_kb(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
+baseline_kb = rss_kb("VmRSS")
 start = time.perf_counter()
 try:
-    if method == "vitalq":
+    if method == "vitalq-job":
+        params = {"format": "raw", "dtype": "int8", "n_channels": channels, "fs": FS, "family": "butter",
+                  "btype": "bandpass", "cutoff_hz": list(BAND), "order": ORDER, "zero_phase": True,
+                  "nan_policy": "raise", "output_dtype": "float32", "chunk_size": 1 << 20, "preview_points": 2000}
+        filter_file(path, params, lambda name: out.parent / f"{out.stem}-{name}", out.parent)
+    elif method == "scipy-shape":
+        x = np.fromfile(path, dtype=np.int8).reshape(-1, channels).astype(np.float64)
+        sos = signal.butter(ORDER, BAND, btype="bandpass", output="sos", fs=FS)
+        np.save(out, signal.sosfiltfilt(sos, x, axis=0).astype(np.float32))
+    elif method == "vitalq":
         from ml.signals import FilterSpec, design_sos, filter_source, open_signal
         source = open_signal(path, {"fs": FS}, out.parent)
         sos = design_sos(FilterSpec("butter", "bandpass", BAND, ORDER), FS)
@@ -68,8 +90,8 @@ except ImportError as exc:
     status = f"not installed ({exc.name})"
 elapsed = time.perf_counter() - start
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
-hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"status": status, "seconds": elapsed, "peak_rss_mb": hwm_kb / 1024}))
+print(json.dumps({"status": status, "seconds": elapsed, "peak_rss_mb": rss_kb("VmHWM") / 1024,
+                  "added_mb": (rss_kb("VmHWM") - baseline_kb) / 1024}))
 """
 
 
@@ -84,30 +106,41 @@ def make_signal(path: Path, n: int, block: int = 1 << 24) -> None:
             file.write(x.astype(np.float32).tobytes())
 
 
-def run(method: str, path: Path, out: Path, limit_bytes: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, method, str(path), str(out), str(limit_bytes)],
+def run(method: str, path: Path, out: Path, limit_bytes: int, channels: int = 1) -> dict:
+    done = subprocess.run([sys.executable, "-c", CHILD, method, str(path), str(out), str(limit_bytes), str(channels)],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         return {"status": f"crashed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}",
-                "seconds": float("nan"), "peak_rss_mb": float("nan")}
+                "seconds": float("nan"), "peak_rss_mb": float("nan"), "added_mb": float("nan")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="20 MB only, and 1, 256 and 4096 channels")
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[20, 200, 2000])
+    parser.add_argument("--channels", type=int, nargs="+", default=[1, 16, 256, 1024, 4096])
+    parser.add_argument("--shape-mb", type=float, default=32)
     parser.add_argument("--memory-limit-gb", type=float, default=14.0,
                         help="address-space limit of the in-memory runs")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    if args.quick:
+        args.sizes_mb, args.channels = [20], [1, 256, 4096]
     limit = int(args.memory_limit_gb * 1024**3)
+    with tempfile.TemporaryDirectory(prefix="vitalq-filter-bench-", dir=args.workdir) as workdir:
+        print(f"butterworth band-pass {BAND[0]}-{BAND[1]} Hz, order {ORDER}, fs {FS:g} Hz, zero-phase; "
+              f"{os.cpu_count()} cores; in-memory runs limited to {args.memory_limit_gb:g} GB\n")
+        by_size(Path(workdir), args.sizes_mb, limit)
+        by_shape(Path(workdir), args.shape_mb, args.channels, limit)
 
-    workdir = Path(tempfile.mkdtemp(prefix="vitalq-filter-bench-", dir=args.workdir))
-    print(f"butterworth band-pass {BAND[0]}-{BAND[1]} Hz, order {ORDER}, fs {FS:g} Hz, zero-phase; float32 .npy in, "
-          f"float32 .npy out; {os.cpu_count()} cores; in-memory runs limited to {args.memory_limit_gb:g} GB\n")
-    print(f"{'file':>9} {'method':10} {'wall s':>8} {'Msamples/s':>11} {'peak RSS MB':>12} {'max |y - sosfiltfilt|':>22}  status")
-    for size_mb in args.sizes_mb:
+
+def by_size(workdir: Path, sizes_mb: list[float], limit: int) -> None:
+    print("float32 .npy in, float32 .npy out, one channel")
+    print(f"{'file':>9} {'method':10} {'wall s':>8} {'Msamples/s':>11} {'peak RSS MB':>12} "
+          f"{'max |y - sosfiltfilt|':>22}  status")
+    for size_mb in sizes_mb:
         n = int(size_mb * 1e6 / 4)
         path = workdir / f"signal-{n}.npy"
         make_signal(path, n)
@@ -128,6 +161,23 @@ def main() -> None:
         for out in outputs.values():
             out.unlink(missing_ok=True)
         path.unlink()
+
+
+def by_shape(workdir: Path, shape_mb: float, channel_counts: list[int], limit: int) -> None:
+    print(f"\none raw int8 file of {shape_mb:g} MB declared with n channels: a signal.filter job's whole work "
+          "(vitalq-job) beside scipy in memory")
+    print(f"{'channels':>8} {'samples':>10} {'method':12} {'wall s':>8} {'peak RSS MB':>12} {'added MB':>9}  status")
+    path = workdir / "shape.raw"
+    for channels in channel_counts:
+        usable = int(shape_mb * 1e6) // channels * channels  # whole frames of all channels
+        np.random.default_rng(0).integers(-100, 100, usable, dtype=np.int8).tofile(path)
+        for method in ("vitalq-job", "scipy-shape"):
+            out = workdir / f"{method}-{channels}.npy"
+            result = run(method, path, out, 0 if method == "vitalq-job" else limit, channels)
+            print(f"{channels:>8} {usable // channels:>10} {method:12} {result['seconds']:8.2f} "
+                  f"{result['peak_rss_mb']:12.0f} {result['added_mb']:9.0f}  {result['status']}", flush=True)
+            for produced in workdir.glob(f"{method}-{channels}*"):
+                produced.unlink()
 
 
 def _max_abs_difference(a: Path, b: Path, block: int = 1 << 24) -> float:

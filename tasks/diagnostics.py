@@ -30,6 +30,9 @@ def selftest(job: JobContext) -> dict:
         raise TransientError(f"simulated transient fault on attempt {job.attempt}")
     if params["blocking_s"]:
         _block(params["blocking_s"], params["ignore_soft_limit"])  # no progress point, so no cancel check
+    if params["allocate_bytes"]:
+        filled = np.ones(params["allocate_bytes"], dtype=np.uint8)  # ones, not zeros: pages really taken
+        del filled
 
     steps = params["steps"]
     for step in range(1, steps + 1):

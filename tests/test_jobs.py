@@ -206,6 +206,16 @@ def test_hard_time_limit_stops_a_job_that_ignores_the_soft_one(jobs):
     assert jobs.wait_finished(after["id"])["status"] == "succeeded"
 
 
+def test_a_job_beyond_the_memory_ceiling_fails_and_its_process_serves_on(jobs, settings):
+    """A job's memory has a ceiling (``VITALQ_MAX_JOB_MEMORY_BYTES``): past it the job ends
+    MEMORY_LIMIT, never retried, and the same pool process runs the next job."""
+    over = jobs.wait_finished(jobs.submit({"allocate_bytes": settings.max_job_memory_bytes + 512 * 1024**2})["id"])
+    assert over["status"] == "failed" and over["error"]["code"] == "MEMORY_LIMIT", over["error"]
+    assert over["error"]["details"] == {"limit_bytes": settings.max_job_memory_bytes} and over["attempts"] == 1
+    under = jobs.wait_finished(jobs.submit({"allocate_bytes": 256 * 1024**2})["id"])
+    assert under["status"] == "succeeded" and under["worker"] == over["worker"]  # the same host and process
+
+
 def test_transient_faults_are_retried_with_backoff(jobs):
     job = jobs.submit({"duration_s": 0, "transient_failures": 2})
     seen = jobs.events(job["id"], after=0)

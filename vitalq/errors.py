@@ -164,6 +164,12 @@ class WorkerLost(VitalqError):
     code = "WORKER_LOST"
 
 
+class MemoryLimit(VitalqError):
+    """A job needed more memory than one job may have (``VITALQ_MAX_JOB_MEMORY_BYTES``)."""
+
+    code = "MEMORY_LIMIT"
+
+
 class JobFailed(Exception):
     """What a job's task raises to Celery once the job's failure (or cancel) is recorded:
     Celery's events, and Flower, then count the job as a failed task. Not a VitalqError:

@@ -41,7 +41,7 @@ from celery.worker.request import Request
 
 from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
 
-from . import logs, progress, storage, store
+from . import logs, memory, progress, storage, store
 from .models import Job, JobStatus
 from .settings import get_settings
 
@@ -266,7 +266,8 @@ class JobTask(Task):
             progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
                                       "fraction": job.progress_fraction, "stage": job.progress_stage,
                                       "message": f"attempt {job.attempts}{stage}"})
-            result = self.run(context)
+            with memory.ceiling(settings.max_job_memory_bytes):
+                result = self.run(context)
         except JobCancelled as exc:
             self._fail(context, job, JobStatus.CANCELLED, exc)
         except SoftTimeLimitExceeded:

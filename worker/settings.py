@@ -34,6 +34,10 @@ class Settings:
     #: (a job that cannot start goes back on its queue after that), and a broker that
     #: refuses a retry's message.
     database_wait_s: float = 300.0
+    #: Memory one job may take on top of what its worker process held when it started
+    #: (counted as Linux's data segment, ``RLIMIT_DATA``); beyond it the job fails
+    #: ``MEMORY_LIMIT`` and its process lives on. 0: no ceiling.
+    max_job_memory_bytes: int = 2 * 1024**3
     #: Seconds a running job has to honour a cancel before its process is killed.
     cancel_grace_s: float = 10.0
     #: Minimum seconds between two progress writes to the job row (events are not throttled).

@@ -44,10 +44,10 @@ DEFAULT_CHUNK = 1 << 20  # samples per channel per chunk
 #: A chunk of all channels together holds at most this many bytes (float64 samples):
 #: ``chunk_size`` is cut down for many channels. Sized by samples per channel alone, a
 #: 32 MB raw upload declared as 1,024 channels took a worker to 1.3 GB.
-MAX_CHUNK_BYTES = 32 * 1024**2
+MAX_CHUNK_BYTES = 16 * 1024**2
 #: The min/max preview of all channels together holds at most this many bins (two
 #: float64 values each): fewer points per channel for many channels.
-MAX_PREVIEW_BINS = 1 << 20
+MAX_PREVIEW_BINS = 1 << 18
 #: A signal whose forward pass fits in this many bytes keeps it in memory instead of
 #: recomputing it: small files then cost two filter passes, as in sosfiltfilt, not three.
 KEEP_FORWARD_BYTES = 64 * 1024**2

@@ -84,7 +84,11 @@ class Envelope:
         return -(-np.arange(self.bins, dtype=np.int64) * self.n // self.bins)
 
     def to_dict(self, channel: int) -> dict[str, list]:
-        def clean(values):
-            return [None if not np.isfinite(v) else float(v) for v in values]
+        def clean(values):  # JSON has no infinity: an empty bin (all NaN) is null
+            finite = np.isfinite(values)
+            listed = values.tolist()
+            if finite.all():
+                return listed
+            return [value if keep else None for value, keep in zip(listed, finite.tolist())]
 
         return {"min": clean(self.low[:, channel]), "max": clean(self.high[:, channel])}

@@ -67,6 +67,11 @@ SELFTEST = register(
                     "description": "Carry on past the soft limit, as a stuck computation would, "
                                    "until the hard limit stops the process.",
                 },
+                "allocate_bytes": {
+                    "type": "integer", "minimum": 0, "maximum": 64 * 1024**3, "default": 0,
+                    "description": "Bytes of memory to fill, as a computation on a large input would "
+                                   "(beyond the job memory ceiling: MEMORY_LIMIT).",
+                },
             },
         },
         soft_time_limit_s=60,
@@ -76,7 +81,7 @@ SELFTEST = register(
         upload=Upload(required=False, formats=()),
         # Each holds a worker or fails on purpose: a user could keep a worker for an hour.
         admin_params=frozenset({"blocking_s", "transient_failures", "soft_time_limit_s", "hard_time_limit_s",
-                                "ignore_soft_limit"}),
+                                "ignore_soft_limit", "allocate_bytes"}),
     )
 )
 
