@@ -4,6 +4,7 @@ everywhere; an admin sees all; tokens can be revoked; limits answer 429."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -211,6 +212,27 @@ def test_a_token_spelled_differently_is_counted_in_one_bucket(live_server, clean
         other = [client.get("/api/v1/kinds", headers={"Authorization": spell.format(token)}).status_code
                  for _ in range(6)]
     assert plain == [200] * 6 and other.count(429) >= 2, other
+
+
+def test_an_account_has_one_bucket_whatever_its_credential(live_server, clean, configure):
+    """A page's cookie had a bucket of its own beside the same account's Bearer token (and
+    each token one more): the limit could be doubled by using both."""
+    from worker import accounts
+
+    configure(rate_limit_per_min=12)
+    name = f"frank-{os.getpid()}-{time.monotonic_ns()}"
+    first = accounts.create_user(name)[1]
+    second = accounts.issue_token(name)
+    with httpx.Client(base_url=live_server, timeout=30) as browser, \
+            httpx.Client(base_url=live_server, timeout=30) as client:
+        sign_in_over_http(browser, first)
+        answers = [browser.get("/api/v1/kinds").status_code for _ in range(5)]
+        answers += [client.get("/api/v1/kinds", headers=bearer(first)).status_code for _ in range(5)]
+        answers += [client.get("/api/v1/kinds", headers=bearer(second)).status_code for _ in range(5)]
+        # The sign-in page counts nothing; 12 of the 15 requests are served, the rest wait.
+        assert answers[:12] == [200] * 12 and answers[12:] == [429] * 3, answers
+        other = accounts.create_user(f"{name}-other")[1]
+        assert client.get("/api/v1/kinds", headers=bearer(other)).status_code == 200  # another account's own
 
 
 def test_the_rate_limit_holds_across_a_minute_boundary(live_server, clean, tokens, configure, monkeypatch):

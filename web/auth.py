@@ -90,17 +90,14 @@ def init_app(app: Flask) -> None:
             return None
         scheme, credentials = (request.headers.get("Authorization", "").split(None, 1) + ["", ""])[:2]
         if scheme.lower() == "bearer":
-            token = credentials.strip()
-            epoch = _count(f"token:{accounts.digest(token)[:20]}")  # the token, however the header spells it
-            found = accounts.authenticate(token, epoch)
+            found = accounts.authenticate(credentials.strip(), _tokens_epoch())
             if found is None:
                 _count_failure()
                 raise Unauthenticated("the token is not valid, or has been revoked")
             g.user, g.token_id = found
-            return None
-        token_id = g.token_id = session.get("token_id")
-        if token_id is not None:
-            epoch = _count(f"session:{token_id}", ended_session=session.get("sid"))
+        elif (token_id := session.get("token_id")) is not None:
+            g.token_id = token_id
+            epoch = _tokens_epoch(ended_session=session.get("sid"))
             live = epoch != SESSION_ENDED and _session_is_current()
             g.user = accounts.user_of_token(token_id, epoch) if live else None
             if g.user is None:  # signed out, too old, its token revoked, or the account gone
@@ -109,6 +106,11 @@ def init_app(app: Flask) -> None:
             if not path.startswith(("/api/", "/ws/", "/metrics")):
                 return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
             raise Unauthenticated("sign in: send Authorization: Bearer <token>")
+        # One bucket per account, whatever the credential: a page's cookie beside the
+        # account's tokens (or several tokens) had a bucket each, doubling the limit.
+        _count(f"user:{g.user.id}")
+        if scheme.lower() == "bearer":
+            return None  # a token is sent by a client on purpose, never by a browser on its own
         # Flower's own pages send its XSRF token, not ours; it checks that one itself.
         if (request.method not in SAFE_METHODS and not path.startswith("/flower/")
                 and not hmac.compare_digest(_csrf_sent(), session.get("csrf", ""))):
@@ -141,7 +143,7 @@ def _count_failure() -> None:
 #: signed out is remembered as ended for as long (in Redis): a copy of its cookie is
 #: refused even though the token it signed in with lives on.
 SESSION_MAX_AGE_S = 7 * 24 * 3600
-#: What ``_count`` answers for a session that signed out.
+#: What ``_tokens_epoch`` answers for a session that signed out.
 SESSION_ENDED = b"ended"
 
 
@@ -155,43 +157,50 @@ def _session_is_current() -> bool:
     return bool(session.get("sid")) and isinstance(issued, (int, float)) and 0 <= clock() - issued <= SESSION_MAX_AGE_S
 
 
-def _count(key: str, limit: int | None = None, ended_session: str | None = None) -> bytes | None:
-    """Count a request of ``key`` over the sliding minute (RateLimited beyond ``limit``,
-    by default ``VITALQ_RATE_LIMIT_PER_MIN``), and return the tokens' epoch read in the
-    same round trip (None while Redis is away), or SESSION_ENDED if ``ended_session``
-    (a page session's id) has signed out.
-
-    A sliding-window counter (two fixed minutes, the previous one weighted by how much of
-    it the last 60 s still cover): a fixed window would let twice the limit through
-    across its boundary. Plain INCR and GET, no Lua.
-    """
-    limit = get_settings().rate_limit_per_min if limit is None else limit
-    minute, elapsed = divmod(clock(), 60)
-    current, previous = (f"{KEY_PREFIX}rate:{key}:{int(minute) - back}" for back in (0, 1))
+def _tokens_epoch(ended_session: str | None = None) -> bytes | None:
+    """The tokens' epoch (``accounts.EPOCH_KEY``; None while Redis is away), or
+    SESSION_ENDED if ``ended_session`` (a page session's id) has signed out."""
     pipeline = get_redis().pipeline(transaction=False)
-    if limit > 0:
-        pipeline.incr(current).expire(current, 120).get(previous)
     if ended_session:
         pipeline.exists(_ended_key(ended_session))
     pipeline.get(accounts.EPOCH_KEY)
     try:
         replies = pipeline.execute()
     except redis.RedisError as exc:
-        # Reads come from the database and go on while Redis is away, uncounted; what
-        # needs Redis (a submission, a live feed) answers 503 by itself.
-        log.warning("requests not counted, Redis is unreachable: %s", exc)
+        # Reads come from the database and go on while Redis is away, unchecked against
+        # revocations of the last moments; what needs Redis answers 503 by itself.
+        log.warning("tokens' epoch not read, Redis is unreachable: %s", exc)
         return None
-    if limit > 0:
-        count, _, before = replies[:3]
-        recent = int(before or 0) * (1 - elapsed / 60) + count
-        if recent > limit:
-            # Requests spread over the minute: the excess has left the window after this long.
-            retry_after_s = max(1, math.ceil(60 * (recent - limit) / recent))
-            raise RateLimited(f"more than {limit} requests a minute", {"limit_per_minute": limit},
-                              retry_after_s=retry_after_s)
-    if ended_session and replies[-2]:
+    if ended_session and replies[0]:
         return SESSION_ENDED
     return replies[-1] or b"0"
+
+
+def _count(key: str, limit: int | None = None) -> None:
+    """Count a request of ``key`` over the sliding minute; RateLimited beyond ``limit``
+    (by default ``VITALQ_RATE_LIMIT_PER_MIN``; 0: none).
+
+    A sliding-window counter (two fixed minutes, the previous one weighted by how much of
+    it the last 60 s still cover): a fixed window would let twice the limit through
+    across its boundary. Plain INCR and GET, no Lua.
+    """
+    limit = get_settings().rate_limit_per_min if limit is None else limit
+    if limit <= 0:
+        return
+    minute, elapsed = divmod(clock(), 60)
+    current, previous = (f"{KEY_PREFIX}rate:{key}:{int(minute) - back}" for back in (0, 1))
+    try:
+        count, _, before = get_redis().pipeline(transaction=False).incr(current).expire(current, 120) \
+            .get(previous).execute()
+    except redis.RedisError as exc:
+        log.warning("requests not counted, Redis is unreachable: %s", exc)  # uncounted rather than refused
+        return
+    recent = int(before or 0) * (1 - elapsed / 60) + count
+    if recent > limit:
+        # Requests spread over the minute: the excess has left the window after this long.
+        retry_after_s = max(1, math.ceil(60 * (recent - limit) / recent))
+        raise RateLimited(f"more than {limit} requests a minute", {"limit_per_minute": limit},
+                          retry_after_s=retry_after_s)
 
 
 def _same_origin() -> bool:
