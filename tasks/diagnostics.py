@@ -33,6 +33,8 @@ def selftest(job: JobContext) -> dict:
     if params["allocate_bytes"]:
         filled = np.ones(params["allocate_bytes"], dtype=np.uint8)  # ones, not zeros: pages really taken
         del filled
+    if params["write_bytes"]:
+        _write(job, params["write_bytes"])
 
     steps = params["steps"]
     for step in range(1, steps + 1):
@@ -58,6 +60,15 @@ def selftest(job: JobContext) -> dict:
 @shared_task(base=JobTask, name="diagnostics.noop")
 def noop(job: JobContext) -> dict:
     return {}
+
+
+def _write(job: JobContext, size: int, block: int = 8 * 1024**2) -> None:
+    chunk = os.urandom(min(block, size))  # incompressible, whatever the file system
+    with open(job.artifact("filler.bin"), "wb") as file:
+        for written in range(0, size, block):
+            file.write(chunk[:min(block, size - written)])
+            file.flush()
+            job.progress(0.5 * written / size, f"{written:,} of {size:,} bytes written")
 
 
 @lru_cache(maxsize=1)

@@ -80,7 +80,7 @@ def test_submit_records_and_queues_a_job_with_defaults(client, settings):
     assert response.headers["Location"].endswith(f"/api/v1/jobs/{job['id']}")
     assert job["status"] == "queued" and job["priority"] == 8 and job["queue"] == "cpu"
     assert job["params"] == {"steps": 2, "duration_s": 0.2, "blocking_s": 0, "transient_failures": 0,
-                             "ignore_soft_limit": False, "allocate_bytes": 0}
+                             "ignore_soft_limit": False, "allocate_bytes": 0, "write_bytes": 0}
     assert job["time_limits"] == {"soft_s": 60, "hard_s": 90}
     # Enqueued: no worker takes cpu jobs in this module, so its message waits, on the list
     # of its priority (Redis serves 0 first; the API's 8 is Celery's 1).

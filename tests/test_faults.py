@@ -1,6 +1,6 @@
 """Faults of the services around vitalq, each under a real web server and worker of its
 own: Redis restarted mid-run (with persistence on), and PostgreSQL stopped and started
-again. No job is lost."""
+again. No job is lost. And a job that fills more disk than one job may."""
 
 from __future__ import annotations
 
@@ -47,6 +47,27 @@ def own_stack(database, settings, tmp_path, clean):
     for process in stack:
         stop_process(process)
     server.stop()
+
+
+@pytest.fixture
+def stack_with(database, settings, tmp_path, clean):
+    """``stack_with(**settings)``: a web server and a worker on a Redis of their own, with
+    those settings in their environment; returns the server's URL."""
+    stacks: list = []
+
+    def start(**tuned: str) -> str:
+        server = EmbeddedRedis(tmp_path / f"redis-{len(stacks)}", persist=False)
+        server.start()
+        env = {**os.environ, "REDIS_URL": server.url, "VITALQ_LOG_FORMAT": "text", **tuned}
+        base, processes_ = start_stack(env, tmp_path / "stack.log")
+        stacks.append((server, processes_))
+        return base
+
+    yield start
+    for server, processes_ in stacks:
+        for process in processes_:
+            stop_process(process)
+        server.stop()
 
 
 def _answers(url: str) -> bool:
@@ -219,3 +240,25 @@ def test_a_job_that_cannot_start_while_the_database_is_away_goes_back_on_its_que
 
         done = wait_until(finished, 90, "the job finishes")
     assert done["status"] == "succeeded" and (done["attempts"], done["redeliveries"]) == (1, 0), done
+
+
+def test_a_job_that_fills_more_than_its_disk_share_fails_and_leaves_nothing(stack_with, tokens, settings):
+    """One job could fill the disk every other job writes to; now each has a ceiling
+    (``VITALQ_MAX_JOB_DISK_BYTES``), checked at its progress points."""
+    limit = 48 * 1024**2
+    base = stack_with(VITALQ_MAX_JOB_DISK_BYTES=str(limit))
+    with httpx.Client(base_url=base, timeout=30, headers=bearer(tokens["admin"])) as http:
+        over, under = (http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
+                                                       "params": {"write_bytes": size, "duration_s": 0}}).json()["id"]
+                       for size in (2 * limit, limit // 3))
+
+        def finished(job_id: str) -> dict | None:
+            job = http.get(f"/api/v1/jobs/{job_id}").json()
+            return job if job["finished_at"] else None
+
+        over, under = (wait_until(lambda: finished(job_id), 60, f"job {job_id} finishes") for job_id in (over, under))
+    assert over["status"] == "failed" and over["error"]["code"] == "DISK_LIMIT", over["error"]
+    assert over["error"]["details"] == {"limit_bytes": limit} and over["attempts"] == 1
+    assert over["artifacts"] == [] and not (settings.jobs_dir / over["id"] / "filler.bin").exists()
+    assert under["status"] == "succeeded"
+    assert {a["name"]: a["size"] for a in under["artifacts"]}["filler.bin"] == limit // 3

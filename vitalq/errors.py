@@ -170,6 +170,12 @@ class MemoryLimit(VitalqError):
     code = "MEMORY_LIMIT"
 
 
+class DiskLimit(VitalqError):
+    """A job wrote more than one job may (``VITALQ_MAX_JOB_DISK_BYTES``)."""
+
+    code = "DISK_LIMIT"
+
+
 class JobFailed(Exception):
     """What a job's task raises to Celery once the job's failure (or cancel) is recorded:
     Celery's events, and Flower, then count the job as a failed task. Not a VitalqError:

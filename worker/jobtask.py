@@ -41,7 +41,7 @@ from celery.worker.request import Request
 
 from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
 
-from . import logs, memory, progress, storage, store
+from . import limits, logs, progress, storage, store
 from .models import Job, JobStatus
 from .settings import get_settings
 
@@ -111,6 +111,8 @@ class JobContext:
         self._db_interval = settings.progress_db_interval_s
         self._last_saved = time.monotonic()  # the start was just written; the end carries the last progress
         self._unsaved: dict[str, Any] | None = None
+        #: The disk the job's folder and scratch folders take, against its ceiling.
+        self.disk = limits.DiskMeter(self._folders, settings.max_job_disk_bytes)
 
     def progress(self, fraction: float, message: str | None = None, stage: str | None = None) -> None:
         """Report progress (``fraction`` from 0 to 1); raises JobCancelled if asked to stop.
@@ -126,6 +128,7 @@ class JobContext:
         seq, cancel = progress.publish(self.id, {"type": "progress", "status": JobStatus.RUNNING.value,
                                                  "fraction": fraction, "stage": self._stage, "message": message})
         self._unsaved = dict(fraction=fraction, stage=self._stage, message=message, seq=seq)
+        self.disk.check()
         if time.monotonic() - self._last_saved >= self._db_interval:
             self.save_progress()
         if cancel:
@@ -155,6 +158,10 @@ class JobContext:
         root = get_settings().data_dir / "tmp"
         root.mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryDirectory(dir=root, prefix=f"{self.id}-")
+
+    def _folders(self) -> list[Path]:
+        """Where the job writes: its own folder and its scratch folders."""
+        return [storage.job_dir(self.id), *(get_settings().data_dir / "tmp").glob(f"{self.id}-*")]
 
     def artifact(self, name: str) -> Path:
         """Path to write the artifact ``name`` to; every file there is listed with the result."""
@@ -266,8 +273,9 @@ class JobTask(Task):
             progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
                                       "fraction": job.progress_fraction, "stage": job.progress_stage,
                                       "message": f"attempt {job.attempts}{stage}"})
-            with memory.ceiling(settings.max_job_memory_bytes):
+            with limits.memory_ceiling(settings.max_job_memory_bytes):
                 result = self.run(context)
+            context.disk.check(now=True)
         except JobCancelled as exc:
             self._fail(context, job, JobStatus.CANCELLED, exc)
         except SoftTimeLimitExceeded:

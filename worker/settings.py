@@ -38,6 +38,11 @@ class Settings:
     #: (counted as Linux's data segment, ``RLIMIT_DATA``); beyond it the job fails
     #: ``MEMORY_LIMIT`` and its process lives on. 0: no ceiling.
     max_job_memory_bytes: int = 2 * 1024**3
+    #: Disk one job may fill, its artifacts and scratch folders together, checked at each
+    #: of its progress points and at its end; beyond it the job fails ``DISK_LIMIT`` and
+    #: what it wrote is removed, so one job cannot fill the disk the others write to.
+    #: 0: no ceiling.
+    max_job_disk_bytes: int = 16 * 1024**3
     #: Seconds a running job has to honour a cancel before its process is killed.
     cancel_grace_s: float = 10.0
     #: Minimum seconds between two progress writes to the job row (events are not throttled).

@@ -72,6 +72,11 @@ SELFTEST = register(
                     "description": "Bytes of memory to fill, as a computation on a large input would "
                                    "(beyond the job memory ceiling: MEMORY_LIMIT).",
                 },
+                "write_bytes": {
+                    "type": "integer", "minimum": 0, "maximum": 64 * 1024**3, "default": 0,
+                    "description": "Bytes to write to an artifact, a progress point every 8 MiB, as a "
+                                   "large output would (beyond the job disk ceiling: DISK_LIMIT).",
+                },
             },
         },
         soft_time_limit_s=60,
@@ -81,7 +86,7 @@ SELFTEST = register(
         upload=Upload(required=False, formats=()),
         # Each holds a worker or fails on purpose: a user could keep a worker for an hour.
         admin_params=frozenset({"blocking_s", "transient_failures", "soft_time_limit_s", "hard_time_limit_s",
-                                "ignore_soft_limit", "allocate_bytes"}),
+                                "ignore_soft_limit", "allocate_bytes", "write_bytes"}),
     )
 )
 

@@ -39,6 +39,7 @@ const PLAIN_ERRORS = {
   HRV_WITHHELD: "The video's pulse was too unclear to time heartbeats, so no risk was predicted from it.",
   WORKER_LOST: "The worker running this job stopped unexpectedly, more than once.",
   MEMORY_LIMIT: "The job needed more memory than one job may have on this server.",
+  DISK_LIMIT: "The job wrote more to disk than one job may on this server.",
   DEVICE_BUSY: "The camera was in use by another program, and still was after several tries.",
   DEVICE_UNAVAILABLE: "The camera could not be reached (unplugged or switched off?), even after several tries.",
   CALIBRATION_FAILED: "The calibration could not see its checkerboard target.",
