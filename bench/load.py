@@ -46,7 +46,7 @@ import time  # noqa: E402
 import httpx  # noqa: E402
 import websocket  # noqa: E402
 
-from bench.stack import prepare_services, start_vitalq  # noqa: E402
+from bench.stack import prepare_services, remove_services, start_vitalq  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -220,7 +220,7 @@ def main() -> None:
     tokens = [accounts.create_user(f"load-{i}")[1] for i in range(max(args.clients, 20))]
     supervisor, base = start_vitalq(args.concurrency, {"VITALQ_LOG_FORMAT": "json"})
     try:
-        web_pid, worker_pid = supervisor.running["web"].pid, supervisor.running["worker-cpu"].pid
+        web_pid, worker_pid = supervisor.pid("web"), supervisor.pid("worker-cpu")
 
         load, load_s = load_phase(base, tokens[: args.clients], args.minutes, args.poll_s, args.think_s,
                                    args.warmup_s)
@@ -231,8 +231,7 @@ def main() -> None:
         rss_end = (tree_rss_mb(web_pid), tree_rss_mb(worker_pid))
     finally:
         supervisor.stop()
-        if embedded:
-            embedded.stop()
+        remove_services(embedded)
 
     database = os.environ["DATABASE_URL"].split("://")[0]
     print(f"\nvitalq load benchmark: database {database}, redis {'embedded' if embedded else 'server'}, "

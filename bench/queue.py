@@ -44,7 +44,7 @@ from typing import Callable
 import httpx
 import websocket
 
-from bench.stack import prepare_services, start_vitalq  # noqa: E402
+from bench.stack import prepare_services, remove_services, start_vitalq  # noqa: E402
 from vitalq import processes  # noqa: E402
 from worker.embedded_redis import free_port  # noqa: E402
 
@@ -153,7 +153,7 @@ class CpuMeter:
 def process_groups(supervisor: processes.Supervisor, web: str, worker: str) -> dict:
     """The client (this process), the web server (gunicorn and its worker), a Celery
     worker's main process and its pool children, and the database and broker."""
-    web_pid, worker_pid = supervisor.running[web].pid, supervisor.running[worker].pid
+    web_pid, worker_pid = supervisor.pid(web), supervisor.pid(worker)
     return {"client": [os.getpid()], "web": [web_pid, *children(web_pid)],
             "worker child": children(worker_pid), "worker main": [worker_pid],
             "postgres": server_processes("postgres"), "redis": server_processes("redis-server")}
@@ -350,8 +350,7 @@ def main() -> None:
                     cpu[name][group] = cpu[name].get(group, 0.0) + seconds
     finally:
         supervisor.stop()
-        if embedded:
-            embedded.stop()
+        remove_services(embedded)
 
     database = os.environ["DATABASE_URL"].split("://")[0]
     print(f"\nvitalq queue benchmark: database {database}, redis {'embedded' if embedded else os.environ['REDIS_URL']}, "

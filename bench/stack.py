@@ -4,6 +4,7 @@ waiting for it to be ready."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,14 @@ def prepare_services(prefix: str) -> EmbeddedRedis | None:
     return embedded
 
 
+def remove_services(embedded: EmbeddedRedis | None) -> None:
+    """Stop the embedded Redis ``prepare_services`` started, and remove its folder and
+    whatever the run left in the data folder (uploads, results, logs)."""
+    if embedded is not None:
+        embedded.stop()
+    shutil.rmtree(os.environ["VITALQ_DATA_DIR"], ignore_errors=True)
+
+
 def wait_ready(base: str, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -48,10 +57,12 @@ def wait_ready(base: str, timeout_s: float = 90) -> None:
 def start_vitalq(concurrency: int, env: dict[str, str] | None = None,
                  extra: tuple[processes.ProcessSpec, ...] = ()) -> tuple[processes.Supervisor, str]:
     """A web server and a cpu worker of ``concurrency`` processes (and ``extra``
-    processes) on the prepared services. Returns the supervisor, to stop them, and the
+    processes) on the prepared services, logging to ``vitalq.log`` in the data folder. Returns the supervisor, to stop them, and the
     web server's URL, once vitalq is ready."""
     port = free_port()
-    supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT), **(env or {})})
+    # Their logs go to the data folder: the benchmark's output is its table.
+    log = open(Path(os.environ["VITALQ_DATA_DIR"]) / "vitalq.log", "ab")
+    supervisor = processes.Supervisor({"PYTHONPATH": str(ROOT), **(env or {})}, output=log)
     for spec in (processes.web("127.0.0.1", port), processes.cpu_worker(concurrency), *extra):
         supervisor.start(spec)
     base = f"http://127.0.0.1:{port}"

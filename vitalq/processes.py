@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 from worker.settings import get_settings
 
@@ -119,15 +119,17 @@ class Supervisor:
     ``hardware_pool``) is looked at every ``pool_interval_s``: its new members are
     started, those gone are stopped.
 
-    With a ``status_path``, the state of every process (running, or down and when it
+    With an ``output`` (an open file), the processes write there rather than to this
+    process's own output. With a ``status_path``, the state of every process (running, or down and when it
     restarts) is kept in that JSON file while the supervisor runs; ``/health/ready``
     reports not-ready while one is down (``web.health``).
     """
 
     def __init__(self, env: dict[str, str] | None = None, grace_s: float = 15.0,
                  pool: Callable[[], list[ProcessSpec]] | None = None, pool_interval_s: float | None = None,
-                 status_path: Path | None = None):
+                 status_path: Path | None = None, output: IO | None = None):
         self.env = {**os.environ, **(env or {})}
+        self.output = output
         self.grace_s = grace_s
         self.children: dict[str, Child] = {}
         self.pool = pool
@@ -142,8 +144,14 @@ class Supervisor:
         """Supervise ``process``, already started from ``spec``."""
         self.children[spec.name] = Child(spec, process, pooled=pooled)
 
+    def pid(self, name: str) -> int | None:
+        """The pid of the process ``name`` while it runs."""
+        child = self.children.get(name)
+        return child.process.pid if child is not None and child.running else None
+
     def _spawn(self, spec: ProcessSpec) -> subprocess.Popen:
-        return subprocess.Popen(spec.argv, env={**self.env, **spec.env})
+        return subprocess.Popen(spec.argv, env={**self.env, **spec.env}, stdout=self.output,
+                                stderr=None if self.output is None else subprocess.STDOUT)
 
     def _keep_pool(self) -> None:
         if self.pool is None or time.monotonic() - self._pool_checked < self.pool_interval_s:

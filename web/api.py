@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Iterator
 
 from flask import Blueprint, jsonify, request, send_file, url_for
@@ -179,7 +180,49 @@ def get_artifact(job_id: str, name: str):
     job = visible(store.get(job_id))
     if name not in {artifact["name"] for artifact in job.artifacts or []}:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
+    # Streamed in blocks that give the process's other requests a turn (see ``CooperativeFile``).
+    request.environ["wsgi.file_wrapper"] = CooperativeFile
     return send_file(storage.artifact_path(job_id, name), as_attachment=request.args.get("download") == "1")
+
+
+class CooperativeFile:
+    """A file served in 256 KiB blocks, giving the other requests of the process a turn
+    after each (``time.sleep(0)``: under gevent, a switch to the event loop; under threads,
+    the GIL). A socket to a fast client never blocks, so a download in gunicorn's own
+    file wrapper held the gevent loop until its buffer filled: with ten clients
+    downloading an 80 MB result, a job's record took 200 ms at the 95th percentile to
+    answer instead of 6 ms. The WSGI ``wsgi.file_wrapper`` interface, with werkzeug's
+    seeking (for ranges)."""
+
+    BLOCK = 256 * 1024
+    #: Gunicorn sends a file wrapper's ``filelike`` with sendfile(2), which never lets the
+    #: loop run: with none, it iterates the wrapper as any response.
+    filelike = None
+
+    def __init__(self, file, _block_size: int = 0):
+        self.file = file
+
+    def __iter__(self) -> "CooperativeFile":
+        return self
+
+    def __next__(self) -> bytes:
+        time.sleep(0)
+        block = self.file.read(self.BLOCK)
+        if not block:
+            raise StopIteration
+        return block
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _json_field(raw: str | None, name: str) -> Any:
