@@ -334,3 +334,17 @@ def test_signing_out_ends_the_session_on_the_server(live_server, clean, tokens):
     with httpx.Client(base_url=live_server, timeout=30) as again:  # signing in again works
         sign_in_over_http(again, tokens["alice"])
         assert again.get("/api/v1/jobs").status_code == 200
+
+
+def test_a_page_that_is_not_there_is_an_html_page_and_the_api_stays_json(live_server, clean, tokens):
+    """A browser's 404 was answered with raw JSON."""
+    browser_accept = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    with httpx.Client(base_url=live_server, timeout=30) as browser:
+        sign_in_over_http(browser, tokens["alice"])
+        for path in ("/jobs/0123456789abcdef0123456789abcdef", "/no-such-page"):
+            page = browser.get(path, headers=browser_accept)
+            assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html"), path
+            assert "<h1>Not Found</h1>" in page.text and "NOT_FOUND" in page.text and 'href="/jobs"' in page.text
+            assert browser.get(path).json()["error"]["code"] == "NOT_FOUND"  # a client without HTML first: JSON
+        api = browser.get("/api/v1/jobs/0123456789abcdef0123456789abcdef", headers=browser_accept)
+        assert api.status_code == 404 and api.json()["error"]["code"] == "NOT_FOUND"

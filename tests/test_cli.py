@@ -111,6 +111,7 @@ def test_params_are_typed_from_the_kinds_own_schema_unions_included(client):
     assert coerce_param(schema, "notch_hz", "null") is None
     assert coerce_param(schema, "time_column", "2") == 2 and coerce_param(schema, "time_column", "t") == "t"
     assert coerce_param(schema, "zero_phase", "no") is False and coerce_param(schema, "cutoff_hz", "[1, 5]") == [1, 5]
+    assert coerce_param(schema, "cutoff_hz", "5") == 5.0  # one edge, as a plain number
     with pytest.raises(ValueError, match="is not an integer"):
         coerce_param(schema, "order", "four")
 

@@ -67,6 +67,22 @@ def test_sample_rate_taken_from_a_time_column(jobs, http):
     assert download_npy(http, job).shape == (timer.size,)
 
 
+def test_one_cutoff_may_be_a_plain_number_as_in_scipy(jobs, http):
+    """``{"btype": "lowpass", "cutoff_hz": 10}`` was refused ("10 is not of type 'array'")."""
+    content = (HEARTPY_DATA / "data.csv").read_bytes()
+    response = submit_file(http, content, "data.csv", {"fs": 100.0, "btype": "lowpass", "cutoff_hz": 10,
+                                                       "output_dtype": "float64"})
+    assert response.status_code == 201, response.text
+    job = jobs.wait_finished(response.json()["id"], timeout_s=60)
+    assert job["status"] == "succeeded", job["error"]
+    x = np.loadtxt(HEARTPY_DATA / "data.csv")
+    np.testing.assert_array_equal(download_npy(http, job),
+                                  signal.sosfiltfilt(signal.butter(4, 10, "lowpass", fs=100.0, output="sos"), x))
+    for refused in (0, -3, [10, 20, 30], "10"):
+        answer = submit_file(http, content, "data.csv", {"fs": 100.0, "btype": "lowpass", "cutoff_hz": refused})
+        assert answer.status_code == 400 and "cutoff_hz" in answer.text, (refused, answer.text)
+
+
 @pytest.mark.parametrize("content, filename, params, status, code", [
     (b"", "empty.csv", {"fs": 100}, 400, "EMPTY_INPUT"),
     (bytes(range(256)) * 16, "mystery.bin", {"fs": 100}, 415, "UNSUPPORTED_FORMAT"),

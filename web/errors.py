@@ -7,10 +7,11 @@ import logging
 import math
 import time
 import uuid
+from http import HTTPStatus
 
 import redis
 import sqlalchemy.exc
-from flask import Flask, g, jsonify, request
+from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from vitalq.errors import InvalidInput, Unavailable, VitalqError
@@ -123,8 +124,23 @@ def error_response(code: str, message: str, status: int, details: dict | None = 
         details["more_fields"] = len(fields) - MAX_ERROR_FIELDS
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "…"
+    if _wants_a_page():
+        title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        return render_template("error.html", code=code, message=message, status=status, title=title,
+                               request_id=g.get("request_id")), status
     body = {"error": {"code": code, "message": message, "details": details, "request_id": g.get("request_id")}}
     return jsonify(body), status
+
+
+#: Paths whose answers are for programs: their errors are JSON whoever asks.
+MACHINE_PREFIXES = ("/api/", "/ws/", "/health/", "/metrics", "/flower/", "/static/")
+
+
+def _wants_a_page() -> bool:
+    """A browser asking for a page (it prefers HTML to JSON) gets its error as a page;
+    the API, and any client that does not prefer HTML (curl sends ``*/*``), JSON."""
+    return (not request.path.startswith(MACHINE_PREFIXES)
+            and request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html")
 
 
 def init_app(app: Flask) -> None:

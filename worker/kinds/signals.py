@@ -60,9 +60,12 @@ SIGNAL_FILTER = register(
                 "family": {"enum": ["butter", "cheby1", "cheby2", "bessel", "ellip", "none"], "default": "butter",
                            "description": "IIR design (none: the notch alone)."},
                 "btype": {"enum": ["lowpass", "highpass", "bandpass", "bandstop"], "default": "bandpass"},
-                "cutoff_hz": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                # As SciPy takes Wn: a number for one edge, or a list of one or two.
+                "cutoff_hz": {"type": ["array", "number"], "exclusiveMinimum": 0,
+                              "items": {"type": "number", "exclusiveMinimum": 0},
                               "minItems": 1, "maxItems": 2, "default": [0.5, 8.0],
-                              "description": "Cutoff in Hz: one edge, or two for band filters; inside (0, fs/2)."},
+                              "description": "Cutoff in Hz: one edge (a number), or two for band filters; "
+                                             "inside (0, fs/2)."},
                 "order": {"type": "integer", "minimum": 1, "maximum": 12, "default": 4},
                 "ripple_db": {"type": "number", "minimum": 0.01, "maximum": 20, "default": 1.0,
                               "description": "Passband ripple in dB (cheby1, ellip; below attenuation_db for ellip)."},
