@@ -54,3 +54,23 @@ def test_each_web_request_is_logged_as_json_with_its_request_id(client):
     record = json_lines(stream.getvalue())[-1]
     assert record["request_id"] == "trace-77" and record["status"] == 404
     assert record["path"] == "/api/v1/jobs/nope" and record["method"] == "GET" and record["job_id"] is None
+
+
+def test_an_expected_failure_is_logged_as_an_outcome_not_a_crash(http, jobs, worker):
+    """A job ending with a stable code (bad input, declined, withheld) was logged at ERROR
+    with a traceback (``UnpickleableExceptionWrapper ... JobFailed``): its exception did
+    not survive the trip from the pool process to the worker. Now its one line is INFO."""
+    failing = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
+                                              "params": {"allocate_bytes": 2 * 1024**3 + 1}}).json()["id"]
+    assert jobs.wait_finished(failing)["error"]["code"] == "MEMORY_LIMIT"
+    # The worker handles each job's outcome in turn: once the next job's is logged, the
+    # failed one's has been, whatever it was.
+    after = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "params": {"duration_s": 0}}).json()["id"]
+    assert jobs.wait_finished(after)["status"] == "succeeded"
+    wait_until(lambda: any(r.get("job_id") == after and r["message"].startswith("job succeeded")
+                           for r in json_lines(worker.log_path.read_text())), 30, "the next job logged")
+    log = worker.log_path.read_text()
+    assert "Unpickleable" not in log and "Traceback" not in log, log[-3000:]
+    records = [r for r in json_lines(log) if r.get("job_id") == failing or failing in r["message"]]
+    assert [(r["level"], r["message"]) for r in records if r["level"] != "INFO"] == []
+    assert any(r["message"] == "job failed: MEMORY_LIMIT" for r in records), records

@@ -182,7 +182,17 @@ class JobFailed(Exception):
     it reports, it is never reported back; expected (``JobTask.throws``), so Celery
     logs it without a traceback and never retries it."""
 
-    def __init__(self, error: VitalqError):
+    def __init__(self, code: str, message: str):
+        # Its arguments are its whole state, so it pickles from the pool process to the
+        # worker: one that did not arrived as an UnpickleableExceptionWrapper, which is
+        # no expected exception, and every expected failure was logged as a crash.
+        super().__init__(code, message)
+        self.code, self.message = code, message
+
+    @classmethod
+    def of(cls, error: VitalqError) -> "JobFailed":
         reported = error.to_dict()  # as users see it: no server path
-        super().__init__(f"{reported['code']}: {reported['message']}")
-        self.code = error.code
+        return cls(reported["code"], reported["message"])
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"

@@ -259,7 +259,7 @@ class JobTask(Task):
             log.exception("job %s: recording its outcome failed", job_id)
             error = VitalqError("internal error while recording the job's outcome")
             self._record(lambda: store.finish(job_id, JobStatus.FAILED, error=error))
-            raise JobFailed(error) from None
+            raise JobFailed.of(error) from None
         return None
 
     def _record(self, write: Callable[[], T]) -> T:
@@ -308,7 +308,7 @@ class JobTask(Task):
         storage.remove_artifacts(job.id)  # partial outputs are not results
         unsaved = context.unsaved_progress()
         self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at, progress=unsaved))
-        raise JobFailed(error) from None
+        raise JobFailed.of(error) from None
 
     def _retry(self, context: JobContext, job: Job, error: VitalqError, settings) -> None:
         """Retry later with backoff, or fail with the error once retries are spent."""
