@@ -209,6 +209,24 @@ def stage_seconds(messages: list[dict], stage: str) -> float:
 
 
 @pytest.mark.usefixtures("worker")
+def test_video_analyze_whose_risk_step_is_refused_keeps_its_heart_rate(jobs, http, tmp_path):
+    """A right heart rate from a faint pulse, whose beats are timed too roughly for HRV:
+    the risk step refuses (HRV_WITHHELD), and the job used to lose its heart rate, pulse
+    and plot with it."""
+    path = tmp_path / "faint.avi"
+    truth = write_face_video(path, hr_bpm=72.0, seconds=20.0, size=(320, 240), amplitude=0.005, seed=5)
+    response = http.post("/api/v1/jobs", data={"kind": "video.analyze", "params": "{}"},
+                         files={"file": ("faint.avi", path.read_bytes())})
+    job = jobs.wait_finished(response.json()["id"], timeout_s=120)
+    assert job["status"] == "failed" and job["error"]["code"] == "HRV_WITHHELD", job["error"]
+    assert job["error"]["details"]["finished_parts"] == ["rppg"]
+    assert job["result"]["rppg"]["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=2.0)
+    assert "risk" not in job["result"]
+    assert {a["name"] for a in job["artifacts"]} >= {"plot.png", "pulse.csv"}
+    assert http.get(f"/api/v1/jobs/{job['id']}/artifacts/pulse.csv").status_code == 200
+
+
+@pytest.mark.usefixtures("worker")
 def test_video_analyze_fails_with_the_rppg_stage_error(jobs, http):
     response = http.post("/api/v1/jobs", data={"kind": "video.analyze", "params": "{}"},
                          files={"file": ("x.avi", b"RIFF" + b"\x00" * 4 + b"AVI " + b"\x01" * 5000)})

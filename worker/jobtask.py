@@ -103,8 +103,10 @@ class JobContext:
         self.attempt: int = job.attempts
         self.input: dict[str, Any] | None = job.input
         self.input_path: Path | None = Path(job.input["path"]) if job.input else None
-        #: What earlier stages of a multi-stage job returned (see ``JobTask.final_stage``).
+        #: What earlier stages of a multi-stage job returned (see ``JobTask.final_stage``),
+        #: and the artifacts they wrote: kept whatever becomes of this stage.
         self.previous_result: dict[str, Any] = dict(job.result or {})
+        self.earlier_artifacts: list[dict[str, Any]] = storage.list_artifacts(job.id) if job.result else []
         #: The part of the job's progress bar this task covers (a stage of a chain covers less).
         self._span = span
         self._stage = job.progress_stage
@@ -304,10 +306,16 @@ class JobTask(Task):
                 self._record(lambda: store.hand_off(job_id, result or {}, progress=unsaved))
 
     def _fail(self, context: JobContext, job: Job, status: JobStatus, error: VitalqError) -> NoReturn:
-        """Record the failure (the job keeps the progress it had made), then tell Celery."""
-        storage.remove_artifacts(job.id)  # partial outputs are not results
+        """Record the failure, then tell Celery. The job keeps the progress it had made, and
+        what its earlier stages finished (their result and artifacts: a video.analyze whose
+        risk step is refused keeps its heart rate); this stage's partial outputs go."""
+        kept = context.earlier_artifacts
+        storage.remove_artifacts(job.id, keep=frozenset(artifact["name"] for artifact in kept))
+        if kept or context.previous_result:
+            error.details = {**error.details, "finished_parts": sorted(context.previous_result)}
         unsaved = context.unsaved_progress()
-        self._record(lambda: store.finish(job.id, status, error=error, started_at=job.started_at, progress=unsaved))
+        self._record(lambda: store.finish(job.id, status, error=error, artifacts=kept or None,
+                                          started_at=job.started_at, progress=unsaved))
         raise JobFailed.of(error) from None
 
     def _retry(self, context: JobContext, job: Job, error: VitalqError, settings) -> None:
@@ -318,7 +326,7 @@ class JobTask(Task):
             self._fail(context, job, JobStatus.FAILED, error)
             return
         countdown = backoff_with_full_jitter(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
-        storage.remove_artifacts(job_id)
+        storage.remove_artifacts(job_id, keep=frozenset(artifact["name"] for artifact in context.earlier_artifacts))
         unsaved = context.unsaved_progress()
         self._record(lambda: store.mark_retrying(job_id, error, progress=unsaved))
         log.warning("job %s: %s; retry %d in %.1f s", job_id, error.message, self.request.retries + 1, countdown)

@@ -164,5 +164,11 @@ def list_artifacts(job_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def remove_artifacts(job_id: str) -> None:
-    shutil.rmtree(job_dir(job_id), ignore_errors=True)
+def remove_artifacts(job_id: str, keep: frozenset[str] = frozenset()) -> None:
+    """Remove a job's folder, or only the files in it not named in ``keep``."""
+    if not keep:
+        shutil.rmtree(job_dir(job_id), ignore_errors=True)
+        return
+    for artifact in list_artifacts(job_id):
+        if artifact["name"] not in keep:
+            (job_dir(job_id) / artifact["name"]).unlink(missing_ok=True)

@@ -238,6 +238,8 @@ def finish(job_id: str, status: JobStatus, *, result: dict[str, Any] | None = No
             reported = error.to_dict()
             values.update(error_code=reported["code"], error_message=reported["message"],
                           error_details=json_safe(reported["details"]))
+            if artifacts is not None:  # what earlier stages finished, kept
+                values["artifacts"] = artifacts
         ended = execute_prepared(connection, _finish_statement(tuple(sorted(values))),
                                   {"job_id": job_id, **{f"set_{column}": value for column, value in values.items()}})
         if not ended:

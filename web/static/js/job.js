@@ -40,9 +40,13 @@ async function showFinal(job) {
   finished = true;
   showJob(job);
   if (job.status === "succeeded") showProgress(1, job.progress.stage, "done");
+  // A job of several stages keeps what its earlier stages finished when a later one fails.
+  const finishedParts = job.error?.details?.finished_parts || [];
   if (job.error) {
     $("failure").hidden = false;
-    $("failure-title").textContent = job.status === "cancelled" ? "Why it stopped" : "Why it failed";
+    $("failure-title").textContent = job.status === "cancelled" ? "Why it stopped"
+      : finishedParts.length ? `What could not be done (the ${finishedParts.join(", ")} part finished: below)`
+      : "Why it failed";
     $("failure-plain").textContent = plainError(job.error.code);
     $("failure-code").textContent = job.error.code;
     $("failure-message").textContent = job.error.message;
@@ -53,7 +57,7 @@ async function showFinal(job) {
       el("a", { href: `/api/v1/jobs/${job.id}/artifacts/${encodeURIComponent(artifact.name)}?download=1`, download: artifact.name },
         artifact.name), ` (${(artifact.size / 1024).toFixed(1)} kB)`)));
   }
-  if (job.status === "succeeded" && job.result) {
+  if (job.result && (job.status === "succeeded" || finishedParts.length)) {
     $("results").hidden = false;
     const view = RESULT_VIEWS[job.kind] || RESULT_VIEWS.default;
     try {

@@ -156,7 +156,10 @@ function plain(job, container) {
 
 export const RESULT_VIEWS = {
   "video.rppg": rppg,
-  "video.analyze": async (job, container) => { await rppg(job, container, job.result.rppg); risk(job, container, job.result.risk); },
+  "video.analyze": async (job, container) => {
+    await rppg(job, container, job.result.rppg);
+    if (job.result.risk) risk(job, container, job.result.risk);
+  },
   "signal.filter": filtered,
   "camera.calibrate": calibration,
   "risk.predict": risk,
