@@ -30,13 +30,21 @@ def run_cli(tokens):
 
 
 @pytest.mark.usefixtures("worker")
-def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean, run_cli):
+def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean, run_cli, tmp_path):
     done = run_cli("submit", "diagnostics.selftest", "-p", "duration_s=0.3", "-p", "steps=3",
                    "--priority", "7", "--wait", url=live_server)
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert job["status"] == "succeeded" and job["priority"] == 7 and job["params"]["steps"] == 3
     assert "100.0%" in done.stderr  # the progress bar, fed by the websocket
+    assert "  step 3 of 3\n" in done.stderr  # each message whole, on a line of its own
+
+    # An upload says how far it has got (1 GB went 25 s without a word).
+    upload = tmp_path / "input.bin"
+    upload.write_bytes(os.urandom(3 * 1024**2))
+    sent = run_cli("submit", "diagnostics.selftest", str(upload), "-p", "duration_s=0", "--wait", url=live_server)
+    assert sent.returncode == 0 and json.loads(sent.stdout)["result"]["input_sha256_matches"] is True, sent.stderr
+    assert "uploading input.bin: 100.0% (3.1 of 3.1 MB)" in sent.stderr, sent.stderr
 
     listed = run_cli("jobs", "--status", "succeeded", url=live_server)
     assert listed.returncode == 0 and job["id"] in listed.stdout
@@ -55,6 +63,14 @@ def test_submit_wait_list_and_cancel_from_the_command_line(live_server, clean, r
     deleted = run_cli("delete", job_id, url=live_server)
     assert deleted.returncode == 0 and deleted.stdout.strip() == f"job {job_id}: deleted", deleted.stderr
     assert job_id not in run_cli("jobs", url=live_server).stdout
+
+    # A live job is cancelled first, then deleted (this was refused: "cancel it first").
+    running = run_cli("submit", "diagnostics.selftest", "-p", "duration_s=20", "-p", "steps=20",
+                      url=live_server).stdout.strip()
+    wait_until(lambda: running in run_cli("jobs", "--status", "running", url=live_server).stdout, 30, "running")
+    deleted = run_cli("delete", running, url=live_server)
+    assert deleted.returncode == 0 and deleted.stdout.strip() == f"job {running}: deleted", deleted.stderr
+    assert running not in run_cli("jobs", url=live_server).stdout
 
 
 def test_command_line_reports_bad_params_with_the_api_error(live_server, clean, run_cli):

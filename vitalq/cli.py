@@ -270,13 +270,13 @@ def submit(kind: str, file: Path | None, raw_params: tuple[str, ...], priority: 
                 params[name] = coerce_param(kinds[kind]["params_schema"], name, value)
             except ValueError as exc:
                 raise click.UsageError(str(exc)) from None
-        job = client.submit(kind, params, priority, file)
+        uploading = _Progress(f"uploading {file.name}") if file else None
+        job = client.submit(kind, params, priority, file, on_upload=uploading)
         click.echo(f"job {job['id']} queued on {job['queue']}", err=True)
         if not wait:
             click.echo(job["id"])
             return
-        job = client.wait(job["id"], on_event=_progress_bar)
-        click.echo("", err=True)
+        job = client.wait(job["id"], on_event=_JobProgress())
         if (job.get("result") or {}).get("reliable") is False:  # an rPPG heart rate not to be trusted
             click.echo(f"warning: the heart rate is unreliable: {job['result']['unreliable_reason']}", err=True)
         click.echo(json.dumps(job, indent=2))
@@ -316,24 +316,57 @@ def cancel(job_id: str, url: str, token: str | None) -> None:
 @url_option
 @token_option
 def delete(job_id: str, url: str, token: str | None) -> None:
-    """Delete a finished job, with its artifacts and events (a live job is cancelled instead)."""
+    """Delete a job, with its artifacts and events; a live job is cancelled first, and
+    deleted once it has stopped."""
     with _api_errors():
         client = Client(url, token)
         if not client.job(job_id)["finished_at"]:
-            raise click.ClickException(f"job {job_id} has not finished; cancel it first")
+            client.cancel(job_id)
+            click.echo(f"job {job_id}: cancelling", err=True)
+            for _message in client.events(job_id):  # until the job's final message closes the socket
+                pass
         client.delete(job_id)
     click.echo(f"job {job_id}: deleted")
 
 
-def _progress_bar(message: dict) -> None:
-    if message["type"] not in ("snapshot", "progress", "status"):
-        return
-    state = message["job"]["progress"] | {"status": message["job"]["status"]} if message["type"] == "snapshot" else message
-    fraction = state.get("fraction") or 0.0
-    width = max(min(shutil.get_terminal_size().columns - 50, 40), 10)
-    filled = int(round(fraction * width))
-    text = f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% {state.get('status', '')}: {state.get('message') or ''}"
-    click.echo(text[:shutil.get_terminal_size().columns - 1].ljust(shutil.get_terminal_size().columns - 1), nl=False, err=True)
+class _Progress:
+    """A progress bar on standard error: redrawn in place on a terminal, else a line each
+    time it moves by a tenth (a log keeps every step without thousands of lines)."""
+
+    def __init__(self, label: str):
+        self.label, self.shown = label, -1.0
+        self.terminal = sys.stderr.isatty()
+
+    def __call__(self, done: float, total: float, status: str = "") -> None:
+        fraction = min(done / total, 1.0) if total else 1.0
+        counted = f" ({done / 1e6:,.1f} of {total / 1e6:,.1f} MB)" if total > 1 else ""
+        line = f"{self.label}: {fraction * 100:5.1f}%{counted} {status}".rstrip()
+        if self.terminal:
+            width = max(min(shutil.get_terminal_size().columns - len(line) - 4, 40), 10)
+            filled = int(round(fraction * width))
+            click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {line}\033[K", nl=fraction >= 1.0, err=True)
+        elif fraction >= 1.0 or fraction - self.shown >= 0.1:
+            click.echo(line, err=True)
+        self.shown = fraction if fraction - self.shown >= 0.1 or fraction >= 1.0 else self.shown
+
+
+class _JobProgress:
+    """A job's progress from its websocket: the bar, and each new message on a line of its
+    own, whole (in the bar, long messages were cut to the terminal's width)."""
+
+    def __init__(self):
+        self.bar, self.message = _Progress("job"), None
+
+    def __call__(self, message: dict) -> None:
+        if message["type"] not in ("snapshot", "progress", "status"):
+            return
+        state = message["job"]["progress"] | {"status": message["job"]["status"]} \
+            if message["type"] == "snapshot" else message
+        text = state.get("message")
+        if text and text != self.message:
+            click.echo(f"\r\033[K  {text}" if self.bar.terminal else f"  {text}", err=True)
+            self.message = text
+        self.bar(state.get("fraction") or 0.0, 1.0, state.get("status", ""))
 
 
 class _api_errors:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +27,30 @@ class ApiError(Exception):
         self.details = error.get("details") or {}
 
 
+class ReportingFile:
+    """A file being uploaded that reports each block read: ``on_read(bytes so far, size)``.
+    Its size comes from the file itself (httpx reads ``fileno``), so the request keeps its
+    Content-Length."""
+
+    def __init__(self, file, on_read: Callable[[int, int], None]):
+        self.file, self.on_read = file, on_read
+        self.size = os.fstat(file.fileno()).st_size
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.file.read(size)
+        self.on_read(self.file.tell(), self.size)
+        return block
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+
 class Client:
     def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None, timeout_s: float = 60.0):
         self.base_url = base_url.rstrip("/")
@@ -46,11 +71,13 @@ class Client:
         return {kind["name"]: kind for kind in self._call("GET", "/api/v1/kinds")["kinds"]}
 
     def submit(self, kind: str, params: dict[str, Any] | None = None, priority: int | None = None,
-               file: Path | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+               file: Path | None = None, idempotency_key: str | None = None,
+               on_upload: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Submit a job; returns it. The request carries an ``Idempotency-Key`` (a new
         UUID unless given), and one whose answer was lost (a timeout, a dropped
         connection) is sent again with the same key, up to SUBMIT_ATTEMPTS times: the
-        server answers a repeat with the job the first attempt made, never a twin."""
+        server answers a repeat with the job the first attempt made, never a twin.
+        ``on_upload(sent, total)`` is told the bytes of ``file`` sent so far."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         for attempt in range(SUBMIT_ATTEMPTS):
             try:
@@ -61,8 +88,9 @@ class Client:
                 if priority is not None:
                     data["priority"] = str(priority)
                 with open(file, "rb") as stream:  # httpx streams the file; it is never read whole
+                    upload = ReportingFile(stream, on_upload) if on_upload else stream
                     return self._call("POST", "/api/v1/jobs", headers=headers, data=data,
-                                      files={"file": (Path(file).name, stream)})
+                                      files={"file": (Path(file).name, upload)})
             except ApiError as error:
                 if error.code != "IDEMPOTENCY_CONFLICT" or attempt == SUBMIT_ATTEMPTS - 1 \
                         or error.details.get("fields", {}).get("Idempotency-Key") != "in use":
