@@ -189,7 +189,7 @@ def tree_rss_mb(pid: int) -> float:
     out = subprocess.run(["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True).stdout.split("\n")
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
-    for line in filter(None, (l.split() for l in out)):
+    for line in filter(None, (row.split() for row in out)):
         child, parent, kb = map(int, line)
         children.setdefault(parent, []).append(child)
         rss[child] = kb
@@ -257,7 +257,8 @@ def main() -> None:
         events = sockets["recorder"].latencies.get(name, [])
         print(f"   {label:28} {percentile(events, 50):8.1f} {percentile(events, 95):8.1f} "
               f"{percentile(events, 99):8.1f} {len(events):8d}")
-    print(f"\n3. soak, 20 clients polling every {args.poll_s:g} s for {args.soak_minutes:g} min ({sum(len(v) for v in soak.latencies.values()) / soak_s:.1f}"
+    soak_rate = sum(len(v) for v in soak.latencies.values()) / soak_s
+    print(f"\n3. soak, 20 clients polling every {args.poll_s:g} s for {args.soak_minutes:g} min ({soak_rate:.1f}"
           f" requests/s, errors {sum(soak.errors.values())}): resident memory (MB)")
     print(f"   {'process':28} {'start':>8} {'end':>8} {'change':>8}")
     for name, start, end in (("web (gunicorn)", rss_start[0], rss_end[0]), ("cpu worker (+ pool)", rss_start[1], rss_end[1])):

@@ -187,7 +187,8 @@ def print_accuracy(rows: list[dict]) -> None:
     groups = {}
     for codec, crf, amplitude in keys:
         name = (f"H.264 CRF {crf}" if codec == "h264" else codec) + (f", {amplitude:.1%}" if amplitude else ", no pulse")
-        groups[name] = [r for r in ordinary if (case(r)["codec"], case(r)["crf"], case(r)["amplitude"]) == (codec, crf, amplitude)]
+        groups[name] = [r for r in ordinary
+                        if (case(r)["codec"], case(r)["crf"], case(r)["amplitude"]) == (codec, crf, amplitude)]
     groups["all synthetic videos"] = rows
     _table("1. synthetic faces, 640x480, ordinary motion and light; each cell: MAE of the accepted (bpm), share "
            f"accepted, share confidently wrong (accepted, > {WRONG_BPM:g} bpm off; with no pulse, any accepted)", groups)

@@ -57,8 +57,8 @@ def wait_ready(base: str, timeout_s: float = 90) -> None:
 def start_vitalq(concurrency: int, env: dict[str, str] | None = None,
                  extra: tuple[processes.ProcessSpec, ...] = ()) -> tuple[processes.Supervisor, str]:
     """A web server and a cpu worker of ``concurrency`` processes (and ``extra``
-    processes) on the prepared services, logging to ``vitalq.log`` in the data folder. Returns the supervisor, to stop them, and the
-    web server's URL, once vitalq is ready."""
+    processes) on the prepared services, logging to ``vitalq.log`` in the data folder.
+    Returns the supervisor, to stop them, and the web server's URL, once vitalq is ready."""
     port = free_port()
     # Their logs go to the data folder: the benchmark's output is its table.
     log = open(Path(os.environ["VITALQ_DATA_DIR"]) / "vitalq.log", "ab")

@@ -411,12 +411,14 @@ answers = {{
     "models": client.get("/api/v1/models").status_code,
     "filter": client.post("/api/v1/jobs", data={{"kind": "signal.filter", "params": json.dumps({{"fs": 100}}),
                                                 "file": (io.BytesIO(b"a,b\\n" + b"1,2\\n" * 500), "s.csv")}}).status_code,
-    "video": client.post("/api/v1/jobs", data={{"kind": "video.rppg", "params": "{{}}",
-                                               "file": (io.BytesIO(b"RIFF" + bytes(4) + b"AVI " + bytes(3000)), "v.avi")}}).status_code,
+    "video": client.post("/api/v1/jobs", data={{
+        "kind": "video.rppg", "params": "{{}}",
+        "file": (io.BytesIO(b"RIFF" + bytes(4) + b"AVI " + bytes(3000)), "v.avi")}}).status_code,
     "train": client.post("/api/v1/jobs", data={{"kind": "risk.train",
                                                "file": (io.BytesIO(b"mean_hr_bpm,label\\n70,1\\n"), "t.csv")}}).status_code,
     "predict": client.post("/api/v1/jobs", json={{"kind": "risk.predict", "params": {{"rows": [ROW]}}}}).status_code,
-    "calibrate": client.post("/api/v1/jobs", json={{"kind": "camera.calibrate", "params": {{"device": "none-here"}}}}).status_code,
+    "calibrate": client.post("/api/v1/jobs", json={{"kind": "camera.calibrate",
+                                                    "params": {{"device": "none-here"}}}}).status_code,
 }}
 print(json.dumps({{"answers": answers, "loaded": sorted({{m.split(".")[0] for m in sys.modules}} & set({WORKER_ONLY!r}))}}))
 """)

@@ -102,10 +102,11 @@ def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink
     """Validate and queue a job; returns it as recorded. A job with an owner is one a user
     submitted, an admin if ``admin``; without one, the platform's own (beat, health).
 
-    Raises Forbidden (a kind or param for admins only), InvalidInput, UnsupportedFormat (a file the kind does not take), RateLimited
-    (the owner has ``VITALQ_MAX_QUEUED_PER_USER`` jobs waiting), QueueFull, or
-    Unavailable (the broker cannot be reached: the job is recorded as failed, not left
-    queued with no message behind it).
+    Raises Forbidden (a kind or param for admins only), InvalidInput, UnsupportedFormat
+    (a file the kind does not take), RateLimited (the owner has
+    ``VITALQ_MAX_QUEUED_PER_USER`` jobs waiting), QueueFull, or Unavailable (the broker
+    cannot be reached: the job is recorded as failed, not left queued with no message
+    behind it).
     """
     kind = get_kind(kind_name)
     kind.check_role(params, admin or owner_id is None)

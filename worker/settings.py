@@ -71,10 +71,11 @@ class Settings:
     #: so that busy processes never multiply the work by fighting over the same cores.
     compute_threads: int = 0
     #: CPU priority of the worker pool's processes, added to the worker's own as ``nice``
-    #: takes it: 0 to 19 (0: the same as the worker; below 0 needs root). Jobs run below the processes that serve them (the worker's
-    #: main process, which hands jobs out, acknowledges and heartbeats; the web tier; the
-    #: database and broker), so a machine whose cores the jobs fill still answers and
-    #: keeps its pool fed. Nothing changes while a core is free.
+    #: takes it: 0 to 19 (0: the same as the worker; below 0 needs root). Jobs run below
+    #: the processes that serve them (the worker's main process, which hands jobs out,
+    #: acknowledges and heartbeats; the web tier; the database and broker), so a machine
+    #: whose cores the jobs fill still answers and keeps its pool fed. Nothing changes
+    #: while a core is free.
     pool_nice: int = 5
     #: Seconds the web process waits for one block (up to 64 KiB) of a request body before
     #: answering 408 (a client that trickles bytes holds a connection otherwise).
