@@ -111,3 +111,21 @@ def test_reads_go_on_while_the_broker_is_down_and_submissions_get_503(client, co
     refused = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"})
     assert refused.status_code == 503 and refused.json["error"]["code"] == "UNAVAILABLE"
     assert client.get("/health/ready").status_code == 503 and client.get("/health/live").status_code == 200
+
+
+def test_a_cancel_outlives_the_web_process_that_took_it(worker, jobs, configure):
+    """The force-kill after a cancel's grace period was a timer in the web process: a
+    restart forgot it, and a job that ignored its cancel ran on. The reconciler finds
+    the request on the job's row and stops the job."""
+    from worker import store
+    from worker.reconcile import reconcile
+
+    configure(cancel_grace_s=1.0)
+    job = jobs.submit({"blocking_s": 60})  # no progress point: it cannot see a cancel
+    jobs.wait_running(job["id"])
+    store.request_cancel(job["id"])  # as the API does; the process that would have killed it is gone
+    assert reconcile(min_age_s=3600)["cancel_forced"] == []  # within its grace period
+    wait_until(lambda: reconcile(min_age_s=3600)["cancel_forced"] == [job["id"]], 10, "the cancel enforced")
+    stopped = jobs.wait_finished(job["id"], timeout_s=30)
+    assert stopped["status"] == "cancelled" and "by force" in stopped["error"]["message"]
+    assert jobs.wait_finished(jobs.submit({"duration_s": 0})["id"])["status"] == "succeeded"  # the worker serves on

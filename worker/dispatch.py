@@ -266,11 +266,13 @@ def enqueue(job: Job, producer=None) -> None:
 def cancel(job_id: str) -> Job:
     """Cancel a job. A queued job never starts; a running one stops at its next progress
     point, and if it has not stopped ``VITALQ_CANCEL_GRACE_S`` seconds later, its
-    process is killed. Raises NotFound or JobFinished.
+    process is killed: by a timer here, and should this process be gone by then, by the
+    reconciler (``worker.reconcile``), which finds the request on the job's row. Raises
+    NotFound or JobFinished.
     """
     job, running = store.request_cancel(job_id)
     if running:
-        timer = threading.Timer(get_settings().cancel_grace_s, _kill_if_still_running, args=(job_id,))
+        timer = threading.Timer(get_settings().cancel_grace_s, kill_if_still_running, args=(job_id,))
         timer.daemon = True
         timer.start()
     else:
@@ -278,7 +280,7 @@ def cancel(job_id: str) -> Job:
     return job
 
 
-def _kill_if_still_running(job_id: str) -> None:
+def kill_if_still_running(job_id: str) -> None:
     """The last resort of a cancel: the job ignored its cancel flag (it reached no progress point)."""
     try:
         if store.get(job_id).finished:

@@ -11,7 +11,11 @@ Run by celery beat (``worker.beat``) every ``VITALQ_RECONCILE_INTERVAL_S`` secon
   at once rather than after the broker's visibility timeout (hours): its
   unacknowledged message is dropped, and a new one sent. When it starts, it counts as a
   redelivery, as any job whose worker died (``VITALQ_MAX_REDELIVERIES``, then
-  ``WORKER_LOST``).
+  ``WORKER_LOST``);
+- a job recorded as **running with a cancel requested** whose row has not moved for
+  ``VITALQ_CANCEL_GRACE_S`` (a job reaching a progress point would have stopped) is
+  stopped by force, as the web process that took the cancel would have done had it
+  lived (its timer dies with it).
 
 Either way a job runs to one finish: every status change is conditional (``worker.store``).
 """
@@ -29,7 +33,8 @@ from . import devices
 from .broker import get_redis
 from .celery_app import app
 from .db import session_scope
-from .dispatch import enqueue
+from .dispatch import enqueue, kill_if_still_running
+from .settings import get_settings
 from .models import Job, JobStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,17 @@ def active_tasks(timeout_s: float = 2.0) -> tuple[set[str], set[str]]:
     return set(replies), {task["id"] for tasks in replies.values() for task in tasks}
 
 
+def _force_stuck_cancels() -> list[str]:
+    """Kill the jobs asked to cancel that have ignored it for longer than the grace period."""
+    stuck_since = utcnow() - timedelta(seconds=get_settings().cancel_grace_s)
+    with session_scope() as session:
+        stuck = list(session.scalars(select(Job.id).where(
+            Job.status == JobStatus.RUNNING.value, Job.cancel_requested.is_(True), Job.updated_at < stuck_since)))
+    for job_id in stuck:
+        kill_if_still_running(job_id)
+    return stuck
+
+
 def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
     """Queue again what the broker lost and what dead workers held; returns the job ids
     acted on, by reason."""
@@ -86,7 +102,8 @@ def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
             Job.status.in_([JobStatus.QUEUED.value, JobStatus.RETRYING.value]), Job.updated_at < cutoff)))
         running_jobs = list(session.scalars(select(Job).where(
             Job.status == JobStatus.RUNNING.value, Job.started_at < cutoff)))
-    report: dict[str, list[str]] = {"lost_message": [], "dead_worker": [], "dropped_by_worker": []}
+    report: dict[str, list[str]] = {"lost_message": [], "dead_worker": [], "dropped_by_worker": [],
+                                    "cancel_forced": _force_stuck_cancels()}
     if not waiting_jobs and not running_jobs:
         return report
     queues = set(devices.queues()) | {job.queue for job in waiting_jobs + running_jobs}

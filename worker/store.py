@@ -268,7 +268,10 @@ def request_cancel(job_id: str) -> tuple[Job, bool]:
         return get(job_id), False
     with session_scope() as session:
         running = session.execute(
-            update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value).values(cancel_requested=True)
+            # When it was asked: a job still running, its row unmoved, a grace period later
+            # ignored it (``worker.reconcile``).
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+            .values(cancel_requested=True, updated_at=utcnow())
         ).rowcount
     if not running:
         job = get(job_id)
