@@ -18,6 +18,11 @@ def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_pat
     page.goto("/")
     page.wait_for_selector("form[data-ready=true]")
     page.select_option("#kind", "signal.filter")
+    # The params most set come first, the other 15 folded away ("fs" had been buried among 22).
+    labels = page.locator("#params > .field label").all_inner_texts()
+    assert labels[:3] == ["fs", "btype", "cutoff hz"], labels
+    assert not page.is_visible("#param-chunk_size") and page.is_visible("#param-fs")
+    assert "Above 0, at most 1000000." in page.inner_text("#param-fs-help")  # "Range: 0 to ..." read as if 0 could be
     page.set_input_files("#file", str(upload))
     page.fill("#param-fs", "250")
     page.fill("#param-cutoff_hz", "0.5, 8")
@@ -98,6 +103,26 @@ def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):
     assert page.inner_text("#percent") == "100 %"
 
 
+def test_a_video_analysis_refused_at_its_risk_step_still_shows_its_heart_rate(page, worker, tmp_path):
+    """It showed "failed" beside nothing: the heart rate found was thrown away."""
+    from ml.rppg.simulate import write_face_video
+
+    video = tmp_path / "faint.avi"
+    write_face_video(video, hr_bpm=72.0, seconds=20.0, size=(320, 240), amplitude=0.005, seed=5)
+    page.goto("/?kind=video.analyze")
+    page.wait_for_selector("form[data-ready=true]")
+    page.set_input_files("#file", str(video))
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job[data-rendered=true]", timeout=90_000)
+    assert page.get_attribute("#job", "data-status") == "failed"
+    assert "What could not be done (the rppg part finished: below)" in page.inner_text("#failure")
+    assert "HRV_WITHHELD" in page.inner_text("#failure")
+    assert page.locator("figure.chart:has-text('Heart rate over time')").count() == 1
+    assert {"plot.png", "pulse.csv"} <= set(page.inner_text("#artifacts").split())
+    shot(page, "pages-analysis-partly-done")
+
+
 def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
     from test_rppg import MEASURABLE_HRV
 
@@ -127,6 +152,7 @@ def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
 def test_an_invalid_parameter_is_shown_next_to_its_field(page):
     page.goto("/?kind=diagnostics.selftest")
     page.wait_for_selector("form[data-ready=true]")
+    page.click("summary:has-text('More parameters')")  # the limits are not among the params most set
     page.fill("#param-soft_time_limit_s", "30")
     page.fill("#param-hard_time_limit_s", "20")  # below the soft limit: refused by the server's check
     page.click("#submit")

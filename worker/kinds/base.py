@@ -56,10 +56,16 @@ class JobKind:
     admin_only: bool = False
     #: Params only an admin may set: fault injection, for tests and operators.
     admin_params: frozenset[str] = frozenset()
+    #: The params most users set, in the order a form shows them first (the rest under
+    #: "More parameters"); empty: every param alike.
+    main_params: tuple[str, ...] = ()
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         Draft202012Validator.check_schema(self.params_schema)
+        unknown = set(self.main_params) - set(self.params_schema.get("properties", {}))
+        if unknown:
+            raise ValueError(f"{self.name}: main_params names no param: {sorted(unknown)}")
         object.__setattr__(self, "_validator", Draft202012Validator(self.params_schema))
 
     def check_role(self, params: Any, admin: bool) -> None:
@@ -124,6 +130,7 @@ class JobKind:
             "description": self.description,
             "queue": self.queue if isinstance(self.queue, str) else "hw.<device>",
             "params_schema": self.params_schema,
+            "main_params": list(self.main_params),
             # Each job carries the limits it runs under; these are those of an empty upload.
             "time_limits": {
                 "soft_s": self.soft_time_limit_s,

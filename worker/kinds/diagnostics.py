@@ -87,6 +87,7 @@ SELFTEST = register(
         # Each holds a worker or fails on purpose: a user could keep a worker for an hour.
         admin_params=frozenset({"blocking_s", "transient_failures", "soft_time_limit_s", "hard_time_limit_s",
                                 "ignore_soft_limit", "allocate_bytes", "write_bytes"}),
+        main_params=("duration_s", "steps"),
     )
 )
 

@@ -95,5 +95,6 @@ SIGNAL_FILTER = register(
         upload=Upload(required=True, formats=(".npy", ".csv", ".txt", ".edf", ".bdf", ".zip", ".bin", ".raw", ".dat"),
                       by_content=True),
         check=_check_filter_request,
+        main_params=("fs", "btype", "cutoff_hz", "family", "order", "notch_hz", "channels"),
     )
 )

@@ -75,6 +75,7 @@ VIDEO_RPPG = register(
         seconds_per_upload_mb=10.0,
         upload=Upload(required=True, formats=(".mp4", ".avi", ".mov", ".mkv", ".zip"), by_content=True),
         check=_check_video,
+        main_params=("method", "roi"),
     )
 )
 
@@ -95,7 +96,8 @@ VIDEO_ANALYZE = register(
         name="video.analyze",
         title="Face video to risk (rPPG, then risk prediction)",
         description=("Runs video.rppg, then risk.predict on the HRV it found, as one job of two stages (a Celery "
-                     "chain); a failure in either stage fails the job with that stage's error."),
+                     "chain); a failure in either stage fails the job with that stage's error, and a failed risk "
+                     "stage keeps the heart rate, pulse and plot the first one found."),
         params_schema=_ANALYZE_PARAMS,
         soft_time_limit_s=120,
         time_limit_s=240,
@@ -104,5 +106,6 @@ VIDEO_ANALYZE = register(
         upload=VIDEO_RPPG.upload,
         stages=("video.analyze.rppg", "video.analyze.risk"),
         check=_check_analysis,
+        main_params=("method", "roi", "model_version"),
     )
 )

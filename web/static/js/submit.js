@@ -19,12 +19,25 @@ function schemaType(spec) {
   return types[0] || "string";
 }
 
+// Each bound as it is: an excluded one is said so ("Range: 0 to ..." read as if 0 were allowed).
+function bounds(spec) {
+  if (spec.minimum !== undefined && spec.maximum !== undefined) return `Range: ${spec.minimum} to ${spec.maximum}.`;
+  const said = [];
+  if (spec.minimum !== undefined) said.push(`at least ${spec.minimum}`);
+  if (spec.exclusiveMinimum !== undefined) said.push(`above ${spec.exclusiveMinimum}`);
+  if (spec.maximum !== undefined) said.push(`at most ${spec.maximum}`);
+  if (spec.exclusiveMaximum !== undefined) said.push(`below ${spec.exclusiveMaximum}`);
+  if (!said.length) return null;
+  const text = said.join(", ");
+  return `${text[0].toUpperCase()}${text.slice(1)}.`;
+}
+
 function describe(name, spec) {
   const parts = [];
   if (spec.description) parts.push(spec.description);
   if (spec.default !== undefined && spec.default !== null) parts.push(`Default: ${JSON.stringify(spec.default)}.`);
-  const low = spec.minimum ?? spec.exclusiveMinimum, high = spec.maximum ?? spec.exclusiveMaximum;
-  if (low !== undefined || high !== undefined) parts.push(`Range: ${low ?? "…"} to ${high ?? "…"}.`);
+  const range = bounds(spec);
+  if (range) parts.push(range);
   if (schemaType(spec) === "array") parts.push("Separate values with commas.");
   if (schemaType(spec) === "object") parts.push("A JSON object.");
   return parts.join(" ");
@@ -63,7 +76,12 @@ function renderParams(kind) {
   paramsBox.replaceChildren(el("legend", {}, "Parameters"));
   const schema = kind.params_schema;
   const required = new Set(schema.required || []);
-  for (const [name, spec] of Object.entries(schema.properties || {})) {
+  // The params most users set first, in the kind's order; the rest folded under "More".
+  const main = kind.main_params || [];
+  const names = Object.keys(schema.properties || {});
+  const more = main.length ? el("details", { class: "more-params" }, el("summary", {}, "More parameters")) : null;
+  for (const name of [...main, ...names.filter((n) => !main.includes(n))]) {
+    const spec = schema.properties[name];
     const id = `param-${name}`;
     const input = inputFor(name, spec, required.has(name));
     const label = el("label", { for: id }, name.replaceAll("_", " "), required.has(name) ? " (required)" : "");
@@ -72,8 +90,9 @@ function renderParams(kind) {
       : el("div", { class: "field" }, label, input);
     field.append(el("p", { id: `${id}-help`, class: "help" }, describe(name, spec)),
                  el("p", { id: `${id}-error`, class: "error", role: "alert", hidden: true }));
-    paramsBox.append(field);
+    (more && !main.includes(name) && !required.has(name) ? more : paramsBox).append(field);
   }
+  if (more && more.children.length > 1) paramsBox.append(more);
   if (!Object.keys(schema.properties || {}).length) paramsBox.append(el("p", { class: "help" }, "This job kind takes no parameters."));
   document.getElementById("kind-help").textContent = kind.description;
   fileField.hidden = !kind.upload;
@@ -122,6 +141,8 @@ function showErrors(error) {
     box.textContent = `${message}`;
     box.hidden = false;
     if (input) input.setAttribute("aria-invalid", "true");
+    const folded = input?.closest("details");
+    if (folded) folded.open = true; // an error under "More parameters" is shown, not hidden
     if (!shown && input) input.focus();
     shown = true;
   }
