@@ -105,6 +105,30 @@ def ppg_wave(t: np.ndarray, beat_times_s: np.ndarray) -> np.ndarray:
     return (wave - wave.min()) / max(float(np.ptp(wave)), 1e-12)
 
 
+def contact_ppg(*, hr_bpm: float, seconds: float, rng: np.random.Generator, fs: float = 100.0,
+                amplitude: float = 1.0, noise: float = 0.03, wander: float = 0.4,
+                artefacts_per_min: float = 0.0, hrv: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    """A finger PPG as a contact sensor records it at ``fs`` Hz, from the same heart as the
+    faces (``rr_intervals``, ``ppg_wave``: a systolic peak and a dicrotic wave): the pulse
+    of ``amplitude`` (0: the sensor on no finger, its pulse-free twin), baseline wander
+    with breathing and a slow drift (``wander``, relative to a unit pulse), white sensor
+    noise (``noise``), and motion artefacts (``artefacts_per_min``: bursts of 1-3 s, a few
+    times the pulse). Returns (the signal, in arbitrary units; the systolic peaks' times
+    in s)."""
+    feet = rr_intervals(hr_bpm, seconds, rng, hrv=hrv)
+    t = np.arange(int(seconds * fs)) / fs
+    x = amplitude * ppg_wave(t, feet)
+    x += wander * (np.sin(2 * np.pi * 0.25 * t + rng.uniform(0, 2 * np.pi)) + _slow_walk(rng, t, 0.05))
+    x += noise * rng.standard_normal(t.size)
+    for _ in range(rng.poisson(artefacts_per_min * seconds / 60.0)):
+        start, length = rng.uniform(0, seconds), rng.uniform(1.0, 3.0)
+        inside = (t >= start) & (t < start + length)
+        if inside.sum() > 8:
+            x[inside] += rng.uniform(2, 5) * band_limited_noise(rng, t[inside], (0.5, 5.0))
+    peaks = feet[:-1] + 0.2 * np.diff(feet)  # the systolic wave's centre (``ppg_wave``)
+    return x, peaks[(peaks >= 0) & (peaks < seconds)]
+
+
 def melanin_transmission(optical_density: float) -> np.ndarray:
     """Share of light through the epidermis once, for R, G, B, at a melanin optical
     density ``optical_density`` at 550 nm (0: the photograph's skin as it is).

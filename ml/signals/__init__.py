@@ -8,6 +8,7 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "chunked": ["NAN_POLICIES", "FilterReport", "default_padlen", "fill_non_finite", "filter_source"],
+    "beats": ["SIGNAL_TYPES", "Beats", "NoBeats", "detect_beats", "find_beats", "summarize"],
     "files": ["filter_file"],
     "design": ["BAND_TYPES", "FAMILIES", "FilterDesignError", "FilterSpec", "design_sos"],
     "readers": ["FORMATS", "RAW_DTYPES", "SignalProbe", "open_signal", "probe_signal", "sniff"],

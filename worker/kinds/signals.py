@@ -1,4 +1,5 @@
-"""``signal.filter``: zero-phase filtering of recordings of any length."""
+"""``signal.filter``: zero-phase filtering of recordings of any length; ``signal.beats``:
+heartbeats, heart rate, quality and HRV from an ECG or PPG recording of any length."""
 
 from __future__ import annotations
 
@@ -96,5 +97,55 @@ SIGNAL_FILTER = register(
                       by_content=True),
         check=_check_filter_request,
         main_params=("fs", "btype", "cutoff_hz", "family", "order", "notch_hz", "channels"),
+    )
+)
+
+
+#: How a recording is read: the keys ``signal.filter`` and ``signal.beats`` share.
+_READING = {key: SIGNAL_FILTER.params_schema["properties"][key]
+            for key in ("format", "fs", "dtype", "n_channels", "time_column", "time_unit")}
+
+
+def _check_beats_request(params: dict[str, Any], upload: Path | None) -> None:
+    """Refuse at submission a file that cannot be read, or a channel it does not have."""
+    import tempfile
+
+    from ml.signals import probe_signal
+
+    if upload is None:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        probe_signal(upload, {**params, "channels": [params["channel"]]}, Path(scratch),
+                     unpack=get_settings().unpack_limits)
+
+
+SIGNAL_BEATS = register(
+    JobKind(
+        name="signal.beats",
+        title="Heartbeats from an ECG or PPG",
+        description=(
+            "Every heartbeat of an ECG or PPG recording of any length (a day at 360 Hz in bounded memory), "
+            "each with its quality; heart rate over time, the mean heart rate with its confidence (the share "
+            "of the recording clean enough to count), signal quality per 10 s window (noisy stretches are "
+            "marked, not counted), and HRV over the clean beats. Detection by NeuroKit2, chunk by chunk."
+        ),
+        params_schema={
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "signal_type": {"enum": ["ecg", "ppg"], "default": "ecg",
+                                "description": "What the channel holds: an ECG lead, or a PPG."},
+                "channel": {"type": ["string", "integer"], "default": 0,
+                            "description": "The channel to read, by name or 0-based index."},
+                **_READING,
+            },
+        },
+        soft_time_limit_s=120,
+        time_limit_s=240,
+        # A day of ECG at 360 Hz (31 M samples, 250 MB as CSV, 62 MB as WFDB) in about a minute.
+        seconds_per_upload_mb=0.5,
+        upload=SIGNAL_FILTER.upload,
+        check=_check_beats_request,
+        main_params=("signal_type", "channel", "fs"),
     )
 )

@@ -1,0 +1,182 @@
+"""``signal.beats``: heartbeats from contact sensors, checked against cardiologists'
+annotations (MIT-BIH records in ``../shared/data/ecg``) and simulated PPG with known
+beats (each beside its pulse-free twin), then through the whole platform."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from ml.rppg.simulate import contact_ppg
+from ml.signals.beats import NoBeats, detect_beats, find_beats, summarize
+
+ECG_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg"
+#: MIT-BIH annotation symbols that mark a beat (the others mark rhythm, noise, comments).
+BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
+#: A detection within this of a reference beat is that beat (ANSI/AAMI EC57).
+MATCH_S = 0.150
+
+
+@dataclass
+class InMemory:
+    """A one-channel signal source held in memory (the readers' interface)."""
+
+    x: np.ndarray
+    fs: float
+    n_channels: int = 1
+    channel_names: list[str] = field(default_factory=lambda: ["signal"])
+
+    @property
+    def n_samples(self) -> int:
+        return self.x.size
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.x[start:stop, None]
+
+
+def record_100() -> tuple[np.ndarray, float, np.ndarray]:
+    record = wfdb.rdrecord(str(ECG_DATA / "100"))
+    annotation = wfdb.rdann(str(ECG_DATA / "100"), "atr")
+    beats = np.array([s for s, symbol in zip(annotation.sample, annotation.symbol) if symbol in BEAT_SYMBOLS])
+    return record.p_signal[:, 0], float(record.fs), beats
+
+
+def noise_stress(name: str) -> tuple[np.ndarray, float, np.ndarray]:
+    x = np.loadtxt(ECG_DATA / f"{name}.csv")
+    return x, 360.0, np.loadtxt(ECG_DATA / f"{name}_ann.csv").astype(int)
+
+
+def sensitivity_and_predictivity(found: np.ndarray, reference: np.ndarray, fs: float) -> tuple[float, float]:
+    """Se and +P, each reference beat matched to at most one detection within MATCH_S."""
+    found, tolerance = np.sort(found), int(MATCH_S * fs)
+    used = np.zeros(found.size, bool)
+    matched = 0
+    for beat in np.sort(reference):
+        near = [k for k in range(np.searchsorted(found, beat - tolerance),
+                                 np.searchsorted(found, beat + tolerance, side="right")) if not used[k]]
+        if near:
+            used[min(near, key=lambda k: abs(found[k] - beat))] = True
+            matched += 1
+    return matched / reference.size, matched / max(found.size, 1)
+
+
+def test_mit_bih_record_100_beats_match_the_cardiologists():
+    x, fs, reference = record_100()
+    beats = find_beats(InMemory(x, fs), "ecg")
+    se, ppv = sensitivity_and_predictivity(beats.samples, reference, fs)
+    assert se >= 0.995 and ppv >= 0.995, (se, ppv)
+    summary = summarize(beats, "ecg")
+    true_rate = 60.0 / np.mean(np.diff(reference / fs))
+    assert summary["usable_share"] == 1.0 and summary["heart_rate_bpm"] == pytest.approx(true_rate, abs=1.0)
+    assert summary["hrv"]["withheld"] is None and 20 < summary["hrv"]["rmssd_ms"] < 80
+
+
+def test_chunks_find_the_beats_of_one_run_over_the_whole_signal():
+    """No beat lost or doubled at a chunk's edge: a chunk a minute over 30 minutes."""
+    x, fs, _ = record_100()
+    whole, _ = detect_beats(x, fs, "ecg")
+    chunked = find_beats(InMemory(x, fs), "ecg", chunk_s=60.0)
+    np.testing.assert_array_equal(chunked.samples, whole)
+
+
+def test_noisy_stretches_are_marked_and_not_counted():
+    """118e06: the clean record 118 for 40 s, then electrode motion at 6 dB. The usable
+    windows are the clean ones; what is counted there is right."""
+    x, fs, reference = noise_stress("118e06")
+    beats = find_beats(InMemory(x, fs), "ecg")
+    usable_windows = np.flatnonzero(beats.window_usable)
+    assert set(usable_windows) <= {0, 1, 2, 3} and len(usable_windows) >= 3, beats.window_quality
+    counted = beats.samples[beats.usable]
+    in_usable = beats.window_usable[np.minimum(reference // int(10 * fs), beats.window_quality.size - 1)]
+    se, ppv = sensitivity_and_predictivity(counted, reference[in_usable], fs)
+    assert se >= 0.9 and ppv == 1.0, (se, ppv)
+    summary = summarize(beats, "ecg")
+    assert summary["usable_share"] < 0.4 and "usable signal" in summary["hrv"]["withheld"]
+    true_rate = 60.0 / np.median(np.diff(reference[reference < 40 * fs] / fs))
+    assert summary["heart_rate_bpm"] == pytest.approx(true_rate, abs=2.0)
+
+
+@pytest.mark.parametrize("hr_bpm", [48.0, 75.0, 120.0, 170.0])
+def test_a_simulated_finger_ppg_gives_its_beats_and_its_twin_none(hr_bpm):
+    """A PPG with a dicrotic wave, baseline wander, noise and motion artefacts, from the
+    faces' heart model; its pulse-free twin (the sensor on no finger) gives no rate."""
+    rng_seed = int(hr_bpm)
+    x, peaks = contact_ppg(hr_bpm=hr_bpm, seconds=300, rng=np.random.default_rng(rng_seed), artefacts_per_min=2)
+    beats = find_beats(InMemory(x, 100.0), "ppg")
+    truth = np.round(peaks * 100.0).astype(int)
+    se, _ = sensitivity_and_predictivity(beats.samples, truth, 100.0)
+    _, counted_ppv = sensitivity_and_predictivity(beats.samples[beats.usable], truth, 100.0)
+    assert se >= 0.93 and counted_ppv >= 0.98, (se, counted_ppv)  # what the artefacts invent is not counted
+    summary = summarize(beats, "ppg")
+    assert summary["heart_rate_bpm"] == pytest.approx(60.0 / np.mean(np.diff(peaks)), rel=0.02)
+
+    twin, _ = contact_ppg(hr_bpm=hr_bpm, seconds=300, rng=np.random.default_rng(rng_seed), amplitude=0.0,
+                          artefacts_per_min=2)
+    twin_beats = find_beats(InMemory(twin, 100.0), "ppg")
+    try:
+        twin_summary = summarize(twin_beats, "ppg")
+    except NoBeats:
+        return
+    assert twin_summary["heart_rate_bpm"] is None and twin_summary["usable_share"] < 0.1, twin_summary
+
+
+def test_a_flat_line_or_a_rate_no_heart_beats_at_is_no_beats():
+    """Nothing to count, or beats at a rate no heart has (a wrong sample rate): NO_BEATS,
+    saying so, rather than a number."""
+    with pytest.raises(NoBeats) as flat:
+        summarize(find_beats(InMemory(np.zeros(60_000), 250.0), "ecg"), "ecg")
+    assert flat.value.code == "NO_BEATS"
+    x, _, _ = record_100()
+    with pytest.raises(NoBeats, match="no heart rate"):  # 360 Hz declared as 36 Hz: 7 beats a minute
+        summarize(find_beats(InMemory(x[:36_000], 36.0), "ecg"), "ecg")
+
+
+def wfdb_zip(name: str = "100") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for suffix in (".hea", ".dat"):
+            archive.write(ECG_DATA / f"{name}{suffix}", f"{name}{suffix}")
+    return buffer.getvalue()
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_record_uploaded_over_http_gives_its_beats_as_files(jobs, http):
+    answer = http.post("/api/v1/jobs", data={"kind": "signal.beats", "params": json.dumps({"channel": "MLII"})},
+                       files={"file": ("100.zip", wfdb_zip())})
+    assert answer.status_code == 201, answer.text
+    job = jobs.wait_finished(answer.json()["id"], timeout_s=120)
+    assert job["status"] == "succeeded", job["error"]
+    result = job["result"]
+    _, fs, reference = record_100()
+    assert result["channel"] == "MLII" and result["fs_hz"] == fs and result["usable_share"] == 1.0
+    assert result["heart_rate_bpm"] == pytest.approx(60.0 / np.mean(np.diff(reference / fs)), abs=1.0)
+    rows = list(csv.DictReader(io.StringIO(http.get(f"/api/v1/jobs/{job['id']}/artifacts/beats.csv").text)))
+    assert len(rows) == result["beats"]
+    se, ppv = sensitivity_and_predictivity(np.array([int(row["sample"]) for row in rows]), reference, fs)
+    assert se >= 0.995 and ppv >= 0.995
+    assert rows[1]["rr_ms"] and rows[1]["label"] == "ok"
+    windows = list(csv.DictReader(io.StringIO(http.get(f"/api/v1/jobs/{job['id']}/artifacts/heart_rate.csv").text)))
+    assert len(windows) == result["windows"] == 181 and all(w["usable"] == "yes" for w in windows)
+
+    # A channel the record does not have is refused at submission, naming it.
+    wrong = http.post("/api/v1/jobs", data={"kind": "signal.beats", "params": json.dumps({"channel": "V9"})},
+                      files={"file": ("100.zip", wfdb_zip())})
+    assert wrong.status_code == 400 and "V9" in wrong.text
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_recording_with_no_heartbeat_fails_with_no_beats(jobs, http):
+    quiet = "\n".join("0.0" for _ in range(30_000)).encode()
+    answer = http.post("/api/v1/jobs", data={"kind": "signal.beats", "params": json.dumps({"fs": 250})},
+                       files={"file": ("quiet.csv", quiet)})
+    assert answer.status_code == 201, answer.text
+    job = jobs.wait_finished(answer.json()["id"], timeout_s=60)
+    assert job["status"] == "failed" and job["error"]["code"] == "NO_BEATS" and job["attempts"] == 1
