@@ -180,3 +180,25 @@ def test_a_recording_with_no_heartbeat_fails_with_no_beats(jobs, http):
     assert answer.status_code == 201, answer.text
     job = jobs.wait_finished(answer.json()["id"], timeout_s=60)
     assert job["status"] == "failed" and job["error"]["code"] == "NO_BEATS" and job["attempts"] == 1
+
+
+def test_hrv_agrees_with_neurokit2_on_the_cardiologists_beats():
+    """SDNN, RMSSD, pNN50 and the Poincaré plot's SD1 and SD2 of record 100's annotated
+    beats, beside NeuroKit2's (``hrv_time``, ``hrv_nonlinear``) on the same normal-to-normal
+    intervals (record 100's 33 atrial premature beats and one ventricular one are not
+    normal: both drop the intervals around them)."""
+    import neurokit2 as nk
+
+    from ml.rppg.hrv import clean_intervals, hrv_metrics
+
+    _, fs, reference = record_100()
+    ours = hrv_metrics(reference / fs)
+    intervals_ms, ends_s = clean_intervals(reference / fs)
+    assert ours["intervals_used"] == intervals_ms.size >= 0.97 * (reference.size - 1)
+    normal = {"RRI": intervals_ms, "RRI_Time": ends_s}
+    theirs = nk.hrv_time(normal).iloc[0]
+    nonlinear = nk.hrv_nonlinear(normal).iloc[0]
+    for mine, reference_value in ((ours["sdnn_ms"], theirs["HRV_SDNN"]), (ours["rmssd_ms"], theirs["HRV_RMSSD"]),
+                                  (ours["pnn50_pct"], theirs["HRV_pNN50"]), (ours["sd1_ms"], nonlinear["HRV_SD1"]),
+                                  (ours["sd2_ms"], nonlinear["HRV_SD2"])):
+        assert mine == pytest.approx(reference_value, rel=0.03), (mine, reference_value)

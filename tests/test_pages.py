@@ -123,6 +123,27 @@ def test_a_video_analysis_refused_at_its_risk_step_still_shows_its_heart_rate(pa
     shot(page, "pages-analysis-partly-done")
 
 
+def test_an_ecg_uploaded_from_the_page_shows_its_heart_rate_and_trend(page, worker, tmp_path):
+    from test_beats import wfdb_zip
+
+    record = tmp_path / "100.zip"
+    record.write_bytes(wfdb_zip())
+    page.goto("/?kind=signal.beats")
+    page.wait_for_selector("form[data-ready=true]")
+    page.set_input_files("#file", str(record))
+    page.fill("#param-channel", "0")  # an index, typed as digits
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job[data-rendered=true]", timeout=90_000)
+    assert page.get_attribute("#job", "data-status") == "succeeded"
+    summary = page.inner_text("table.kv >> nth=0")
+    assert "channel MLII" in summary and "75." in summary and "100 %" in summary
+    assert "RMSSD" in page.inner_text("table.kv >> nth=1")
+    assert page.locator("figure.chart:has-text('Heart rate over the recording') canvas").count() >= 1
+    assert {"beats.csv", "heart_rate.csv"} <= set(page.inner_text("#artifacts").split())
+    shot(page, "pages-beats")
+
+
 def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
     from test_rppg import MEASURABLE_HRV
 

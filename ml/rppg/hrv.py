@@ -57,19 +57,26 @@ def clean_intervals(peak_times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hrv_metrics(peak_times_s: np.ndarray) -> dict[str, float | int | None]:
-    """Mean HR (bpm), SDNN, RMSSD (ms), pNN50 (%), LF, HF (ms²) and LF/HF from peak times.
+    """Mean HR (bpm), SDNN, RMSSD (ms), pNN50 (%), LF, HF (ms²), LF/HF and the Poincaré
+    plot's SD1 and SD2 (ms) from peak times.
 
     Successive differences are taken only between intervals that were adjacent in the
     recording (a removed artefact breaks the chain). The frequency-domain measures come
     from the intervals resampled at 4 Hz by cubic interpolation, detrended, and Welch's
     spectrum integrated over the LF and HF bands; they are None when the intervals span
     less than 60 s (too short for LF, Task Force 1996 recommends at least 2 minutes).
+    SD1 and SD2 are the Poincaré plot's spreads across and along its line of identity, the
+    standard deviations of (RR[n+1] - RR[n])/√2 and (RR[n+1] + RR[n])/√2 over adjacent
+    intervals (Brennan, Palaniswami & Kamen, "Do existing measures of Poincaré plot
+    geometry reflect nonlinear features of heart rate variability?", IEEE Trans. Biomed.
+    Eng. 48(11), 2001).
     """
     ibi_ms, ends = clean_intervals(peak_times_s)
     beats = int(np.asarray(peak_times_s).size)
     result: dict[str, float | int | None] = {"beats": beats, "intervals_used": int(ibi_ms.size),
                                              "mean_hr_bpm": None, "sdnn_ms": None, "rmssd_ms": None,
-                                             "pnn50_pct": None, "lf_ms2": None, "hf_ms2": None, "lf_hf": None}
+                                             "pnn50_pct": None, "lf_ms2": None, "hf_ms2": None, "lf_hf": None,
+                                             "sd1_ms": None, "sd2_ms": None}
     if ibi_ms.size < 3:
         return result
     result["mean_hr_bpm"] = float(60_000.0 / ibi_ms.mean())
@@ -79,6 +86,10 @@ def hrv_metrics(peak_times_s: np.ndarray) -> dict[str, float | int | None]:
     if successive.size:
         result["rmssd_ms"] = float(np.sqrt(np.mean(successive**2)))
         result["pnn50_pct"] = float(100.0 * np.mean(np.abs(successive) > 50.0))
+        if successive.size >= 2:
+            sums = (ibi_ms[1:] + ibi_ms[:-1])[adjacent]
+            result["sd1_ms"] = float(np.std(successive / np.sqrt(2), ddof=1))
+            result["sd2_ms"] = float(np.std(sums / np.sqrt(2), ddof=1))
     if ends[-1] - ends[0] >= 60.0 and ibi_ms.size >= 10:
         grid = np.arange(ends[0], ends[-1], 1.0 / RESAMPLE_HZ)
         series = signal.detrend(interpolate.CubicSpline(ends, ibi_ms)(grid))

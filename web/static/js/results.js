@@ -30,7 +30,8 @@ async function csv(job, name) {
   const text = await (await fetch(`/api/v1/jobs/${job.id}/artifacts/${name}`)).text();
   const [header, ...lines] = text.trim().split("\n");
   const columns = header.split(",").map(() => []);
-  for (const line of lines) line.split(",").forEach((cell, i) => columns[i].push(cell === "nan" ? null : Number(cell)));
+  // An empty cell or "nan" is a gap in the chart, not a zero.
+  for (const line of lines) line.split(",").forEach((cell, i) => columns[i].push(cell === "nan" || cell === "" ? null : Number(cell)));
   return columns;
 }
 
@@ -150,6 +151,30 @@ function trained(job, container) {
   ]);
 }
 
+async function heartbeats(job, container) {
+  const result = job.result, hrv = result.hrv;
+  table(container, `Heartbeats (${result.signal_type.toUpperCase()}, channel ${result.channel})`, [
+    ["Heart rate", result.heart_rate_bpm === null
+      ? "not given: too little of the recording was clean enough to count" : fixed(result.heart_rate_bpm, 1, " bpm")],
+    ["Confidence (share of the recording usable)", fixed(100 * result.confidence, 0, " %")],
+    ["Beats", `${result.beats.toLocaleString()} found, ${result.usable_beats.toLocaleString()} counted`],
+    ["Windows usable", `${result.usable_windows} of ${result.windows} (10 s each)`],
+    ["Duration", fixed(result.duration_s / 3600, 2, " h")],
+  ]);
+  table(container, hrv.withheld ? `HRV withheld: ${hrv.withheld}` : `HRV over ${fixed(hrv.span_s / 60, 1)} min of clean beats`, [
+    ["SDNN", fixed(hrv.sdnn_ms, 1, " ms")], ["RMSSD", fixed(hrv.rmssd_ms, 1, " ms")], ["pNN50", fixed(hrv.pnn50_pct, 1, " %")],
+    ["LF / HF", `${fixed(hrv.lf_ms2, 0, " ms²")} / ${fixed(hrv.hf_ms2, 0, " ms²")} (${fixed(hrv.lf_hf, 2)})`],
+    ["Poincaré SD1 / SD2", `${fixed(hrv.sd1_ms, 1, " ms")} / ${fixed(hrv.sd2_ms, 1, " ms")}`],
+  ]);
+  const [start, bpm, quality] = await csv(job, "heart_rate.csv");
+  chart(container, "Heart rate over the recording (gaps: unusable windows)", "time (s)",
+    [{ label: "heart rate (bpm)", stroke: "#a40e26", scale: "bpm" }, { label: "quality (0–1)", stroke: "#555", scale: "q", dash: [4, 4] }],
+    [start, bpm, quality], {
+      scales: { q: { range: [0, 1] } },
+      axes: [{ label: "time (s)" }, { label: "heart rate (bpm)", scale: "bpm" }, { label: "quality", scale: "q", side: 1, grid: { show: false } }],
+    });
+}
+
 function plain(job, container) {
   container.append(el("pre", {}, JSON.stringify(job.result, null, 2)));
 }
@@ -161,6 +186,7 @@ export const RESULT_VIEWS = {
     if (job.result.risk) risk(job, container, job.result.risk);
   },
   "signal.filter": filtered,
+  "signal.beats": heartbeats,
   "camera.calibrate": calibration,
   "risk.predict": risk,
   "risk.train": trained,

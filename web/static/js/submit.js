@@ -119,7 +119,11 @@ function collectParams(kind) {
         .map((part) => (numeric && !Number.isNaN(Number(part)) ? Number(part) : part));
     } else if (type === "object" || type === "array") {
       try { params[name] = JSON.parse(raw); } catch { params[name] = raw; } // the server names the field
-    } else params[name] = raw;
+    } else {
+      // A name or an index (a channel): digits alone are the index, as on the command line.
+      const integerToo = [].concat(spec.type || []).includes("integer");
+      params[name] = integerToo && /^\d+$/.test(raw) ? Number(raw) : raw;
+    }
   }
   return params;
 }
