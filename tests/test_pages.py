@@ -4,6 +4,8 @@ against the live app and a real worker. Each test saves screenshots to look at
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from conftest import shot, sign_in
 
@@ -103,18 +105,26 @@ def test_the_job_page_reconnects_without_losing_events(page, worker, jobs):
     assert page.inner_text("#percent") == "100 %"
 
 
+def submit_from_the_page(page, kind: str, upload: Path, **params: str) -> None:
+    """Submit a job of ``kind`` with ``upload`` from the form, and wait on its page until
+    its results are drawn."""
+    page.goto(f"/?kind={kind}")
+    page.wait_for_selector("form[data-ready=true]")
+    page.set_input_files("#file", str(upload))
+    for name, value in params.items():
+        page.fill(f"#param-{name}", value)
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#job[data-rendered=true]", timeout=90_000)
+
+
 def test_a_video_analysis_refused_at_its_risk_step_still_shows_its_heart_rate(page, worker, tmp_path):
     """It showed "failed" beside nothing: the heart rate found was thrown away."""
     from ml.rppg.simulate import write_face_video
 
     video = tmp_path / "faint.avi"
     write_face_video(video, hr_bpm=72.0, seconds=20.0, size=(320, 240), amplitude=0.005, seed=5)
-    page.goto("/?kind=video.analyze")
-    page.wait_for_selector("form[data-ready=true]")
-    page.set_input_files("#file", str(video))
-    page.click("#submit")
-    page.wait_for_url("**/jobs/*")
-    page.wait_for_selector("#job[data-rendered=true]", timeout=90_000)
+    submit_from_the_page(page, "video.analyze", video)
     assert page.get_attribute("#job", "data-status") == "failed"
     assert "What could not be done (the rppg part finished: below)" in page.inner_text("#failure")
     assert "HRV_WITHHELD" in page.inner_text("#failure")
@@ -128,13 +138,7 @@ def test_an_ecg_uploaded_from_the_page_shows_its_heart_rate_and_trend(page, work
 
     record = tmp_path / "100.zip"
     record.write_bytes(wfdb_zip())
-    page.goto("/?kind=signal.beats")
-    page.wait_for_selector("form[data-ready=true]")
-    page.set_input_files("#file", str(record))
-    page.fill("#param-channel", "0")  # an index, typed as digits
-    page.click("#submit")
-    page.wait_for_url("**/jobs/*")
-    page.wait_for_selector("#job[data-rendered=true]", timeout=90_000)
+    submit_from_the_page(page, "signal.beats", record, channel="0")  # an index, typed as digits
     assert page.get_attribute("#job", "data-status") == "succeeded"
     summary = page.inner_text("table.kv >> nth=0")
     assert "channel MLII" in summary and "75." in summary and "100 %" in summary
@@ -151,12 +155,7 @@ def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
 
     video = tmp_path / "face.avi"
     truth = write_face_video(video, **MEASURABLE_HRV)
-    page.goto("/?kind=video.rppg")
-    page.wait_for_selector("form[data-ready=true]")
-    page.set_input_files("#file", str(video))
-    page.click("#submit")
-    page.wait_for_url("**/jobs/*")
-    page.wait_for_selector("#job[data-rendered=true]", timeout=90_000)
+    submit_from_the_page(page, "video.rppg", video)
     assert page.locator(".chart canvas").count() >= 2  # pulse, and heart rate over time
     overall = float(page.locator("th:has-text('Overall') + td").inner_text().split()[0])
     assert abs(overall - truth.mean_hr_bpm) < 3
