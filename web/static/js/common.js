@@ -40,6 +40,7 @@ const PLAIN_ERRORS = {
   WORKER_LOST: "The worker running this job stopped unexpectedly, more than once.",
   MEMORY_LIMIT: "The job needed more memory than one job may have on this server.",
   DISK_LIMIT: "The job wrote more to disk than one job may on this server.",
+  NO_BEATS: "No heartbeats could be found in this recording (or only at a rate no heart beats at: is the sample rate right?).",
   DEVICE_BUSY: "The camera was in use by another program, and still was after several tries.",
   DEVICE_UNAVAILABLE: "The camera could not be reached (unplugged or switched off?), even after several tries.",
   CALIBRATION_FAILED: "The calibration could not see its checkerboard target.",

@@ -1,0 +1,34 @@
+"""What the README promises, held to the code: its list of error codes."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+from vitalq.errors import VitalqError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def every_error_class() -> set[type]:
+    """Every VitalqError subclass, with every module of the packages that define them imported."""
+    for package in ("ml", "hardware", "worker", "tasks", "web"):
+        for module in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+            importlib.import_module(module.name)
+    found, todo = set(), [VitalqError]
+    while todo:
+        for subclass in todo.pop().__subclasses__():
+            found.add(subclass)
+            todo.append(subclass)
+    return found
+
+
+def test_every_error_code_is_in_the_readmes_list():
+    """The list had drifted: HRV_WITHHELD, NON_FINITE, TOO_SHORT and UNREADABLE_VIDEO were
+    raised but not listed."""
+    codes = {cls.code for cls in every_error_class()} | {VitalqError.code}
+    listed_paragraph = README.read_text().split("\nCodes: ", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"`([A-Z_]{4,})`", listed_paragraph))
+    assert codes - listed == set(), f"codes raised but not in the README's list: {sorted(codes - listed)}"
