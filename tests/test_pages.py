@@ -46,6 +46,7 @@ def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_pat
     page.wait_for_selector("#job-table[data-loaded=true]")
     row = page.locator("#job-table tbody tr").first
     assert "signal.filter" in row.inner_text() and "succeeded" in row.inner_text()
+    assert row.locator("td[data-label=File]").inner_text() == "ppg.npy"  # which upload it was
     page.select_option("#filter-status", "failed")
     page.wait_for_selector("text=No jobs match.")
     shot(page, "pages-job-list")

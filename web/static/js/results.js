@@ -133,7 +133,7 @@ function risk(job, container, prediction = job.result) {
   }
   const rows = prediction.predictions.slice(0, 200).map((p, i) => el("tr", {}, el("td", {}, i + 1),
     ...prediction.classes.map((c) => el("td", {}, fixed(p.probabilities[String(c)], 3))), el("td", {}, String(p.predicted))));
-  container.append(el("table", {}, el("caption", {}, `Probabilities (${prediction.predictions.length} rows${prediction.predictions.length > 200 ? ", first 200 shown" : ""})`),
+  container.append(el("table", {}, el("caption", {}, `Probabilities (${prediction.predictions.length} row${prediction.predictions.length === 1 ? "" : "s"}${prediction.predictions.length > 200 ? ", first 200 shown" : ""})`),
     el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "row"), ...prediction.classes.map((c) => el("th", { scope: "col" }, `P(${c})`)),
       el("th", { scope: "col" }, "predicted"))), el("tbody", {}, rows)));
 }
