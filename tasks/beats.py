@@ -16,6 +16,12 @@ from worker.settings import get_settings
 
 @shared_task(base=JobTask, name="signal.beats")
 def beats(job: JobContext) -> dict:
+    return run_beats(job)
+
+
+def run_beats(job: JobContext) -> dict:
+    """The beats of the job's recording: its artifacts written, its summary returned
+    (``signal.beats``, and the first stage of ``signal.analyze``)."""
     params = job.params
     with job.scratch() as scratch:
         job.progress(0.0, "reading the file's header", stage="open")

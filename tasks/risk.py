@@ -1,10 +1,13 @@
-"""``risk.train`` and ``risk.predict``, and ``video.analyze``: rPPG chained into risk prediction."""
+"""``risk.train`` and ``risk.predict``; ``video.analyze`` and ``signal.analyze``: the HRV of a
+face video, or of an ECG or PPG, chained into risk prediction."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from ml.risk import ensure_default_model, feature_matrix, from_rppg_summary, predict_rows, read_labelled_csv, train
+from ml.risk import (ensure_default_model, feature_matrix, from_beats_summary, from_rppg_summary, predict_rows,
+                     read_labelled_csv, train)
+from tasks.beats import run_beats
 from tasks.rppg import run_rppg
 from worker.jobtask import JobContext, JobTask
 from worker.risk_models import registry
@@ -47,6 +50,20 @@ def analyze_risk(job: JobContext) -> dict:
     features = from_rppg_summary(rppg)
     prediction = _predict(feature_matrix([features]), job.params.get("model_version"))
     return {"rppg": rppg, "risk": {**prediction, "features": features}}
+
+
+@shared_task(base=JobTask, name="signal.analyze.beats", final_stage=False, progress_span=(0.0, 0.9))
+def analyze_beats(job: JobContext) -> dict:
+    return {"beats": run_beats(job)}
+
+
+@shared_task(base=JobTask, name="signal.analyze.risk", progress_span=(0.9, 1.0))
+def analyze_beats_risk(job: JobContext) -> dict:
+    found = job.previous_result["beats"]
+    job.progress(0.0, "predicting risk from the HRV features", stage="risk")
+    features = from_beats_summary(found)
+    prediction = _predict(feature_matrix([features]), job.params.get("model_version"))
+    return {"beats": found, "risk": {**prediction, "features": features}}
 
 
 def _predict(features, version: int | None) -> dict:

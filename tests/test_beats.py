@@ -202,3 +202,26 @@ def test_hrv_agrees_with_neurokit2_on_the_cardiologists_beats():
                                   (ours["pnn50_pct"], theirs["HRV_pNN50"]), (ours["sd1_ms"], nonlinear["HRV_SD1"]),
                                   (ours["sd2_ms"], nonlinear["HRV_SD2"])):
         assert mine == pytest.approx(reference_value, rel=0.03), (mine, reference_value)
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_ecg_analysed_gives_its_beats_and_a_risk_from_their_hrv(jobs, http):
+    """``signal.analyze``: the beats' HRV chained into risk prediction, as video.analyze
+    does with a face video's."""
+    answer = http.post("/api/v1/jobs", data={"kind": "signal.analyze", "params": json.dumps({"channel": 0})},
+                       files={"file": ("100.zip", wfdb_zip())})
+    assert answer.status_code == 201, answer.text
+    job = jobs.wait_finished(answer.json()["id"], timeout_s=120)
+    assert job["status"] == "succeeded", job["error"]
+    found, risk = job["result"]["beats"], job["result"]["risk"]
+    assert risk["features"]["rmssd_ms"] == found["hrv"]["rmssd_ms"] and risk["features"]["quality"] == 1.0
+    assert risk["model"]["demo"] is True and len(risk["predictions"]) == 1
+    assert {a["name"] for a in job["artifacts"]} == {"beats.csv", "heart_rate.csv"}
+
+    # 40 s of clean signal is too little for HRV: the risk stage refuses, the beats stay.
+    noisy = io.BytesIO("\n".join(f"{v:.3f}" for v in noise_stress("118e06")[0]).encode())
+    refused = http.post("/api/v1/jobs", data={"kind": "signal.analyze", "params": json.dumps({"fs": 360})},
+                        files={"file": ("118e06.csv", noisy.getvalue())})
+    job = jobs.wait_finished(refused.json()["id"], timeout_s=120)
+    assert job["status"] == "failed" and job["error"]["code"] == "HRV_WITHHELD", job["error"]
+    assert job["error"]["details"]["finished_parts"] == ["beats"] and job["result"]["beats"]["heart_rate_bpm"] > 0

@@ -76,8 +76,17 @@ class HrvWithheld(InvalidInput):
 
 def from_rppg_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The feature row of a ``video.rppg`` result; raises HrvWithheld when it has no HRV to trust."""
-    hrv = summary.get("hrv") or {}
+    return _from_hrv(summary.get("hrv") or {}, summary.get("quality"), "video")
+
+
+def from_beats_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The feature row of a ``signal.beats`` result (its quality: the share of the
+    recording clean enough to count); raises HrvWithheld when it has no HRV."""
+    return _from_hrv(summary.get("hrv") or {}, summary.get("confidence"), "recording")
+
+
+def _from_hrv(hrv: dict[str, Any], quality: float | None, source: str) -> dict[str, Any]:
     if hrv.get("withheld"):
-        raise HrvWithheld(f"no risk is predicted from this video: its HRV was withheld ({hrv['withheld']})",
+        raise HrvWithheld(f"no risk is predicted from this {source}: its HRV was withheld ({hrv['withheld']})",
                           reason=hrv["withheld"])
-    return {**{name: hrv.get(name) for name in NAMES if name != "quality"}, "quality": summary.get("quality")}
+    return {**{name: hrv.get(name) for name in NAMES if name != "quality"}, "quality": quality}

@@ -149,3 +149,33 @@ SIGNAL_BEATS = register(
         main_params=("signal_type", "channel", "fs"),
     )
 )
+
+
+def _check_analysis(params: dict[str, Any], upload: Path | None) -> None:
+    from .risk import check_model_version
+
+    _check_beats_request(params, upload)
+    check_model_version(params)
+
+
+SIGNAL_ANALYZE = register(
+    JobKind(
+        name="signal.analyze",
+        title="ECG or PPG to risk (beats, then risk prediction)",
+        description=("Runs signal.beats, then risk.predict on the HRV of its clean beats, as one job of two stages "
+                     "(a Celery chain); a failed risk stage (HRV_WITHHELD: too little clean signal) keeps the "
+                     "beats, heart rate and files the first one found."),
+        params_schema={**SIGNAL_BEATS.params_schema, "properties": {
+            **SIGNAL_BEATS.params_schema["properties"],
+            "model_version": {"type": "integer", "minimum": 1,
+                              "description": "Risk model version (default: the active one)."},
+        }},
+        soft_time_limit_s=SIGNAL_BEATS.soft_time_limit_s,
+        time_limit_s=SIGNAL_BEATS.time_limit_s,
+        seconds_per_upload_mb=SIGNAL_BEATS.seconds_per_upload_mb,
+        upload=SIGNAL_FILTER.upload,
+        stages=("signal.analyze.beats", "signal.analyze.risk"),
+        check=_check_analysis,
+        main_params=("signal_type", "channel", "fs", "model_version"),
+    )
+)

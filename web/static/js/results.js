@@ -151,8 +151,8 @@ function trained(job, container) {
   ]);
 }
 
-async function heartbeats(job, container) {
-  const result = job.result, hrv = result.hrv;
+async function heartbeats(job, container, result = job.result) {
+  const hrv = result.hrv;
   table(container, `Heartbeats (${result.signal_type.toUpperCase()}, channel ${result.channel})`, [
     ["Heart rate", result.heart_rate_bpm === null
       ? "not given: too little of the recording was clean enough to count" : fixed(result.heart_rate_bpm, 1, " bpm")],
@@ -187,6 +187,10 @@ export const RESULT_VIEWS = {
   },
   "signal.filter": filtered,
   "signal.beats": heartbeats,
+  "signal.analyze": async (job, container) => {
+    await heartbeats(job, container, job.result.beats);
+    if (job.result.risk) risk(job, container, job.result.risk);
+  },
   "camera.calibrate": calibration,
   "risk.predict": risk,
   "risk.train": trained,
