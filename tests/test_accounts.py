@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import bearer, close_code
+from support import bearer, close_code
 
 
 def job_endpoints(job_id: str) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shot, stop_process, wait_until
+from support import shot, stop_process, wait_until
 
 from hardware.simulated import SimulatedCamera
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from conftest import bearer, wait_until
+from support import bearer, wait_until
 
 from worker.embedded_redis import free_port
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import QUICK_START, bearer, stop_process, wait_until
+from support import QUICK_START, bearer, stop_process, wait_until
 
 from vitalq import processes
 from worker.embedded_redis import EmbeddedRedis, free_port

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import close_code, wait_until
+from support import close_code, wait_until
 
 
 #: A bound on answers that must not depend on the input's size: a hang detector, not a
@@ -457,7 +457,7 @@ def test_a_body_that_arrives_too_slowly_is_cut_off(database, tmp_path):
     import socket
     from urllib.parse import urlsplit
 
-    from conftest import gunicorn
+    from support import gunicorn
 
     with gunicorn(tmp_path / "web.log", VITALQ_BODY_READ_TIMEOUT_S="2") as base:
         address = urlsplit(base)

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 import websocket
-from conftest import wait_until
+from support import wait_until
 
 from web.ws import RECHECK_S
 from worker import progress
@@ -410,7 +410,7 @@ def test_a_job_streams_over_the_production_server(gunicorn_server, tokens, clean
     (one reader per job in a greenlet, psycopg2 made cooperative)."""
     import httpx
 
-    from conftest import Jobs
+    from support import Jobs
 
     with httpx.Client(base_url=gunicorn_server, timeout=30, headers={"Authorization": f"Bearer {tokens['admin']}"}) \
             as http:

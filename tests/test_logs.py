@@ -7,7 +7,7 @@ import io
 import json
 import logging
 
-from conftest import wait_until
+from support import wait_until
 
 
 def json_lines(text: str) -> list[dict]:
@@ -61,7 +61,7 @@ def test_an_expected_failure_is_logged_as_an_outcome_not_a_crash(http, jobs, wor
     with a traceback (``UnpickleableExceptionWrapper ... JobFailed``): its exception did
     not survive the trip from the pool process to the worker. Now its one line is INFO."""
     failing = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
-                                              "params": {"allocate_bytes": 2 * 1024**3 + 1}}).json()["id"]
+                                              "params": {"allocate_bytes": 3 * 1024**3}}).json()["id"]
     assert jobs.wait_finished(failing)["error"]["code"] == "MEMORY_LIMIT"
     # The worker handles each job's outcome in turn: once the next job's is logged, the
     # failed one's has been, whatever it was.

@@ -1,13 +1,13 @@
 """The pages, in a real headless browser (Debian's Chromium driven by Playwright),
 against the live app and a real worker. Each test saves screenshots to look at
-(see ``conftest.shot``)."""
+(see ``support.shot``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from conftest import shot, sign_in
+from support import shot, sign_in
 
 
 def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_path):

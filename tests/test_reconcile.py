@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 
-from conftest import WorkerProcess, wait_until
+from support import WorkerProcess, wait_until
 
 from worker import progress
 
