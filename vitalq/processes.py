@@ -120,9 +120,9 @@ class Supervisor:
     started, those gone are stopped.
 
     With an ``output`` (an open file), the processes write there rather than to this
-    process's own output. With a ``status_path``, the state of every process (running, or down and when it
-    restarts) is kept in that JSON file while the supervisor runs; ``/health/ready``
-    reports not-ready while one is down (``web.health``).
+    process's own output. With a ``status_path``, the state of every process (running,
+    or down and when it restarts) is kept in that JSON file while the supervisor runs;
+    ``/health/ready`` reports not-ready while one is down (``web.health``).
     """
 
     def __init__(self, env: dict[str, str] | None = None, grace_s: float = 15.0,
@@ -153,23 +153,26 @@ class Supervisor:
         return subprocess.Popen(spec.argv, env={**self.env, **spec.env}, stdout=self.output,
                                 stderr=None if self.output is None else subprocess.STDOUT)
 
-    def _keep_pool(self) -> None:
+    def _keep_pool(self) -> bool:
+        """Start the pool's new members and stop those gone; True when anything changed."""
         if self.pool is None or time.monotonic() - self._pool_checked < self.pool_interval_s:
-            return
+            return False
         self._pool_checked = time.monotonic()
         try:
             wanted = {spec.name: spec for spec in self.pool()}
         except Exception as exc:  # the database is away: keep what runs
             _say(f"pool not updated: {exc}")
-            return
-        for name in [name for name, child in self.children.items() if child.pooled and name not in wanted]:
+            return False
+        gone = [name for name, child in self.children.items() if child.pooled and name not in wanted]
+        for name in gone:
             _say(f"stopping {name}")
             child = self.children.pop(name)
             if child.process is not None:
                 terminate(child.process, self.grace_s)
-        for name, spec in wanted.items():
-            if name not in self.children:
-                self.start(spec, pooled=True)
+        new = [name for name in wanted if name not in self.children]
+        for name in new:
+            self.start(wanted[name], pooled=True)
+        return bool(gone or new)
 
     def _keep_running(self) -> bool:
         """Schedule a restart for each process that exited, and start those whose time has
@@ -226,8 +229,7 @@ class Supervisor:
         try:
             self._write_status()
             while stop["signal"] is None:
-                self._keep_pool()
-                if self._keep_running():
+                if self._keep_pool() | self._keep_running():  # both, every time
                     self._write_status()
                 time.sleep(0.2)
         finally:
