@@ -40,7 +40,7 @@ import tempfile
 
 import numpy as np
 
-ECG_DATA = ROOT.parent / "shared" / "data" / "ecg"
+ECG_DATA = Path(os.environ.get("VITALQ_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ecg"
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
 MATCH_S = 0.150
 

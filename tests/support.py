@@ -207,3 +207,16 @@ def shot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def shared_data(*parts: str) -> Path:
+    """A folder of the team's shared data (``../shared/data`` beside the repository):
+    ``$VITALQ_SHARED_DATA``, else beside this checkout, else where this machine keeps it
+    (a clone made elsewhere, as CI's may be). A missing folder fails the test that needs it."""
+    candidates = [Path(os.environ["VITALQ_SHARED_DATA"])] if os.environ.get("VITALQ_SHARED_DATA") else []
+    candidates += [Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
+    for root in candidates:
+        if root.joinpath(*parts).is_dir():
+            return root.joinpath(*parts)
+    raise FileNotFoundError(f"no shared data {'/'.join(parts)} in {', '.join(map(str, candidates))} "
+                            "(set VITALQ_SHARED_DATA)")

@@ -9,16 +9,17 @@ import io
 import json
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
 import wfdb
 
+from support import shared_data
+
 from ml.rppg.simulate import contact_ppg
 from ml.signals.beats import NoBeats, detect_beats, find_beats, summarize
 
-ECG_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg"
+ECG_DATA = shared_data("ecg")
 #: MIT-BIH annotation symbols that mark a beat (the others mark rhythm, noise, comments).
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
 #: A detection within this of a reference beat is that beat (ANSI/AAMI EC57).
