@@ -283,7 +283,10 @@ def test_up_restarts_whatever_is_killed_and_every_job_in_flight_finishes_once(tm
     back_within: dict[str, float] = {}
     try:
         wait_http(f"{up.base}/health/ready", 90)
-        api = httpx.Client(base_url=up.base, headers=bearer(up.token()), timeout=10)
+        # A new connection for each request: a kept-alive one to the web process killed
+        # (its worker lingers a moment, then resets it) would fail the next request.
+        api = httpx.Client(base_url=up.base, headers=bearer(up.token()), timeout=10,
+                           limits=httpx.Limits(max_keepalive_connections=0))
 
         def submit(count: int) -> None:
             for _ in range(count):
