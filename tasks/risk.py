@@ -3,6 +3,8 @@ face video, or of an ECG or PPG, chained into risk prediction."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from celery import shared_task
 
 from ml.risk import (ensure_default_model, feature_matrix, from_beats_summary, from_rppg_summary, predict_rows,
@@ -45,11 +47,7 @@ def analyze_rppg(job: JobContext) -> dict:
 
 @shared_task(base=JobTask, name="video.analyze.risk", progress_span=(0.9, 1.0))
 def analyze_risk(job: JobContext) -> dict:
-    rppg = job.previous_result["rppg"]
-    job.progress(0.0, "predicting risk from the HRV features", stage="risk")
-    features = from_rppg_summary(rppg)
-    prediction = _predict(feature_matrix([features]), job.params.get("model_version"))
-    return {"rppg": rppg, "risk": {**prediction, "features": features}}
+    return _risk_from(job, "rppg", from_rppg_summary)
 
 
 @shared_task(base=JobTask, name="signal.analyze.beats", final_stage=False, progress_span=(0.0, 0.9))
@@ -59,11 +57,17 @@ def analyze_beats(job: JobContext) -> dict:
 
 @shared_task(base=JobTask, name="signal.analyze.risk", progress_span=(0.9, 1.0))
 def analyze_beats_risk(job: JobContext) -> dict:
-    found = job.previous_result["beats"]
+    return _risk_from(job, "beats", from_beats_summary)
+
+
+def _risk_from(job: JobContext, part: str, features_of: Callable[[dict], dict]) -> dict:
+    """The last stage of an analysis: risk predicted from the HRV of the earlier stage's
+    ``part`` of the result, which the job keeps beside it."""
+    summary = job.previous_result[part]
     job.progress(0.0, "predicting risk from the HRV features", stage="risk")
-    features = from_beats_summary(found)
+    features = features_of(summary)
     prediction = _predict(feature_matrix([features]), job.params.get("model_version"))
-    return {"beats": found, "risk": {**prediction, "features": features}}
+    return {part: summary, "risk": {**prediction, "features": features}}
 
 
 def _predict(features, version: int | None) -> dict:

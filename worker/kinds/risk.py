@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from vitalq.errors import InvalidInput
 
@@ -38,6 +38,22 @@ def check_model_version(params: dict[str, Any]) -> None:
         from ..risk_models import registry
 
         registry().get(params["model_version"])
+
+
+def chained_into_risk(kind: JobKind) -> tuple[dict[str, Any], Callable[[dict[str, Any], Path | None], None]]:
+    """The params schema and check of a kind that runs ``kind`` and then predicts risk from
+    its HRV (``video.analyze``, ``signal.analyze``): ``kind``'s, and a risk model version."""
+    schema = {**kind.params_schema, "properties": {
+        **kind.params_schema["properties"],
+        "model_version": {"type": "integer", "minimum": 1, "description": "Risk model version (default: the active one)."},
+    }}
+
+    def check(params: dict[str, Any], upload: Path | None) -> None:
+        if kind.check is not None:
+            kind.check(params, upload)
+        check_model_version(params)
+
+    return schema, check
 
 
 RISK_TRAIN = register(

@@ -10,6 +10,7 @@ from vitalq.errors import InvalidInput
 
 from ..settings import get_settings
 from .base import JobKind, Upload, register
+from .risk import chained_into_risk
 
 
 def _check_filter_request(params: dict[str, Any], upload: Path | None) -> None:
@@ -151,11 +152,7 @@ SIGNAL_BEATS = register(
 )
 
 
-def _check_analysis(params: dict[str, Any], upload: Path | None) -> None:
-    from .risk import check_model_version
-
-    _check_beats_request(params, upload)
-    check_model_version(params)
+_ANALYZE_PARAMS, _check_analysis = chained_into_risk(SIGNAL_BEATS)
 
 
 SIGNAL_ANALYZE = register(
@@ -165,11 +162,7 @@ SIGNAL_ANALYZE = register(
         description=("Runs signal.beats, then risk.predict on the HRV of its clean beats, as one job of two stages "
                      "(a Celery chain); a failed risk stage (HRV_WITHHELD: too little clean signal) keeps the "
                      "beats, heart rate and files the first one found."),
-        params_schema={**SIGNAL_BEATS.params_schema, "properties": {
-            **SIGNAL_BEATS.params_schema["properties"],
-            "model_version": {"type": "integer", "minimum": 1,
-                              "description": "Risk model version (default: the active one)."},
-        }},
+        params_schema=_ANALYZE_PARAMS,
         soft_time_limit_s=SIGNAL_BEATS.soft_time_limit_s,
         time_limit_s=SIGNAL_BEATS.time_limit_s,
         seconds_per_upload_mb=SIGNAL_BEATS.seconds_per_upload_mb,

@@ -9,7 +9,7 @@ from ml.rppg.heart_rate import MIN_QUALITY
 from vitalq.errors import InvalidInput, UnsupportedFormat
 
 from .base import JobKind, Upload, register
-from .risk import check_model_version
+from .risk import chained_into_risk
 
 
 _VIDEO_SIGNATURES = {b"ftyp": "mp4/mov", b"RIFF": "avi", b"\x1aE\xdf\xa3": "mkv/webm", b"PK\x03\x04": "zip"}
@@ -80,15 +80,7 @@ VIDEO_RPPG = register(
 )
 
 
-_ANALYZE_PARAMS = {**VIDEO_RPPG.params_schema, "properties": {
-    **VIDEO_RPPG.params_schema["properties"],
-    "model_version": {"type": "integer", "minimum": 1, "description": "Risk model version (default: the active one)."},
-}}
-
-
-def _check_analysis(params: dict[str, Any], upload: Path | None) -> None:
-    _check_video(params, upload)
-    check_model_version(params)
+_ANALYZE_PARAMS, _check_analysis = chained_into_risk(VIDEO_RPPG)
 
 
 VIDEO_ANALYZE = register(
