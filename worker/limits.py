@@ -13,7 +13,6 @@ watching the resident set from a thread comes too late for an allocation made at
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from vitalq.errors import DiskLimit, MemoryLimit
+
+from .storage import bytes_under
 
 
 def data_segment_bytes() -> int:
@@ -65,24 +66,7 @@ class DiskMeter:
         if self.limit_bytes <= 0 or (not now and time.monotonic() - self._checked < self.interval_s):
             return
         self._checked = time.monotonic()
-        used = sum(_bytes_under(folder) for folder in self.folders())
+        used = sum(bytes_under(folder, allocated=True) for folder in self.folders())
         if used > self.limit_bytes:
             raise DiskLimit(f"the job wrote more than the {self.limit_bytes / 1024**2:.0f} MiB of disk one job may "
                             "fill", {"limit_bytes": self.limit_bytes})
-
-
-def _bytes_under(folder: Path) -> int:
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return 0
-    total = 0
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                total += _bytes_under(Path(entry.path))
-            else:
-                total += entry.stat(follow_symlinks=False).st_blocks * 512
-        except FileNotFoundError:  # removed meanwhile
-            continue
-    return total

@@ -26,7 +26,7 @@ import redis
 from . import progress, store
 from .broker import get_redis
 from .settings import get_settings
-from .storage import disk_space, remove_artifacts
+from .storage import bytes_under, disk_space, remove_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def sweep() -> dict[str, int]:
 def disk_usage() -> dict[str, int]:
     """``disk_space``, and the bytes held by uploads and by job folders (a walk of every file)."""
     settings = get_settings()
-    return {**disk_space(), "uploads_bytes": _bytes_under(settings.uploads_dir),
-            "jobs_bytes": _bytes_under(settings.jobs_dir)}
+    return {**disk_space(), "uploads_bytes": bytes_under(settings.uploads_dir),
+            "jobs_bytes": bytes_under(settings.jobs_dir)}
 
 
 def _forget(deleted: list[tuple[str, dict[str, Any] | None]]) -> None:
@@ -121,14 +121,3 @@ def _old_entries(folder: Path) -> Iterable[Path]:
     oldest = time.time() - SWEEP_GRACE_S
     with os.scandir(folder) as entries:
         return [Path(entry.path) for entry in entries if entry.stat().st_mtime < oldest]
-
-
-def _bytes_under(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:  # removed meanwhile
-                continue
-    return total

@@ -51,6 +51,21 @@ def disk_space() -> dict[str, int]:
     return {"free_bytes": disk.free, "total_bytes": disk.total}
 
 
+def bytes_under(folder: Path, allocated: bool = False) -> int:
+    """Bytes of the files under ``folder`` (a walk of every file; none if it is not
+    there): their sizes, or with ``allocated`` the disk blocks they take (a sparse file
+    counts what it holds)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                stat = os.stat(os.path.join(root, name), follow_symlinks=False)
+            except OSError:  # removed meanwhile
+                continue
+            total += stat.st_blocks * 512 if allocated else stat.st_size
+    return total
+
+
 def refuse_if_disk_low() -> dict[str, int]:
     """``disk_space``, or InsufficientStorage (507) when the data folder's disk has less
     free than ``VITALQ_MIN_FREE_DISK_BYTES``: a submission is refused before anything is
