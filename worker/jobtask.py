@@ -161,6 +161,10 @@ class JobContext:
         root.mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryDirectory(dir=root, prefix=f"{self.id}-")
 
+    def discard_partial_outputs(self) -> None:
+        """Remove what this stage wrote; what earlier stages finished stays."""
+        storage.remove_artifacts(self.id, keep=frozenset(artifact["name"] for artifact in self.earlier_artifacts))
+
     def _folders(self) -> list[Path]:
         """Where the job writes: its own folder and its scratch folders."""
         return [storage.job_dir(self.id), *(get_settings().data_dir / "tmp").glob(f"{self.id}-*")]
@@ -309,12 +313,11 @@ class JobTask(Task):
         """Record the failure, then tell Celery. The job keeps the progress it had made, and
         what its earlier stages finished (their result and artifacts: a video.analyze whose
         risk step is refused keeps its heart rate); this stage's partial outputs go."""
-        kept = context.earlier_artifacts
-        storage.remove_artifacts(job.id, keep=frozenset(artifact["name"] for artifact in kept))
-        if kept or context.previous_result:
+        context.discard_partial_outputs()
+        if context.previous_result:
             error.details = {**error.details, "finished_parts": sorted(context.previous_result)}
         unsaved = context.unsaved_progress()
-        self._record(lambda: store.finish(job.id, status, error=error, artifacts=kept or None,
+        self._record(lambda: store.finish(job.id, status, error=error, artifacts=context.earlier_artifacts or None,
                                           started_at=job.started_at, progress=unsaved))
         raise JobFailed.of(error) from None
 
@@ -326,7 +329,7 @@ class JobTask(Task):
             self._fail(context, job, JobStatus.FAILED, error)
             return
         countdown = backoff_with_full_jitter(self.request.retries, settings.retry_backoff_s, settings.retry_backoff_max_s)
-        storage.remove_artifacts(job_id, keep=frozenset(artifact["name"] for artifact in context.earlier_artifacts))
+        context.discard_partial_outputs()
         unsaved = context.unsaved_progress()
         self._record(lambda: store.mark_retrying(job_id, error, progress=unsaved))
         log.warning("job %s: %s; retry %d in %.1f s", job_id, error.message, self.request.retries + 1, countdown)

@@ -34,8 +34,8 @@ from .broker import get_redis
 from .celery_app import app
 from .db import session_scope
 from .dispatch import enqueue, kill_if_still_running
-from .settings import get_settings
 from .models import Job, JobStatus, utcnow
+from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ def _force_stuck_cancels() -> list[str]:
 def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
     """Queue again what the broker lost and what dead workers held; returns the job ids
     acted on, by reason."""
+    # First: a job stopped here is no longer running, and is not queued again below.
+    cancel_forced = _force_stuck_cancels()
     cutoff = utcnow() - timedelta(seconds=min_age_s)
     with session_scope() as session:
         waiting_jobs = list(session.scalars(select(Job).where(
@@ -103,7 +105,7 @@ def reconcile(min_age_s: float = 60.0) -> dict[str, list[str]]:
         running_jobs = list(session.scalars(select(Job).where(
             Job.status == JobStatus.RUNNING.value, Job.started_at < cutoff)))
     report: dict[str, list[str]] = {"lost_message": [], "dead_worker": [], "dropped_by_worker": [],
-                                    "cancel_forced": _force_stuck_cancels()}
+                                    "cancel_forced": cancel_forced}
     if not waiting_jobs and not running_jobs:
         return report
     queues = set(devices.queues()) | {job.queue for job in waiting_jobs + running_jobs}
