@@ -52,12 +52,12 @@ def _write_beats(path: Path, found) -> None:
 def _write_windows(path: Path, found) -> None:
     """One row a window: its start (s), heart rate (bpm, from its beats' median interval;
     empty where unusable), quality and whether it is usable."""
-    which = np.minimum((found.times_s // WINDOW_S).astype(int), found.window_quality.size - 1)
+    bounds = found.window_bounds
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["start_s", "heart_rate_bpm", "quality", "usable"])
         for window, (quality, usable) in enumerate(zip(found.window_quality, found.window_usable)):
-            times = found.times_s[which == window]
+            times = found.times_s[bounds[window]:bounds[window + 1]]
             rate = 60.0 / np.median(np.diff(times)) if usable and times.size >= 3 else None
             writer.writerow([f"{window * WINDOW_S:g}", "" if rate is None else f"{rate:.1f}", f"{quality:.3f}",
                              "yes" if usable else "no"])

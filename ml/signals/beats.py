@@ -93,8 +93,12 @@ class Beats:
         neighbours' (a motion artefact inside a clean window does not)."""
         if not self.window_quality.size:
             return np.zeros(self.samples.size, bool)
-        windows = np.minimum((self.times_s // WINDOW_S).astype(int), self.window_quality.size - 1)
-        return self.window_usable[windows] & ~(self.quality < MIN_QUALITY)
+        return self.window_usable[_window_of(self.times_s, self.window_quality.size)] & ~(self.quality < MIN_QUALITY)
+
+    @property
+    def window_bounds(self) -> np.ndarray:
+        """The beats of window ``w`` are ``samples[bounds[w]:bounds[w + 1]]``."""
+        return _window_bounds(self.times_s, self.window_quality.size)
 
 
 def detect_beats(x: np.ndarray, fs: float, signal_type: str) -> tuple[np.ndarray, np.ndarray]:
@@ -163,12 +167,24 @@ def find_beats(source: SignalSource, signal_type: str, channel: int = 0,
     return Beats(fs, n, found, quality_of, _window_quality(found / fs, quality_of, n / fs))
 
 
+def _window_of(times_s: np.ndarray, windows: int) -> np.ndarray:
+    """Per beat, its window (the last takes what is left of the recording)."""
+    return np.minimum((times_s // WINDOW_S).astype(int), windows - 1)
+
+
+def _window_bounds(times_s: np.ndarray, windows: int) -> np.ndarray:
+    """Where each window's beats start in the (sorted) beats, and where the last ends:
+    a day has 8,640 windows and 100,000 beats, too many to mask each window's out."""
+    return np.searchsorted(_window_of(times_s, windows), np.arange(windows + 1))
+
+
 def _window_quality(times_s: np.ndarray, quality: np.ndarray, duration_s: float) -> np.ndarray:
     windows = max(int(np.ceil(duration_s / WINDOW_S)), 1)
-    which = np.minimum((times_s // WINDOW_S).astype(int), windows - 1)
+    bounds = _window_bounds(times_s, windows)
     result = np.zeros(windows)
     for w in range(windows):
-        inside = quality[(which == w) & np.isfinite(quality)]
+        inside = quality[bounds[w]:bounds[w + 1]]
+        inside = inside[np.isfinite(inside)]
         result[w] = float(np.median(inside)) if inside.size >= 2 else 0.0
     return result
 
@@ -190,9 +206,7 @@ def summarize(beats: Beats, signal_type: str) -> dict:
                       f"({PLAUSIBLE_BPM[0]:g}-{PLAUSIBLE_BPM[1]:g} bpm): is this an {signal_type.upper()}, "
                       "and its sample rate right?", {"rate_per_min": float(rate), "usable_share": usable_share})
     # Beats of usable windows only; an interval across an unusable stretch is no NN interval.
-    kept = beats.times_s.copy()
-    kept[~usable] = np.nan
-    hrv = _hrv_of_usable(kept)
+    hrv = _hrv_of_usable(beats.times_s, usable)
     usable_s = usable_share * duration_s
     # A few clean-looking windows in noise are no heart rate (a sensor on no finger).
     heart_rate = hrv["mean_hr_bpm"] if usable_s >= MIN_HEART_RATE_S else None
@@ -218,21 +232,12 @@ def summarize(beats: Beats, signal_type: str) -> dict:
     }
 
 
-def _hrv_of_usable(times_s: np.ndarray) -> dict:
-    """HRV over runs of usable beats (NaN marks an unusable beat): intervals are taken
-    within each run only, then pooled."""
-    runs, current = [], []
-    for t in times_s:
-        if np.isnan(t):
-            if len(current) > 1:
-                runs.append(np.array(current))
-            current = []
-        else:
-            current.append(t)
-    if len(current) > 1:
-        runs.append(np.array(current))
-    if not runs:
-        return hrv_metrics(np.empty(0))
-    # A gap of more than the plausible interval between runs keeps them apart in the
-    # interval cleaning (``clean_intervals``), so runs are joined as they are.
-    return hrv_metrics(np.concatenate(runs))
+def _hrv_of_usable(times_s: np.ndarray, usable: np.ndarray) -> dict:
+    """HRV over the usable beats that have a usable neighbour (a lone one makes no
+    interval of its own). An interval across unusable beats is left to the interval
+    cleaning of ``hrv_metrics``: across a stretch (10 s or more) it is no plausible
+    interval; across a false beat it is the true one; across a missed beat it is twice
+    its neighbours, and dropped."""
+    before = np.concatenate([[False], usable[:-1]])
+    after = np.concatenate([usable[1:], [False]])
+    return hrv_metrics(times_s[usable & (before | after)])
