@@ -347,7 +347,7 @@ class _Progress:
             click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {line}\033[K", nl=fraction >= 1.0, err=True)
         elif fraction >= 1.0 or fraction - self.shown >= 0.1:
             click.echo(line, err=True)
-        self.shown = fraction if fraction - self.shown >= 0.1 or fraction >= 1.0 else self.shown
+            self.shown = fraction
 
 
 class _JobProgress:
