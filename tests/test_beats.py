@@ -88,6 +88,35 @@ def test_chunks_find_the_beats_of_one_run_over_the_whole_signal():
     np.testing.assert_array_equal(chunked.samples, whole)
 
 
+def test_a_chunk_is_bounded_by_samples_whatever_the_sample_rate(monkeypatch):
+    """Chunks were sized in seconds alone: a file declared at 1 MHz would have been read
+    600 million samples at a time."""
+    import ml.signals.beats
+
+    x, fs, _ = record_100()
+    reads: list[int] = []
+
+    class Watched(InMemory):
+        def read(self, start: int, stop: int) -> np.ndarray:
+            reads.append(stop - start)
+            return super().read(start, stop)
+
+    monkeypatch.setattr(ml.signals.beats, "MAX_CHUNK_SAMPLES", 60_000)  # 600 s would be 216,000
+    found = find_beats(Watched(x, fs), "ecg")
+    assert max(reads) <= 60_000 and len(reads) > 10
+    np.testing.assert_array_equal(found.samples, detect_beats(x, fs, "ecg")[0])
+
+
+def test_a_sample_rate_the_detectors_are_not_made_for_is_refused_naming_it():
+    """At 5 Hz NeuroKit2's filters fail inside (a TypeError, reported as INTERNAL)."""
+    from vitalq.errors import InvalidInput
+
+    for fs, signal_type in ((5.0, "ecg"), (20.0, "ppg"), (50_000.0, "ecg")):
+        with pytest.raises(InvalidInput) as refused:
+            find_beats(InMemory(np.zeros(int(60 * fs)), fs), signal_type)
+        assert refused.value.code == "INVALID_INPUT" and refused.value.to_dict()["details"]["fields"].keys() == {"fs"}
+
+
 def test_noisy_stretches_are_marked_and_not_counted():
     """118e06: the clean record 118 for 40 s, then electrode motion at 6 dB. The usable
     windows are the clean ones; what is counted there is right."""
@@ -136,8 +165,8 @@ def test_a_flat_line_or_a_rate_no_heart_beats_at_is_no_beats():
         summarize(find_beats(InMemory(np.zeros(60_000), 250.0), "ecg"), "ecg")
     assert flat.value.code == "NO_BEATS"
     x, _, _ = record_100()
-    with pytest.raises(NoBeats, match="no heart rate"):  # 360 Hz declared as 36 Hz: 7 beats a minute
-        summarize(find_beats(InMemory(x[:36_000], 36.0), "ecg"), "ecg")
+    with pytest.raises(NoBeats, match="no heart rate"):  # 360 Hz declared as 50 Hz: 23 beats a minute
+        summarize(find_beats(InMemory(x[:72_000], 50.0), "ecg"), "ecg")
 
 
 def wfdb_zip(name: str = "100") -> bytes:
@@ -166,6 +195,11 @@ def test_a_record_uploaded_over_http_gives_its_beats_as_files(jobs, http):
     assert rows[1]["rr_ms"] and rows[1]["label"] == "ok"
     windows = list(csv.DictReader(io.StringIO(http.get(f"/api/v1/jobs/{job['id']}/artifacts/heart_rate.csv").text)))
     assert len(windows) == result["windows"] == 181 and all(w["usable"] == "yes" for w in windows)
+
+    # A sample rate no detector is made for is refused at submission, naming it.
+    slow = http.post("/api/v1/jobs", data={"kind": "signal.beats", "params": json.dumps({"fs": 5})},
+                     files={"file": ("slow.csv", "\n".join("0.1" for _ in range(600)).encode())})
+    assert slow.status_code == 400 and "fs" in slow.json()["error"]["details"]["fields"], slow.text
 
     # A channel the record does not have is refused at submission, naming it.
     wrong = http.post("/api/v1/jobs", data={"kind": "signal.beats", "params": json.dumps({"channel": "V9"})},

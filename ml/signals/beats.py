@@ -39,9 +39,15 @@ from ..rppg.hrv import hrv_metrics
 from .chunked import SignalSource, fill_non_finite
 
 SIGNAL_TYPES = ("ecg", "ppg")
-#: Seconds of signal per chunk, and seen on each side of it.
+#: Seconds of signal per chunk, and seen on each side of it; a chunk and its margins
+#: hold at most MAX_CHUNK_SAMPLES samples (32 MB of float64), whatever the sample rate.
 CHUNK_S = 600.0
 MARGIN_S = 20.0
+MAX_CHUNK_SAMPLES = 1 << 22
+#: Sample rates (Hz) the detectors are made for: below, NeuroKit2's filters and windows
+#: do not fit (a PPG's 0.5-8 Hz band needs more than 16 Hz; record 100's beats are all
+#: found down to 50 Hz, a simulated PPG's 95 % at 25 Hz).
+FS_RANGE_HZ = {"ecg": (50.0, 10_000.0), "ppg": (25.0, 10_000.0)}
 #: Seconds of a window: its heart rate and quality.
 WINDOW_S = 10.0
 #: A window whose beats match their neighbours' waveform less than this (median
@@ -101,6 +107,14 @@ class Beats:
         return _window_bounds(self.times_s, self.window_quality.size)
 
 
+def check_sample_rate(fs: float, signal_type: str) -> None:
+    """InvalidInput (naming ``fs``) for a rate outside FS_RANGE_HZ for ``signal_type``."""
+    low, high = FS_RANGE_HZ[signal_type]
+    if not low <= fs <= high:
+        raise InvalidInput(f"a {signal_type.upper()} sampled at {fs:g} Hz cannot be read for beats: its sample rate "
+                           f"must be {low:g} to {high:g} Hz", field="fs", fs=fs)
+
+
 def detect_beats(x: np.ndarray, fs: float, signal_type: str) -> tuple[np.ndarray, np.ndarray]:
     """Beats of a whole signal ``x`` sampled at ``fs`` Hz: (peak indices, the cleaned
     signal they were found in)."""
@@ -148,9 +162,14 @@ def find_beats(source: SignalSource, signal_type: str, channel: int = 0,
                progress: Callable[[float, str], None] | None = None,
                chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S) -> Beats:
     """The beats of one channel of ``source``, chunk by chunk (memory: a chunk and its
-    margins, and the beats). NaN and infinite samples are interpolated over."""
+    margins, at most MAX_CHUNK_SAMPLES; and the beats). NaN and infinite samples are
+    interpolated over. Raises InvalidInput for a sample rate outside FS_RANGE_HZ."""
     fs, n = float(source.fs), source.n_samples
-    chunk, margin = max(int(chunk_s * fs), 1), int(margin_s * fs)
+    if signal_type not in SIGNAL_TYPES:
+        raise ValueError(f"signal_type must be one of {SIGNAL_TYPES}")
+    check_sample_rate(fs, signal_type)
+    margin = min(int(margin_s * fs), MAX_CHUNK_SAMPLES // 4)
+    chunk = max(min(int(chunk_s * fs), MAX_CHUNK_SAMPLES - 2 * margin), 1)
     samples, quality = [], []
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)

@@ -108,16 +108,19 @@ _READING = {key: SIGNAL_FILTER.params_schema["properties"][key]
 
 
 def _check_beats_request(params: dict[str, Any], upload: Path | None) -> None:
-    """Refuse at submission a file that cannot be read, or a channel it does not have."""
+    """Refuse at submission a file that cannot be read, a channel it does not have, or a
+    sample rate the detector is not made for."""
     import tempfile
 
     from ml.signals import probe_signal
+    from ml.signals.beats import check_sample_rate
 
     if upload is None:
         return
     with tempfile.TemporaryDirectory() as scratch:
-        probe_signal(upload, {**params, "channels": [params["channel"]]}, Path(scratch),
-                     unpack=get_settings().unpack_limits)
+        probe = probe_signal(upload, {**params, "channels": [params["channel"]]}, Path(scratch),
+                             unpack=get_settings().unpack_limits)
+    check_sample_rate(probe.fs, params["signal_type"])
 
 
 SIGNAL_BEATS = register(
