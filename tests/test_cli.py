@@ -16,6 +16,7 @@ import pytest
 import redis
 from support import bearer, wait_until
 
+from vitalq.client import Client
 from worker.embedded_redis import free_port
 
 VITALQ = [sys.executable, "-m", "vitalq.cli"]
@@ -288,12 +289,14 @@ def test_up_restarts_whatever_is_killed_and_every_job_in_flight_finishes_once(tm
         api = httpx.Client(base_url=up.base, headers=bearer(up.token()), timeout=10,
                            limits=httpx.Limits(max_keepalive_connections=0))
 
+        # Submitted as the command line does: a request whose answer was lost (the web
+        # process killed a moment before: its lingering worker drops the connection) is
+        # sent again with its Idempotency-Key, never making a twin.
+        client = Client(up.base, up.token())
+
         def submit(count: int) -> None:
             for _ in range(count):
-                response = api.post("/api/v1/jobs", json={"kind": "diagnostics.selftest",
-                                                          "params": {"duration_s": 0.6, "steps": 3}})
-                assert response.status_code == 201, response.text
-                submitted.append(response.json()["id"])
+                submitted.append(client.submit("diagnostics.selftest", {"duration_s": 0.6, "steps": 3})["id"])
 
         for name in ("worker-cpu", "web", "beat", "flower", "redis"):
             submit(4)
