@@ -19,9 +19,7 @@ from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import InvalidInput
-
-#: Pulse band used inside the methods that select a component (Hz): 39 to 240 bpm.
-PULSE_BAND_HZ = (0.65, 4.0)
+from .defaults import BAND_HZ, METHOD_NAMES
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:
@@ -148,7 +146,7 @@ def ica(rgb: np.ndarray, fs: float, seed: int = 0) -> np.ndarray:
     c = (c - c.mean(axis=2, keepdims=True)) / np.maximum(c.std(axis=2, keepdims=True), 1e-12)
     out = np.zeros((c.shape[0], c.shape[2]))
     freqs = np.fft.rfftfreq(c.shape[2], 1.0 / fs)
-    band = (freqs >= PULSE_BAND_HZ[0]) & (freqs <= PULSE_BAND_HZ[1])
+    band = (freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])
     for e in range(c.shape[0]):
         with warnings.catch_warnings():
             # An unmixing that has not fully converged still ranks its sources by their
@@ -171,8 +169,7 @@ NEEDS_FS = {"POS", "ICA"}
 #: channels alike (light, shading), which GREEN cannot. Chosen on ``bench/rppg.py``:
 #: adding CHROM let more wrong peaks through than right ones it found.
 AUTO_METHODS = ("GREEN", "POS")
-#: What a job may ask for: AUTO (the default) or one method.
-METHOD_NAMES = ("AUTO", *METHODS)
+assert METHOD_NAMES == ("AUTO", *METHODS), "ml.rppg.defaults.METHOD_NAMES names every method"
 
 
 def apply_method(name: str, rgb: np.ndarray, fs: float) -> np.ndarray:

@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .defaults import DETECT_EVERY
+
 CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
 
 #: The face's skin is sought in an ellipse inside the detected box: centre (x, y) and
@@ -34,7 +36,7 @@ class FaceTracker:
     ``detect_every`` frames, moved in between by the median Lucas-Kanade optical flow
     of corner points inside it."""
 
-    def __init__(self, detect_every: int = 10, detect_width: int = 256):
+    def __init__(self, detect_every: int = DETECT_EVERY, detect_width: int = 256):
         self.cascade = cv2.CascadeClassifier(str(CASCADE))
         if self.cascade.empty():
             raise RuntimeError(f"face cascade not found at {CASCADE}")
@@ -76,18 +78,22 @@ class FaceTracker:
     def _detect(self, gray: np.ndarray, scale: float) -> None:
         offset = np.zeros(2, dtype=int)
         search = gray
-        min_side = max(gray.shape[1] // 10, 24)
+        min_side, max_side = max(gray.shape[1] // 10, 24), 0  # 0: no largest size
         if self.box is not None and self._misses < 3:
             # Look around the tracked face only: a fraction of the frame, at the face's scale.
             x0, y0, x1, y1 = self.box * scale
             w, h = x1 - x0, y1 - y0
             offset = np.array([max(int(x0 - 0.5 * w), 0), max(int(y0 - 0.5 * h), 0)])
             search = gray[offset[1]:int(y1 + 0.5 * h), offset[0]:int(x1 + 0.5 * w)]
-            min_side = max(int(0.6 * min(w, h)), 24)
+            # Sizes near the face's only: the cascade's scales up from min_side are the
+            # same, the larger ones (most of its time) are not tried.
+            min_side, max_side = max(int(0.6 * min(w, h)), 24), int(1.6 * max(w, h)) + 1
         if min(search.shape) < min_side:
-            search, offset, min_side = gray, np.zeros(2, dtype=int), max(gray.shape[1] // 10, 24)
+            search, offset = gray, np.zeros(2, dtype=int)
+            min_side, max_side = max(gray.shape[1] // 10, 24), 0
         faces, _levels, weights = self.cascade.detectMultiScale3(
-            search, scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side), outputRejectLevels=True)
+            search, scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side), maxSize=(max_side, max_side),
+            outputRejectLevels=True)
         # Most confident first: the cascade's final-stage weight, not the size, tells a face.
         order = np.argsort(-np.ravel(weights)) if len(faces) else []
         candidates = []

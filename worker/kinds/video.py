@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ml.rppg.heart_rate import MIN_QUALITY
+from ml.rppg import defaults as rppg
 from vitalq.errors import InvalidInput, UnsupportedFormat
 
 from .base import JobKind, Upload, register
@@ -39,31 +39,32 @@ VIDEO_RPPG = register(
         title="Heart rate from face video (rPPG)",
         description=(
             "Heart rate over time and overall, the blood-volume pulse, signal quality and HRV from a face "
-            "video: face tracking, the face's skin, and an rPPG method (AUTO: per window the clearer of GREEN "
-            "and POS; or one of GREEN, CHROM, POS, LGI, PBV, OMIT, ICA). A heart rate whose evidence is too weak "
-            "is reported with reliable: false and the reason, its HRV withheld. Returns a summary, pulse and "
-            "heart-rate CSVs, and a plot."
+            "video: face tracking, the face's skin, and an rPPG method (AUTO: GREEN or POS, whichever holds a "
+            "clear pulse, or both where they agree; or one of GREEN, CHROM, POS, LGI, PBV, OMIT, ICA). A heart "
+            "rate whose evidence is too weak is reported with reliable: false and the reason, its HRV withheld. "
+            "Returns a summary, pulse and heart-rate CSVs, and a plot."
         ),
         params_schema={
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "method": {"enum": ["AUTO", "POS", "CHROM", "GREEN", "LGI", "PBV", "OMIT", "ICA"], "default": "AUTO",
-                           "description": "rPPG method; AUTO reads each window by GREEN or POS, whichever shows "
-                                          "the clearer pulse."},
-                "roi": {"enum": ["face", "full"], "default": "face",
-                        "description": "face: track the face and use its skin; full: the video is already skin."},
-                "window_s": {"type": "number", "minimum": 4, "maximum": 120, "default": 10,
+                "method": {"enum": list(rppg.METHOD_NAMES), "default": rppg.METHOD,
+                           "description": "rPPG method; AUTO reads the video by GREEN and by POS and gives the "
+                                          "result of the one that holds a clear pulse, or of both where they agree."},
+                "roi": {"enum": list(rppg.ROI_NAMES), "default": rppg.ROI,
+                        "description": "face: track the face and use its skin (a crop of skin is read whole); "
+                                       "full: every pixel of the frame."},
+                "window_s": {"type": "number", "minimum": 4, "maximum": 120, "default": rppg.WINDOW_S,
                              "description": "Heart-rate window, in seconds."},
-                "step_s": {"type": "number", "minimum": 0.25, "maximum": 60, "default": 1,
+                "step_s": {"type": "number", "minimum": 0.25, "maximum": 60, "default": rppg.STEP_S,
                            "description": "Step between windows, in seconds."},
-                "min_hz": {"type": "number", "minimum": 0.3, "maximum": 3, "default": 0.65,
+                "min_hz": {"type": "number", "minimum": 0.3, "maximum": 3, "default": rppg.BAND_HZ[0],
                            "description": "Lowest pulse frequency, in Hz (0.65 Hz = 39 bpm)."},
-                "max_hz": {"type": "number", "minimum": 1, "maximum": 6, "default": 4.0,
+                "max_hz": {"type": "number", "minimum": 1, "maximum": 6, "default": rppg.BAND_HZ[1],
                            "description": "Highest pulse frequency, in Hz (4 Hz = 240 bpm)."},
-                "min_quality": {"type": "number", "minimum": 0, "maximum": 1, "default": MIN_QUALITY,
+                "min_quality": {"type": "number", "minimum": 0, "maximum": 1, "default": rppg.MIN_QUALITY,
                                 "description": "Windows whose spectral peak holds less of the power are rejected."},
-                "detect_every": {"type": "integer", "minimum": 1, "maximum": 120, "default": 10,
+                "detect_every": {"type": "integer", "minimum": 1, "maximum": 120, "default": rppg.DETECT_EVERY,
                                  "description": "Run the face detector every this many frames; track between."},
                 "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000,
                         "description": "Frame rate of an image sequence (zip), in Hz."},

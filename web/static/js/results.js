@@ -35,7 +35,8 @@ async function csv(job, name) {
   return columns;
 }
 
-// AUTO reads each window by one of two methods: which, in how many of the windows.
+// AUTO reads a video by one of two methods, or by both where they agree ("GREEN+POS"):
+// which, in how many of the windows.
 function method(summary) {
   if (summary.method !== "AUTO") return summary.method;
   const counts = {};
