@@ -14,7 +14,7 @@ import pytest
 from ml.rppg.simulate import PBV_SIGNATURE, ppg_wave, write_face_video
 from ml.errors import InvalidInput
 from ml.rppg import METHODS, TooShort, analyze_video, bandpass, estimate_heart_rate, hrv_metrics
-from ml.rppg.pipeline import pulse_from_traces
+from ml.rppg.pipeline import Traces, pulse_from_traces
 
 FS = 30.0
 
@@ -532,3 +532,56 @@ def test_a_lively_face_gets_its_heart_rate_and_its_pulse_free_twin_none(tmp_path
     assert pulsed["reliable"], pulsed["unreliable_reason"]
     assert pulsed["heart_rate_bpm"] == pytest.approx(truth.mean_hr_bpm, abs=3.0)
     assert not twin["reliable"] and twin["heart_rate_bpm"] is None and twin["hrv"]["rmssd_ms"] is None
+
+
+def _swaying_face_traces(pulse_amplitude: float, seed: int = 0) -> Traces:
+    """Skin-colour traces of a head swaying at 0.2 Hz across a textured face, 20 s at 30
+    fps: the colour is a non-linear function of where the face is (a Chebyshev polynomial
+    of degree 4 in its x), so the sway colours the skin at 0.8 Hz (48 bpm), inside the
+    pulse band; with a pulse at 1.2 Hz (72 bpm) of ``pulse_amplitude`` where asked."""
+    rng = np.random.default_rng(seed)
+    fs, seconds = 30.0, 20.0
+    t = np.arange(int(fs * seconds)) / fs
+    x = np.cos(2 * np.pi * 0.2 * t + 0.3)
+    y = np.cos(2 * np.pi * 0.13 * t + 1.1)
+    shading = 0.6 * np.polynomial.chebyshev.chebval(x, [0, 0, 0, 0, 1]) + 0.2 * y
+    pulse = pulse_amplitude * ppg_wave(t, np.arange(0.0, seconds, 60 / 72))
+    means = np.array([180.0, 130.0, 110.0])
+    halves = np.stack([means[:, None] * (1 + 0.004 * shading - PBV_SIGNATURE[:, None] * pulse)
+                       + rng.normal(0, 0.08, (3, t.size)) for _ in range(2)])
+    pose = np.stack([320 + 12 * x, 200 + 6 * y, np.full(t.size, 150.0)])
+    return Traces(t, halves.mean(axis=0, keepdims=True), halves, ["face"], 1.0, pose=pose,
+                  background=np.full((1, 3, t.size), 90.0) + rng.normal(0, 0.05, (1, 3, t.size)))
+
+
+def test_a_sway_s_harmonics_are_no_pulse_and_a_pulse_beside_them_is_still_found(monkeypatch):
+    """A sway of the head colours the skin at its harmonics, inside the pulse band; the
+    face's colour regressed on its position's polynomials (``pose_terms``) leaves no
+    heart rate to the pulse-free twin, and keeps the pulse of its pulsed one."""
+    from ml.rppg import pipeline
+
+    twin = pipeline.analyze_traces(_swaying_face_traces(0.0), 30.0).summary()
+    assert not twin["reliable"] and twin["heart_rate_bpm"] is None
+    pulsed = pipeline.analyze_traces(_swaying_face_traces(0.003), 30.0).summary()
+    assert pulsed["reliable"], pulsed["unreliable_reason"]
+    assert pulsed["heart_rate_bpm"] == pytest.approx(72.0, abs=2.0)
+    # Regressed on the position alone, the twin's best guess is the sway's harmonic: the
+    # check above is the regression's doing, not the data's.
+    linear = pipeline.pose_terms
+    monkeypatch.setattr(pipeline, "pose_terms", lambda pose: linear(pose, degree=1))
+    assert pipeline.analyze_traces(_swaying_face_traces(0.0), 30.0).summary()["best_guess_bpm"] == pytest.approx(48, abs=3)
+
+
+def test_the_job_s_defaults_are_the_pipeline_s():
+    """One place for each default (``ml.rppg.defaults``): what a job gets without a
+    parameter is what ``analyze_video`` does without an argument."""
+    import inspect
+
+    from worker.kinds.video import VIDEO_RPPG
+
+    schema = {name: spec.get("default") for name, spec in VIDEO_RPPG.params_schema["properties"].items()}
+    signature = {name: p.default for name, p in inspect.signature(analyze_video).parameters.items()}
+    for name in ("method", "roi", "window_s", "step_s", "min_quality", "detect_every"):
+        assert schema[name] == signature[name], name
+    assert (schema["min_hz"], schema["max_hz"]) == signature["band_hz"]
+    assert set(VIDEO_RPPG.params_schema["properties"]["method"]["enum"]) == {"AUTO", *METHODS}
