@@ -102,6 +102,20 @@ class Child:
     restart_at: float | None = None
     #: Started by the pool (``Supervisor.pool``) rather than by ``start``.
     pooled: bool = False
+    #: Started in a process group of its own (by ``Supervisor.start``, not ``adopt``):
+    #: what it forked (gunicorn's and Celery's workers) goes with it.
+    own_group: bool = False
+
+    def end_group(self) -> None:
+        """Kill what is left of the process's group once the process itself is gone:
+        a gunicorn worker or a Celery pool child orphaned by a killed parent would
+        otherwise keep its socket or its task (after a web kill -9, a new connection
+        reached the dead server's lingering worker, which dropped it)."""
+        if self.own_group and self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # the group is already empty
+                pass
 
     @property
     def running(self) -> bool:
@@ -138,7 +152,7 @@ class Supervisor:
         self.status_path = status_path
 
     def start(self, spec: ProcessSpec, pooled: bool = False) -> None:
-        self.adopt(spec, self._spawn(spec), pooled)
+        self.children[spec.name] = Child(spec, self._spawn(spec), pooled=pooled, own_group=True)
 
     def adopt(self, spec: ProcessSpec, process: subprocess.Popen, pooled: bool = False) -> None:
         """Supervise ``process``, already started from ``spec``."""
@@ -150,8 +164,10 @@ class Supervisor:
         return child.process.pid if child is not None and child.running else None
 
     def _spawn(self, spec: ProcessSpec) -> subprocess.Popen:
+        # A session (and process group) of its own: a Ctrl-C at the terminal reaches the
+        # supervisor alone, which stops the processes in order (the services last).
         return subprocess.Popen(spec.argv, env={**self.env, **spec.env}, stdout=self.output,
-                                stderr=None if self.output is None else subprocess.STDOUT)
+                                stderr=None if self.output is None else subprocess.STDOUT, start_new_session=True)
 
     def _keep_pool(self) -> bool:
         """Start the pool's new members and stop those gone; True when anything changed."""
@@ -169,6 +185,7 @@ class Supervisor:
             child = self.children.pop(name)
             if child.process is not None:
                 terminate(child.process, self.grace_s)
+                child.end_group()
         new = [name for name in wanted if name not in self.children]
         for name in new:
             self.start(wanted[name], pooled=True)
@@ -182,6 +199,7 @@ class Supervisor:
         for name, child in self.children.items():
             if child.restart_at is None and not child.running:
                 code = child.process.returncode if child.process is not None else None
+                child.end_group()
                 child.quick_exits = child.quick_exits + 1 if now - child.started_at < STABLE_S else 1
                 delay = min(BACKOFF_MIN_S * 2 ** (child.quick_exits - 1), BACKOFF_MAX_S)
                 child.last_exit_code, child.restart_at, child.process = code, now + delay, None
@@ -194,7 +212,7 @@ class Supervisor:
                     _say(f"{name} could not be started: {exc}")
                     child.restart_at = now + BACKOFF_MAX_S
                     continue
-                child.started_at, child.restart_at = now, None
+                child.started_at, child.restart_at, child.own_group = now, None, True
                 child.restarts += 1
                 _say(f"{name} started again (pid {child.process.pid}, restart {child.restarts})")
                 changed = True
@@ -257,6 +275,7 @@ class Supervisor:
                     _say(f"{name} did not stop in {self.grace_s:g} s; killing it")
                     process.kill()
                     process.wait()
+                children[name].end_group()
 
 
 def _say(message: str) -> None:
