@@ -10,7 +10,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "heart_rate": ["HeartRate", "TooShort", "bandpass", "estimate_heart_rate", "pulse_spectrum", "spectral_peak"],
     "hrv": ["hrv_metrics", "pulse_peaks"],
-    "methods": ["AUTO_METHODS", "METHODS", "METHOD_NAMES", "apply_method"],
+    "defaults": ["METHOD_NAMES"],
+    "methods": ["AUTO_METHODS", "METHODS", "apply_method"],
     "pipeline": ["FrameRateTooLow", "NoFaceFound", "RppgResult", "analyze_video"],
     "video": ["UnreadableVideo", "VideoFrames"],
 })

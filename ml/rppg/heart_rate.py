@@ -131,8 +131,9 @@ MAX_SPREAD_BPM = 8.0
 RUNNING_WINDOWS = 15
 #: Of several methods (AUTO), a window whose peak every method finds, within the peak's
 #: half-width, counts when each method's quality there is at least this (and both halves
-#: see the peak in one of them). At 0.1, 75 % of the bench's animated faces were given
-#: their rate but a twin held 7 windows of 11; at 0.3, 55 %.
+#: see the peak in one of them). Chosen on saved traces of the bench's tuned draw of
+#: 60 animated faces, from an earlier tracker: at 0.1, 75 % were given their rate but a
+#: twin held 7 windows of 11; at 0.3, 55 %. With the tracker kept, 0.15 changed nothing.
 MIN_AGREEING_QUALITY = 0.2
 
 
@@ -227,10 +228,11 @@ def estimate_heart_rate(bvp: np.ndarray, fs: float, *, halves: np.ndarray | None
     decline must not add up to an accept (pooled, 2 of 10 pulse-free animated faces were
     given a heart rate that neither GREEN nor POS gave alone). Agreement asks more of a
     window than either method alone, at a lower quality: GREEN keeps what POS cancels as
-    shading, POS what GREEN takes from the light, and a pulse is what both find. On
-    ``bench/rppg.py``'s 60 animated faces it raised the share given their heart rate
-    from 48 % to 67 % (none wrong), while no pulse-free twin had more than 6 of 11
-    windows (the 70 % rule needs 8).
+    shading, POS what GREEN takes from the light, and a pulse is what both find. With it
+    (and the position's polynomials of ``ml.rppg.pipeline.pose_terms``), one run of
+    ``bench/rppg.py --quick`` gave 91 of 120 animated faces their heart rate (1 wrong)
+    and none of their 120 pulse-free twins one; without it, on saved traces of the 60
+    faces of the tuned draw, 48 % were given theirs.
 
     Raises
     ------
@@ -251,16 +253,21 @@ def estimate_heart_rate(bvp: np.ndarray, fs: float, *, halves: np.ndarray | None
                        duration_s=candidates.shape[-1] / fs, window_s=window_s)
     starts = np.arange(0, candidates.shape[-1] - length + 1, step)
     times = (starts + length / 2) / fs
+    several = candidates.shape[0] > 1
+    evidence = evidence_band(band, fs)
     peaks_hz = np.empty((candidates.shape[0], starts.size))
     qualities = np.empty_like(peaks_hz)
-    both_halves = np.empty(peaks_hz.shape, dtype=bool)  # both halves of the skin see the peak
     for index, pulse in enumerate(candidates):
         for k, start in enumerate(starts):
-            window = slice(start, start + length)
             peaks_hz[index, k], qualities[index, k] = spectral_peak(
-                pulse_spectrum(pulse[:, window], fs, evidence_band(band, fs)), band)
-            both_halves[index, k] = halves is None or halves_see_the_peak(
-                halves[index, :, window], fs, peaks_hz[index, k], band)
+                pulse_spectrum(pulse[:, start:start + length], fs, evidence), band)
+    # Whether both halves of the skin see each peak, asked only where the window could
+    # count: its quality enough for its method's own reading, or for agreement.
+    both_halves = qualities >= (min(min_quality, MIN_AGREEING_QUALITY) if several else min_quality)
+    if halves is not None:
+        for index, k in zip(*np.nonzero(both_halves)):
+            both_halves[index, k] = halves_see_the_peak(halves[index, :, starts[k]:starts[k] + length], fs,
+                                                        peaks_hz[index, k], band)
     seen = (qualities >= min_quality) & both_halves
 
     def read(rates_hz: np.ndarray, accepted: np.ndarray, quality: np.ndarray, candidate: int,
@@ -270,7 +277,7 @@ def estimate_heart_rate(bvp: np.ndarray, fs: float, *, halves: np.ndarray | None
                          float(np.mean(quality)), int(accepted.sum()), candidate, agreed)
 
     results = [read(peaks_hz[index], seen[index], qualities[index], index) for index in range(candidates.shape[0])]
-    if candidates.shape[0] > 1:
+    if several:
         # Windows where every method finds the same peak (see the docstring).
         tolerance = np.maximum(0.1, PEAK_HALF_WIDTH * peaks_hz.mean(axis=0))
         agreeing = ((np.ptp(peaks_hz, axis=0) <= tolerance) & (qualities.min(axis=0) >= MIN_AGREEING_QUALITY)

@@ -19,7 +19,7 @@ from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import InvalidInput
-from .defaults import BAND_HZ, METHOD_NAMES
+from .defaults import BAND_HZ
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:
@@ -163,13 +163,13 @@ def ica(rgb: np.ndarray, fs: float, seed: int = 0) -> np.ndarray:
 METHODS = {"GREEN": green, "CHROM": chrom, "POS": pos, "LGI": lgi, "PBV": pbv, "OMIT": omit, "ICA": ica}
 #: Methods that take the frame rate.
 NEEDS_FS = {"POS", "ICA"}
-#: ``method="AUTO"`` reads each window from whichever of these shows the clearer pulse
-#: (``estimate_heart_rate``). GREEN keeps the pulse where a codec quantises the chroma
-#: away (H.264 at ordinary rates, MPEG-4 part 2); POS cancels what changes all three
-#: channels alike (light, shading), which GREEN cannot. Chosen on ``bench/rppg.py``:
-#: adding CHROM let more wrong peaks through than right ones it found.
+#: ``method="AUTO"`` reads the video with each of these and gives the result of one
+#: method's own windows, or of the windows where both agree (``estimate_heart_rate``).
+#: GREEN keeps the pulse where a codec quantises the chroma away (H.264 at ordinary
+#: rates, MPEG-4 part 2); POS cancels what changes all three channels alike (light,
+#: shading), which GREEN cannot. Chosen on ``bench/rppg.py``: adding CHROM let more
+#: wrong peaks through than right ones it found.
 AUTO_METHODS = ("GREEN", "POS")
-assert METHOD_NAMES == ("AUTO", *METHODS), "ml.rppg.defaults.METHOD_NAMES names every method"
 
 
 def apply_method(name: str, rgb: np.ndarray, fs: float) -> np.ndarray:

@@ -19,7 +19,7 @@ from ..errors import EmptyInput, InvalidInput
 from . import defaults
 from .heart_rate import HeartRate, Spectrum, bandpass, estimate_heart_rate, evidence_band, pulse_spectrum
 from .hrv import hrv_metrics, pulse_peaks
-from .methods import AUTO_METHODS, METHOD_NAMES, apply_method
+from .methods import AUTO_METHODS, apply_method
 from .skin import FaceTracker, background_rgb, face_skin_rgb, frame_skin_rgb
 from .video import VideoFrames
 
@@ -61,9 +61,10 @@ class FrameRateTooLow(InvalidInput):
 
 
 #: The face's colour is regressed on polynomials of its position up to this degree
-#: (``pose_terms``). Chosen on ``bench/rppg.py``'s tuned and unseen draws of animated
-#: faces (90 with a pulse, 90 twins): degree 1 gave 70 % of the faces their rate and 2 twins
-#: a heart rate; 4, 66 % and none; 5, 61 % and none; 6, 57 % and one face wrong.
+#: (``pose_terms``). Chosen on saved traces of ``bench/rppg.py``'s tuned draw and the
+#: first half of its unseen one (90 animated faces with a pulse, 90 twins): degree 1
+#: gave 70 % of the faces their rate and 2 twins a heart rate; 4, 66 % and none; 5, 61 %
+#: and none; 6, 57 % and one face wrong.
 POSE_DEGREE = 4
 #: With ``roi="face"``, a video in whose first PROBE_S seconds no face is found, while at
 #: least MIN_CROP_SKIN of each frame looks like skin, is a crop of skin (a face filling
@@ -395,8 +396,9 @@ def analyze_video(path: Path, *, method: str = defaults.METHOD, roi: str = defau
 
 def _candidates(method: str) -> tuple[str, ...]:
     method = method.upper()
-    if method not in METHOD_NAMES:
-        raise InvalidInput(f"unknown rPPG method {method!r}; one of {', '.join(METHOD_NAMES)}", field="method")
+    if method not in defaults.METHOD_NAMES:
+        raise InvalidInput(f"unknown rPPG method {method!r}; one of {', '.join(defaults.METHOD_NAMES)}",
+                           field="method")
     return AUTO_METHODS if method == "AUTO" else (method,)
 
 
@@ -407,9 +409,10 @@ def analyze_traces(traces: Traces, nominal_fps: float, *, method: str = defaults
     """Heart rate, pulse and HRV of skin-colour traces from a video of ``nominal_fps``
     frames per second (0 if unknown: the timestamps' rate is used).
 
-    ``method`` is one of METHOD_NAMES: ``"AUTO"`` reads each window from whichever of
-    AUTO_METHODS shows the clearer pulse; the pulse, spectrum and HRV then come from the
-    method most windows were read from.
+    ``method`` is one of ``defaults.METHOD_NAMES``: ``"AUTO"`` reads the traces with each
+    of AUTO_METHODS and gives the reading ``estimate_heart_rate`` chooses (one method's
+    own windows, or the windows where all agree); the pulse, spectrum and HRV then come
+    from that reading's method.
 
     Raises NoFaceFound, FrameRateTooLow, TooShort or InvalidInput.
     """
