@@ -33,61 +33,49 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 import argparse
-import json
 import os
-import subprocess
 import tempfile
 
 import numpy as np
+
+from bench import measured
 
 ECG_DATA = Path(os.environ.get("VITALQ_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ecg"
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
 MATCH_S = 0.150
 
-CHILD = r"""
-import json, resource, sys, time, warnings
+#: Before the memory baseline: the arguments and numpy.
+SETUP = """
 import numpy as np
-warnings.filterwarnings("ignore")
-method, path, fs, kind, out, limit = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6])
-if limit:
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-def rss_kb(field):
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
-extra = {}
-start = time.perf_counter()
-try:
-    if method == "vitalq":
-        from ml.signals import find_beats, open_signal
-        beats = find_beats(open_signal(__import__("pathlib").Path(path), {"fs": fs}, None), kind)
-        found, counted = beats.samples, beats.samples[beats.usable]
-        extra = {"usable_share": float(beats.window_usable.mean())}
-        np.save(out + ".counted.npy", counted)
-    else:
-        x = np.load(path).astype(np.float64)
-        if method == "neurokit2":
-            import neurokit2 as nk
-            if kind == "ecg":
-                found = nk.ecg_peaks(nk.ecg_clean(x, sampling_rate=int(fs)), sampling_rate=int(fs),
-                                     correct_artifacts=False)[1]["ECG_R_Peaks"]
-            else:
-                found = nk.ppg_findpeaks(nk.ppg_clean(x, sampling_rate=int(fs)), sampling_rate=int(fs))["PPG_Peaks"]
-        elif method == "heartpy":
-            import heartpy as hp
-            working, _ = hp.process(x, fs)
-            found = np.array(working["peaklist"])[np.array(working["binary_peaklist"], bool)]
-        elif method == "xqrs":
-            import wfdb.processing
-            detector = wfdb.processing.XQRS(sig=x, fs=fs)
-            detector.detect(verbose=False)
-            found = detector.qrs_inds
-    np.save(out, np.asarray(found, dtype=np.int64))
-    status = "ok"
-except MemoryError:
-    status = "MemoryError"
-except Exception as exc:
-    status = f"failed: {type(exc).__name__}: {str(exc)[:60]}"
-print(json.dumps({"status": status, "seconds": time.perf_counter() - start,
-                  "peak_rss_mb": rss_kb("VmHWM") / 1024, **extra}))
+method, path, fs, kind, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
+"""
+#: Each detector's work on one recording, its beats saved to ``out`` (``bench.measured``).
+BODY = """
+if method == "vitalq":
+    from ml.signals import find_beats, open_signal
+    beats = find_beats(open_signal(__import__("pathlib").Path(path), {"fs": fs}, None), kind)
+    found, counted = beats.samples, beats.samples[beats.usable]
+    extra["usable_share"] = float(beats.window_usable.mean())
+    np.save(out + ".counted.npy", counted)
+else:
+    x = np.load(path).astype(np.float64)
+    if method == "neurokit2":
+        import neurokit2 as nk
+        if kind == "ecg":
+            found = nk.ecg_peaks(nk.ecg_clean(x, sampling_rate=int(fs)), sampling_rate=int(fs),
+                                 correct_artifacts=False)[1]["ECG_R_Peaks"]
+        else:
+            found = nk.ppg_findpeaks(nk.ppg_clean(x, sampling_rate=int(fs)), sampling_rate=int(fs))["PPG_Peaks"]
+    elif method == "heartpy":
+        import heartpy as hp
+        working, _ = hp.process(x, fs)
+        found = np.array(working["peaklist"])[np.array(working["binary_peaklist"], bool)]
+    elif method == "xqrs":
+        import wfdb.processing
+        detector = wfdb.processing.XQRS(sig=x, fs=fs)
+        detector.detect(verbose=False)
+        found = detector.qrs_inds
+np.save(out, np.asarray(found, dtype=np.int64))
 """
 
 
@@ -139,16 +127,7 @@ def recordings(workdir: Path, quick: bool):
 
 
 def run(method: str, path: Path, fs: float, kind: str, out: Path, limit: int, timeout_s: float) -> dict:
-    try:
-        done = subprocess.run([sys.executable, "-c", CHILD, method, str(path), str(fs), kind, str(out), str(limit)],
-                              capture_output=True, text=True, cwd=ROOT, timeout=timeout_s,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    except subprocess.TimeoutExpired:
-        return {"status": f"stopped after {timeout_s:g} s", "seconds": float("nan"), "peak_rss_mb": float("nan")}
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        return {"status": f"crashed ({done.returncode})", "seconds": float("nan"), "peak_rss_mb": float("nan")}
+    return measured.run(BODY, [method, path, fs, kind, out], setup=SETUP, limit_bytes=limit, timeout_s=timeout_s)
 
 
 def main() -> None:

@@ -33,65 +33,53 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 import argparse
-import json
 import os
-import subprocess
 import tempfile
 
 import numpy as np
+
+from bench import measured
+
 FS = 250.0
 BAND = (0.5, 8.0)
 ORDER = 4
 
-CHILD = r"""
-import json, resource, sys, time
+#: Before the memory baseline: the arguments, numpy and scipy, and vitalq's job code.
+SETUP = f"""
 from pathlib import Path
 import numpy as np
-method, path, out, limit = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 from scipy import signal
-FS, BAND, ORDER = 250.0, (0.5, 8.0), 4
-if limit:
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-channels = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+method, path, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+channels = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+FS, BAND, ORDER = {FS!r}, {BAND!r}, {ORDER!r}
 if method == "vitalq-job":
     from ml.signals import filter_file
-def rss_kb(field):
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
-baseline_kb = rss_kb("VmRSS")
-start = time.perf_counter()
-try:
-    if method == "vitalq-job":
-        params = {"format": "raw", "dtype": "int8", "n_channels": channels, "fs": FS, "family": "butter",
-                  "btype": "bandpass", "cutoff_hz": list(BAND), "order": ORDER, "zero_phase": True,
-                  "nan_policy": "raise", "output_dtype": "float32", "chunk_size": 1 << 20, "preview_points": 2000}
-        filter_file(path, params, lambda name: out.parent / f"{out.stem}-{name}", out.parent)
-    elif method == "scipy-shape":
-        x = np.fromfile(path, dtype=np.int8).reshape(-1, channels).astype(np.float64)
-        sos = signal.butter(ORDER, BAND, btype="bandpass", output="sos", fs=FS)
-        np.save(out, signal.sosfiltfilt(sos, x, axis=0).astype(np.float32))
-    elif method == "vitalq":
-        from ml.signals import FilterSpec, design_sos, filter_source, open_signal
-        source = open_signal(path, {"fs": FS}, out.parent)
-        sos = design_sos(FilterSpec("butter", "bandpass", BAND, ORDER), FS)
-        filter_source(source, sos, out, out_dtype="float32")
-    elif method == "scipy":
-        x = np.load(path)
-        sos = signal.butter(ORDER, BAND, btype="bandpass", output="sos", fs=FS)
-        np.save(out, signal.sosfiltfilt(sos, x).astype(np.float32))
-    elif method == "vitaldsp":
-        from vitalDSP.filtering.signal_filtering import SignalFiltering
-        x = np.load(path)
-        y = SignalFiltering(x).bandpass(lowcut=BAND[0], highcut=BAND[1], fs=FS, order=ORDER, filter_type="butter")
-        np.save(out, np.asarray(y, dtype=np.float32))
-    status = "ok"
-except MemoryError:
-    status = "MemoryError"
-except ImportError as exc:
-    status = f"not installed ({exc.name})"
-elapsed = time.perf_counter() - start
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
-print(json.dumps({"status": status, "seconds": elapsed, "peak_rss_mb": rss_kb("VmHWM") / 1024,
-                  "added_mb": (rss_kb("VmHWM") - baseline_kb) / 1024}))
+"""
+#: Each way of filtering one file into ``out`` (``bench.measured``).
+BODY = """
+if method == "vitalq-job":
+    params = {"format": "raw", "dtype": "int8", "n_channels": channels, "fs": FS, "family": "butter",
+              "btype": "bandpass", "cutoff_hz": list(BAND), "order": ORDER, "zero_phase": True,
+              "nan_policy": "raise", "output_dtype": "float32", "chunk_size": 1 << 20, "preview_points": 2000}
+    filter_file(path, params, lambda name: out.parent / f"{out.stem}-{name}", out.parent)
+elif method == "scipy-shape":
+    x = np.fromfile(path, dtype=np.int8).reshape(-1, channels).astype(np.float64)
+    sos = signal.butter(ORDER, BAND, btype="bandpass", output="sos", fs=FS)
+    np.save(out, signal.sosfiltfilt(sos, x, axis=0).astype(np.float32))
+elif method == "vitalq":
+    from ml.signals import FilterSpec, design_sos, filter_source, open_signal
+    source = open_signal(path, {"fs": FS}, out.parent)
+    sos = design_sos(FilterSpec("butter", "bandpass", BAND, ORDER), FS)
+    filter_source(source, sos, out, out_dtype="float32")
+elif method == "scipy":
+    x = np.load(path)
+    sos = signal.butter(ORDER, BAND, btype="bandpass", output="sos", fs=FS)
+    np.save(out, signal.sosfiltfilt(sos, x).astype(np.float32))
+elif method == "vitaldsp":
+    from vitalDSP.filtering.signal_filtering import SignalFiltering
+    x = np.load(path)
+    y = SignalFiltering(x).bandpass(lowcut=BAND[0], highcut=BAND[1], fs=FS, order=ORDER, filter_type="butter")
+    np.save(out, np.asarray(y, dtype=np.float32))
 """
 
 
@@ -107,13 +95,7 @@ def make_signal(path: Path, n: int, block: int = 1 << 24) -> None:
 
 
 def run(method: str, path: Path, out: Path, limit_bytes: int, channels: int = 1) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, method, str(path), str(out), str(limit_bytes), str(channels)],
-                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        return {"status": f"crashed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}",
-                "seconds": float("nan"), "peak_rss_mb": float("nan"), "added_mb": float("nan")}
+    return measured.run(BODY, [method, path, out, channels], setup=SETUP, limit_bytes=limit_bytes)
 
 
 def main() -> None:
