@@ -232,6 +232,51 @@ def jobs(http):
     return Jobs(http)
 
 
+# --- a real S3 server --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's standalone S3 server on a free port, with the bucket ``vitalq-test``: the
+    AWS variables that point a process at it (``.env``), and a boto3 client (``.client``)."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    import boto3
+
+    from support import stop_process, wait_until
+    from worker.embedded_redis import free_port
+
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists():  # a test extra: missing, the install is broken
+        pytest.fail(f"no moto_server beside {sys.executable}: pip install -e '.[test]'")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("s3") / "moto.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                                   stderr=subprocess.STDOUT)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "vitalq-test",
+           "AWS_SECRET_ACCESS_KEY": "vitalq-test", "AWS_REGION": "us-east-1"}
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id="vitalq-test",
+                          aws_secret_access_key="vitalq-test", region_name="us-east-1")
+
+    def answers() -> bool:
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        try:
+            client.list_buckets()
+            return True
+        except Exception:
+            return False
+
+    try:
+        wait_until(answers, 30, "moto_server answers")
+        client.create_bucket(Bucket="vitalq-test")
+        yield SimpleNamespace(env=env, client=client, bucket="vitalq-test")
+    finally:
+        stop_process(process)
+
+
 # --- a real browser -------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -282,7 +282,7 @@ def test_retention_deletes_old_finished_jobs_and_sweeps_what_no_job_refers_to(cl
     for path in (orphan_folder, orphan_upload):
         _age(path, 2)
 
-    assert retention.purge(30) == {"jobs": 2, "uploads": 1, "job_folders": 1}
+    assert retention.purge(30) == {"jobs": 2, "uploads": 1, "job_folders": 1, "unfinished_uploads": 0}
     for gone in (old, old_sharing):
         assert_error(client.get(f"/api/v1/jobs/{gone}"), 404, "NOT_FOUND")
     for kept in (recent, sharing, queued):  # finished lately, or not finished at all
@@ -291,7 +291,7 @@ def test_retention_deletes_old_finished_jobs_and_sweeps_what_no_job_refers_to(cl
     assert uploads[b"recent"].exists() and uploads[b"shared"].exists()  # still the input of a job
     assert not orphan_folder.exists() and not orphan_upload.exists()
     assert fresh_orphan.exists()  # its job may be on its way to being recorded
-    assert retention.purge(30) == {"jobs": 0, "uploads": 0, "job_folders": 0}
+    assert retention.purge(30) == {"jobs": 0, "uploads": 0, "job_folders": 0, "unfinished_uploads": 0}
 
 
 def test_retry_runs_a_finished_job_again_and_refuses_a_malformed_body(client):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import mimetypes
 import time
 from typing import Any, Iterator
 
-from flask import Blueprint, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, jsonify, request, send_file, stream_with_context, url_for
 
 from worker import dispatch, idempotency, retention, risk_models, storage, store
 from vitalq.errors import InvalidInput, NotFound
 from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
+from worker.objects import get_store
 
 from .auth import current_user, owner_filter, require_admin, visible
 from .errors import created, json_body, parse_json
@@ -180,9 +182,22 @@ def get_artifact(job_id: str, name: str):
     job = visible(store.get(job_id))
     if name not in {artifact["name"] for artifact in job.artifacts or []}:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
+    as_attachment = request.args.get("download") == "1"
+    objects, key = get_store(), storage.artifact_key(job_id, name)
+    local = objects.local_path(objects.location(key))
+    if local is None:  # in an object store: passed through as it arrives
+        size = next((artifact["size"] for artifact in job.artifacts if artifact["name"] == name), None)
+        return Response(stream_with_context(objects.read_chunks(key)), mimetype=_media_type(name),
+                        headers={"Content-Length": str(size),
+                                 "Content-Disposition": f'{"attachment" if as_attachment else "inline"}; '
+                                                        f'filename="{name}"'})
     # Streamed in blocks that give the process's other requests a turn (see ``CooperativeFile``).
     request.environ["wsgi.file_wrapper"] = CooperativeFile
-    return send_file(storage.artifact_path(job_id, name), as_attachment=request.args.get("download") == "1")
+    return send_file(local, as_attachment=as_attachment)
+
+
+def _media_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 class CooperativeFile:

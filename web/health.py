@@ -16,6 +16,7 @@ from worker import db, devices, dispatch, storage, store
 from worker.broker import KEY_PREFIX, get_redis
 from worker.celery_app import app as celery_app
 from worker.kinds import SELFTEST
+from worker.objects import get_store
 from worker.settings import get_settings
 
 bp = Blueprint("health", __name__)
@@ -34,14 +35,15 @@ def live():
 @bp.get("/health/ready")
 def ready():
     """Ready when the database is reachable and migrated, the broker answers, a worker
-    consumes every queue, the data folder's disk has room for uploads and results, and
-    (under ``vitalq up``) none of the processes it supervises is down."""
+    consumes every queue, the data folder's disk has room for uploads and results, the
+    object store answers, and (under ``vitalq up``) none of the processes it supervises is down."""
     checks = {
         "database": _check(db.ping),
         "migrations": _check(_migrations_at_head),
         "broker": _check(lambda: get_redis().ping() and None),
         "workers": _check(_every_queue_served),
         "disk": _check(_disk_has_room),
+        "store": _check(lambda: get_store().check() or repr(get_store())),
         "processes": _check(_supervised_processes_up),
     }
     ok = all(check["ok"] for check in checks.values())

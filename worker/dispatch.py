@@ -11,7 +11,6 @@ import logging
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import kombu.exceptions
@@ -26,7 +25,7 @@ from .celery_app import app, queue_depths
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
-from .storage import UploadSink, plain_suffix, refuse_if_disk_low, remove_artifacts
+from .storage import UploadSink, input_exists, plain_suffix, refuse_if_disk_low, remove_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ def resubmit(job_id: str, priority: Any = None, owner_id: int | None = None) -> 
     kind = get_kind(original.kind)
     priority = original.priority if priority is None else parse_priority(priority)
     stored = original.input
-    if stored is not None and not Path(stored["path"]).exists():
+    if stored is not None and not input_exists(stored):
         raise NotFound("the job's input file is no longer stored; submit it again")
     refuse_if_too_many_waiting(owner_id)
     refuse_if_queue_full(original.queue)
@@ -212,7 +211,7 @@ def _job_row(kind, params: dict[str, Any], priority: int, owner_id: int | None,
              input_record: dict[str, Any] | None = None) -> dict[str, Any]:
     """A job to record (``store.create``'s arguments): its queue, and its time limits from
     the kind, scaled to the stored input, kept under the visibility timeout."""
-    soft, hard = capped_time_limits(*kind.limits_for(params, Path(input_record["path"]) if input_record else None))
+    soft, hard = capped_time_limits(*kind.limits_for(params, input_record["size"] if input_record else None))
     return dict(kind=kind.name, params=params, priority=priority, queue=kind.queue_for(params),
                 soft_time_limit_s=soft, time_limit_s=hard, input_record=input_record, owner_id=owner_id)
 

@@ -43,6 +43,7 @@ from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, V
 
 from . import limits, logs, progress, storage, store
 from .models import Job, JobStatus
+from .objects import get_store
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ class JobContext:
         #: 1 on the first run; retries and redeliveries count up.
         self.attempt: int = job.attempts
         self.input: dict[str, Any] | None = job.input
-        self.input_path: Path | None = Path(job.input["path"]) if job.input else None
+        self._input_path: Path | None = None
+        self._input_copy: tempfile.TemporaryDirectory | None = None
         #: What earlier stages of a multi-stage job returned (see ``JobTask.final_stage``),
         #: and the artifacts they wrote: kept whatever becomes of this stage.
         self.previous_result: dict[str, Any] = dict(job.result or {})
@@ -115,6 +117,27 @@ class JobContext:
         self._unsaved: dict[str, Any] | None = None
         #: The disk the job's folder and scratch folders take, against its ceiling.
         self.disk = limits.DiskMeter(self._folders, settings.max_job_disk_bytes)
+
+    @property
+    def input_path(self) -> Path | None:
+        """The job's input file on this machine (None if it has none): the stored file
+        itself, or, from an object store, a copy made at first use in a scratch folder
+        (counted against the job's disk, removed when the job ends: ``close``)."""
+        if self.input is None:
+            return None
+        if self._input_path is None:
+            store = get_store()
+            self._input_path = store.local_path(self.input["path"])
+            if self._input_path is None:
+                self._input_copy = self.scratch()
+                self._input_path = store.fetch(self.input["path"], Path(self._input_copy.name))
+        return self._input_path
+
+    def close(self) -> None:
+        """Remove the input's scratch copy, if one was made."""
+        if self._input_copy is not None:
+            self._input_copy.cleanup()
+            self._input_copy, self._input_path = None, None
 
     def progress(self, fraction: float, message: str | None = None, stage: str | None = None) -> None:
         """Report progress (``fraction`` from 0 to 1); raises JobCancelled if asked to stop.
@@ -282,6 +305,9 @@ class JobTask(Task):
             with limits.memory_ceiling(settings.max_job_memory_bytes):
                 result = self.run(context)
             context.disk.check(now=True)
+            if self.final_stage:
+                result = recorded_result(job_id, result or {})
+            storage.publish_artifacts(job_id)
         except JobCancelled as exc:
             self._fail(context, job, JobStatus.CANCELLED, exc)
         except SoftTimeLimitExceeded:
@@ -302,12 +328,13 @@ class JobTask(Task):
         else:
             unsaved = context.unsaved_progress()
             if self.final_stage:
-                result = recorded_result(job_id, result or {})
                 artifacts = storage.list_artifacts(job_id)
                 self._record(lambda: store.finish(job_id, JobStatus.SUCCEEDED, result=result,
                                                   artifacts=artifacts, started_at=job.started_at, progress=unsaved))
             else:
                 self._record(lambda: store.hand_off(job_id, result or {}, progress=unsaved))
+        finally:
+            context.close()
 
     def _fail(self, context: JobContext, job: Job, status: JobStatus, error: VitalqError) -> NoReturn:
         """Record the failure, then tell Celery. The job keeps the progress it had made, and

@@ -26,6 +26,7 @@ import redis
 from . import progress, store
 from .broker import get_redis
 from .settings import get_settings
+from .objects import get_store
 from .storage import bytes_under, disk_space, remove_artifacts
 
 log = logging.getLogger(__name__)
@@ -55,17 +56,38 @@ def purge(retention_days: float, now: datetime | None = None) -> dict[str, int]:
 
 
 def sweep() -> dict[str, int]:
-    """Remove uploads no job refers to and job folders with no job, older than SWEEP_GRACE_S."""
-    settings = get_settings()
-    uploads = _remove_unused_uploads(path for path in _old_entries(settings.uploads_dir) if path.is_file())
+    """Remove uploads no job refers to and job artifacts with no job, older than
+    SWEEP_GRACE_S, and abort the object store's multipart uploads left unfinished as long."""
+    objects, oldest = get_store(), time.time() - SWEEP_GRACE_S
+    uploads = _remove_unused_uploads([objects.location(stored.key) for stored in objects.list("uploads/")
+                                      if stored.modified < oldest])
     job_folders = 0
-    for chunk in _chunks([path for path in _old_entries(settings.jobs_dir) if path.is_dir()]):
-        known = store.known_ids(path.name for path in chunk)
-        for path in chunk:
-            if path.name not in known:
-                shutil.rmtree(path, ignore_errors=True)
+    for chunk in _chunks([job_id for job_id, modified in objects.folders("jobs/").items() if modified < oldest]):
+        known = store.known_ids(chunk)
+        for job_id in chunk:
+            if job_id not in known:
+                remove_artifacts(job_id)
                 job_folders += 1
-    return {"uploads": uploads, "job_folders": job_folders}
+    if not objects.is_local:
+        _remove_local_leftovers(oldest)
+    return {"uploads": uploads, "job_folders": job_folders,
+            "unfinished_uploads": objects.sweep_incomplete(SWEEP_GRACE_S)}
+
+
+def _remove_local_leftovers(oldest: float) -> None:
+    """With an object store, what this machine's data folder kept of uploads that never
+    reached it and of jobs that are no longer running (a worker killed mid-job leaves
+    its folder and scratch copies), untouched since ``oldest``."""
+    settings = get_settings()
+    stale: list[Path] = []
+    for folder in (settings.uploads_dir, settings.jobs_dir, settings.data_dir / "tmp"):
+        if folder.is_dir():
+            with os.scandir(folder) as entries:
+                stale += [Path(entry.path) for entry in entries if entry.stat(follow_symlinks=False).st_mtime < oldest]
+    running = store.running_ids({path.name.split("-")[0] for path in stale})
+    for path in stale:
+        if path.name.split("-")[0] not in running:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def disk_usage() -> dict[str, int]:
@@ -83,31 +105,23 @@ def _forget(deleted: list[tuple[str, dict[str, Any] | None]]) -> None:
         get_redis().delete(*(key for job_id, _ in deleted for key in progress.keys(job_id)))
     except redis.RedisError as exc:  # the streams expire on their own (progress.EVENT_TTL_S)
         log.warning("events of %d deleted jobs left to expire: %s", len(deleted), exc)
-    _remove_unused_uploads({Path(record["path"]) for _, record in deleted if record})
+    _remove_unused_uploads({record["path"] for _, record in deleted if record})
 
 
-def _remove_unused_uploads(paths: Iterable[Path]) -> int:
-    """Remove those of these uploads that no job refers to and that are older than
-    SWEEP_GRACE_S: a recent one may be the input of a submission of the same content not
-    yet recorded (``UploadSink.commit`` touches a file it reuses), and is left to a later
-    sweep. Returns how many went."""
-    oldest = time.time() - SWEEP_GRACE_S
+def _remove_unused_uploads(locations: Iterable[str]) -> int:
+    """Remove those of these uploads (their locations) that no job refers to and that are
+    older than SWEEP_GRACE_S: a recent one may be the input of a submission of the same
+    content not yet recorded (``UploadSink.commit`` marks an upload it reuses as new),
+    and is left to a later sweep. Returns how many went."""
+    objects, oldest = get_store(), time.time() - SWEEP_GRACE_S
+    old = [location for location in locations if (objects.modified(location) or float("inf")) < oldest]
     removed = 0
-    for chunk in _chunks([path for path in paths if _modified(path) < oldest]):
-        in_use = store.inputs_in_use(str(path) for path in chunk)
-        for path in chunk:
-            if str(path) not in in_use:
-                path.unlink(missing_ok=True)
-                removed += 1
+    for chunk in _chunks(old):
+        in_use = store.inputs_in_use(chunk)
+        unused = [location for location in chunk if location not in in_use]
+        objects.delete([objects.key_of(location) for location in unused])
+        removed += len(unused)
     return removed
-
-
-def _modified(path: Path) -> float:
-    """When ``path`` was last modified (infinitely late if it is gone: nothing to remove)."""
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return float("inf")
 
 
 def _chunks(items: list, size: int = 1000) -> Iterable[list]:
@@ -115,9 +129,3 @@ def _chunks(items: list, size: int = 1000) -> Iterable[list]:
         yield items[start:start + size]
 
 
-def _old_entries(folder: Path) -> Iterable[Path]:
-    if not folder.is_dir():
-        return []
-    oldest = time.time() - SWEEP_GRACE_S
-    with os.scandir(folder) as entries:
-        return [Path(entry.path) for entry in entries if entry.stat().st_mtime < oldest]

@@ -22,6 +22,10 @@ class Settings:
     data_dir: Path
     database_url: str
     redis_url: str
+    #: Where uploads, artifacts and risk models are stored: empty for the data folder,
+    #: or ``s3://bucket/prefix`` for an S3-compatible object store (``worker.objects``),
+    #: its endpoint and credentials from the standard AWS variables.
+    storage_url: str = ""
     #: Largest upload accepted, in bytes (413 beyond it).
     max_upload_bytes: int = 4 * 1024**3
     #: Retries of a transient fault before the job fails, with exponential backoff.

@@ -1,8 +1,13 @@
-"""Where files live: uploads named by their sha256, and each job's artifact folder.
+"""What vitalq stores: uploads named by their sha256, and each job's artifacts.
 
 Uploads are streamed to disk while they arrive and hashed on the way, so a large file
-is never held in memory. A file's name never comes from the client: an upload is
-stored as ``<sha256><suffix>``, with the suffix kept only when it is a plain one.
+is never held in memory, then committed to the object store (``worker.objects``). A
+file's name never comes from the client: an upload is stored as
+``uploads/<sha256><suffix>``, with the suffix kept only when it is a plain one.
+
+A job writes its artifacts into its folder in this machine's data folder
+(``job_dir``); when it ends, ``publish_artifacts`` hands them to the object store (with
+the local folder as the store, they are already there) as ``jobs/<job id>/<name>``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vitalq.errors import InsufficientStorage, InvalidInput, TooLarge
+from .objects import get_store
 from .settings import get_settings
 
 _PLAIN_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
@@ -30,11 +36,12 @@ _ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class StoredUpload:
     sha256: str
     size: int
-    path: Path
+    #: Where it is stored: a local path or an ``s3://`` URL (``worker.objects``).
+    location: str
     filename: str
 
     def to_record(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "size": self.size, "filename": self.filename, "path": str(self.path)}
+        return {"sha256": self.sha256, "size": self.size, "filename": self.filename, "path": self.location}
 
 
 def plain_suffix(filename: str | None) -> str:
@@ -82,7 +89,8 @@ class UploadSink:
     """A file that hashes and counts what is written to it, refusing past ``limit`` bytes.
 
     Werkzeug's multipart parser writes each uploaded file part into one of these
-    (see ``web.create_app``); ``commit`` then moves it to its content address.
+    (see ``web.create_app``), in this machine's uploads folder, where the submission's
+    checks read its headers; ``commit`` then stores it under its content address.
     """
 
     def __init__(self, limit: int | None = None, directory: Path | None = None):
@@ -130,20 +138,16 @@ class UploadSink:
         return getattr(self._file, name)
 
     def commit(self, filename: str | None) -> StoredUpload:
-        """Move the file to ``<sha256><suffix>`` in the uploads folder (deduplicated)."""
+        """Store the file as ``uploads/<sha256><suffix>`` (deduplicated); raises
+        StoreUnavailable if the store cannot take it (the file is then discarded)."""
         self._file.close()
         digest = self.sha256
-        target = self._path.parent / f"{digest}{plain_suffix(filename)}"
-        if target.exists():
-            self._path.unlink()
-            os.utime(target)  # in use again: retention leaves a recently used upload alone
-        else:
-            os.replace(self._path, target)
+        location = get_store().put(self._path, f"uploads/{digest}{plain_suffix(filename)}", keep_existing=True)
         self.committed = True
         # The name is a label only: control characters (a NUL, which PostgreSQL cannot
         # store) and unpaired surrogates are left out of it.
         label = "".join(c for c in Path(filename or "").name if c.isprintable() and not "\ud800" <= c <= "\udfff")
-        return StoredUpload(digest, self.size, target, label[:255])
+        return StoredUpload(digest, self.size, location, label[:255])
 
     def discard(self) -> None:
         if not self.committed:
@@ -151,39 +155,61 @@ class UploadSink:
             self._path.unlink(missing_ok=True)
 
 
+def input_exists(record: dict[str, Any]) -> bool:
+    """Whether a job's input (its input record) is still stored."""
+    return get_store().exists(record["path"])
+
+
 def job_dir(job_id: str) -> Path:
-    """The folder holding a job's artifacts (not created)."""
+    """The folder of this machine's data folder where a job writes its artifacts (not created)."""
     return get_settings().jobs_dir / job_id
 
 
 def artifact_path(job_id: str, name: str) -> Path:
-    """Path of the artifact ``name`` of a job; raises InvalidInput for a name that is not plain."""
+    """Path to write the artifact ``name`` of a job to; raises InvalidInput for a name that is not plain."""
     if not _ARTIFACT_NAME.match(name):
         raise InvalidInput(f"not an artifact name: {name!r}")
     return job_dir(job_id) / name
 
 
+def artifact_key(job_id: str, name: str) -> str:
+    """The object store's key of a job's artifact."""
+    return f"jobs/{job_id}/{name}"
+
+
+def publish_artifacts(job_id: str) -> None:
+    """Hand the files of the job's folder to the object store (with the local folder as
+    the store: nothing to do), then remove the folder; raises StoreUnavailable."""
+    store, folder = get_store(), job_dir(job_id)
+    if store.is_local or not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and _ARTIFACT_NAME.match(path.name):
+            store.put(path, artifact_key(job_id, path.name))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def list_artifacts(job_id: str) -> list[dict[str, Any]]:
-    """The files in a job's folder as ``[{"name", "size", "media_type"}]``."""
-    folder = job_dir(job_id)
-    if not folder.is_dir():
-        return []
-    return [
-        {
-            "name": path.name,
-            "size": path.stat().st_size,
-            "media_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-        }
-        for path in sorted(folder.iterdir())
-        if path.is_file() and not path.name.startswith(".")
-    ]
+    """The job's stored artifacts as ``[{"name", "size", "media_type"}]``."""
+    found = []
+    for stored in get_store().list(f"jobs/{job_id}/"):
+        name = stored.key.rsplit("/", 1)[-1]
+        if stored.key == artifact_key(job_id, name) and not name.startswith("."):
+            found.append({"name": name, "size": stored.size,
+                          "media_type": mimetypes.guess_type(name)[0] or "application/octet-stream"})
+    return sorted(found, key=lambda artifact: artifact["name"])
 
 
 def remove_artifacts(job_id: str, keep: frozenset[str] = frozenset()) -> None:
-    """Remove a job's folder, or only the files in it not named in ``keep``."""
+    """Remove a job's artifacts, stored and local, or only those not named in ``keep``."""
+    store = get_store()
     if not keep:
         shutil.rmtree(job_dir(job_id), ignore_errors=True)
+        store.delete_prefix(f"jobs/{job_id}/")
         return
-    for artifact in list_artifacts(job_id):
-        if artifact["name"] not in keep:
-            (job_dir(job_id) / artifact["name"]).unlink(missing_ok=True)
+    folder = job_dir(job_id)
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+    store.delete([stored.key for stored in store.list(f"jobs/{job_id}/")
+                  if stored.key.rsplit("/", 1)[-1] not in keep])

@@ -320,6 +320,13 @@ def known_ids(job_ids: Iterable[str]) -> set[str]:
         return set(session.scalars(select(Job.id).where(Job.id.in_(list(job_ids)))))
 
 
+def running_ids(job_ids: Iterable[str]) -> set[str]:
+    """Which of these job ids are of jobs not finished."""
+    with session_scope() as session:
+        return set(session.scalars(select(Job.id).where(Job.id.in_(list(job_ids)),
+                                                        Job.status.not_in(_values(FINISHED)))))
+
+
 def counts_by_kind_and_status() -> list[tuple[str, str, int]]:
     with session_scope() as session:
         rows = session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))

@@ -11,8 +11,8 @@ from jsonschema import Draft202012Validator
 
 from vitalq.errors import Forbidden, InvalidInput, NotFound
 
-#: (params, the uploaded file or None) -> (soft, hard) time limits in seconds.
-TimeLimits = Callable[[dict[str, Any], "Path | None"], "tuple[float, float]"]
+#: (params, the upload's size in bytes or None) -> (soft, hard) time limits in seconds.
+TimeLimits = Callable[[dict[str, Any], "int | None"], "tuple[float, float]"]
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,12 @@ class JobKind:
     def queue_for(self, params: dict[str, Any]) -> str:
         return self.queue(params) if callable(self.queue) else self.queue
 
-    def limits_for(self, params: dict[str, Any], upload: Path | None) -> tuple[float, float]:
+    def limits_for(self, params: dict[str, Any], upload_bytes: int | None) -> tuple[float, float]:
+        """Soft and hard time limits, seconds, of a job with these params and an upload
+        of ``upload_bytes`` (None: no upload)."""
         if self.time_limits is not None:
-            return self.time_limits(params, upload)
-        extra = (upload.stat().st_size / 1e6 if upload is not None else 0.0) * self.seconds_per_upload_mb
+            return self.time_limits(params, upload_bytes)
+        extra = (upload_bytes or 0) / 1e6 * self.seconds_per_upload_mb
         return self.soft_time_limit_s + extra, self.time_limit_s + 1.5 * extra
 
     def describe(self) -> dict[str, Any]:
