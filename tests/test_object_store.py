@@ -3,7 +3,11 @@ web process and a worker process that share no folder: two machines in one."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
+import subprocess
 import io
 import json
 import uuid
@@ -11,14 +15,15 @@ import uuid
 import httpx
 import numpy as np
 import pytest
-from scipy import signal
-from support import Jobs, WorkerProcess, bearer, gunicorn
+from scipy import signal as scipy_signal
+from support import Jobs, WorkerProcess, bearer, gunicorn, wait_until
 from test_beats import wfdb_zip
 from test_risk import write_csv
 
 from ml.risk import NAMES, demo_dataset
 from ml.rppg.simulate import write_face_video
 from ml.signals import FilterSpec, design_sos
+from worker import progress
 
 
 def bucket_keys(s3, prefix: str) -> set[str]:
@@ -31,24 +36,40 @@ def files_under(folder) -> list[str]:
 
 
 @pytest.fixture
-def two_machines(s3_server, clean, tokens, tmp_path):
-    """A web process (gunicorn) and a worker, each with a data folder of its own, on the
-    suite's database and Redis and one prefix of the S3 bucket: the web's HTTP client,
-    both folders, and the prefix."""
-    prefix = f"two-machines-{uuid.uuid4().hex[:8]}/"
-    env = {**s3_server.env, "VITALQ_STORAGE_URL": f"s3://{s3_server.bucket}/{prefix}"}
-    web_dir, worker_dir = tmp_path / "web", tmp_path / "worker"
-    worker = WorkerProcess(extra_env={**env, "VITALQ_DATA_DIR": str(worker_dir)})
+def store_env(s3_server) -> dict[str, str]:
+    """The environment of a process on a prefix of the S3 bucket of its own."""
+    return {**s3_server.env, "VITALQ_STORAGE_URL": f"s3://{s3_server.bucket}/test-{uuid.uuid4().hex[:8]}/"}
+
+
+@pytest.fixture
+def store_web(store_env, clean, tokens, tmp_path):
+    """A web process (gunicorn) with a data folder of its own, on the suite's database and
+    Redis and the store: its HTTP client, signed in as the admin."""
+    with gunicorn(tmp_path / "web.log", **store_env, VITALQ_DATA_DIR=str(tmp_path / "web")) as base, \
+            httpx.Client(base_url=base, timeout=60, headers=bearer(tokens["admin"])) as http:
+        yield http
+
+
+@contextlib.contextmanager
+def worker_on(folder, env: dict[str, str]):
+    """A worker process with the data folder ``folder`` of its own."""
+    worker = WorkerProcess(extra_env={**env, "VITALQ_DATA_DIR": str(folder)})
     try:
-        with gunicorn(tmp_path / "web.log", **env, VITALQ_DATA_DIR=str(web_dir)) as base, \
-                httpx.Client(base_url=base, timeout=60, headers=bearer(tokens["admin"])) as http:
-            yield http, web_dir, worker_dir, prefix
+        yield worker
     finally:
         worker.stop()
 
 
-def test_web_and_worker_share_nothing_but_the_store_the_database_and_redis(two_machines, s3_server, tmp_path):
-    http, web_dir, worker_dir, prefix = two_machines
+@pytest.fixture
+def store_worker(store_env, tmp_path):
+    with worker_on(tmp_path / "worker", store_env) as worker:
+        yield worker
+
+
+def test_web_and_worker_share_nothing_but_the_store_the_database_and_redis(store_web, store_worker, store_env,
+                                                                            s3_server, tmp_path):
+    http, web_dir, worker_dir = store_web, tmp_path / "web", tmp_path / "worker"
+    prefix = store_env["VITALQ_STORAGE_URL"].split("/", 3)[3]
     jobs = Jobs(http)
 
     def run(kind: str, params: dict | None = None, file: tuple[str, bytes] | None = None, timeout_s=120) -> dict:
@@ -75,7 +96,7 @@ def test_web_and_worker_share_nothing_but_the_store_the_database_and_redis(two_m
     download = http.get(f"/api/v1/jobs/{filtered['id']}/artifacts/filtered.npy")
     assert download.status_code == 200 and int(download.headers["Content-Length"]) == len(download.content)
     sos = design_sos(FilterSpec("butter", "bandpass", (0.7, 3.5), 3), 100.0)
-    np.testing.assert_allclose(np.load(io.BytesIO(download.content)), signal.sosfiltfilt(sos, x), atol=1e-12)
+    np.testing.assert_allclose(np.load(io.BytesIO(download.content)), scipy_signal.sosfiltfilt(sos, x), atol=1e-12)
 
     # A zip (a WFDB record) and a video: read from a scratch copy on the worker.
     beats = run("signal.beats", {"channel": "MLII"}, ("100.zip", wfdb_zip()))
@@ -109,3 +130,70 @@ def test_web_and_worker_share_nothing_but_the_store_the_database_and_redis(two_m
     assert http.delete(f"/api/v1/jobs/{filtered['id']}").status_code == 204
     assert not any(key.startswith(f"jobs/{filtered['id']}/") for key in bucket_keys(s3_server, prefix))
     assert http.get(f"/api/v1/jobs/{filtered['id']}/artifacts/filtered.npy").status_code == 404
+
+
+def test_a_store_that_is_down_refuses_a_submission_with_503_and_keeps_nothing(client, configure, settings,
+                                                                               monkeypatch, s3_server):
+    from worker.embedded_redis import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.setenv(name, s3_server.env[name])
+    configure(storage_url=f"s3://{s3_server.bucket}/down-{uuid.uuid4().hex[:8]}")
+    before = client.get("/api/v1/jobs").get_json()["total"]
+
+    answer = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest", "file": (io.BytesIO(b"x" * 1000),
+                                                                                        "trace.bin")})
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "UNAVAILABLE"
+    assert "object store" in answer.get_json()["error"]["message"] and answer.headers["Retry-After"]
+    assert client.get("/api/v1/jobs").get_json()["total"] == before
+    assert list(settings.uploads_dir.glob(".incoming-*")) == []
+    ready = client.get("/health/ready").get_json()
+    assert ready["checks"]["store"]["ok"] is False and "object store" in ready["checks"]["store"]["detail"]
+
+
+def test_a_worker_that_cannot_reach_the_store_retries_then_fails_unavailable(store_web, store_env, tmp_path):
+    from worker.embedded_redis import free_port
+
+    # The worker's endpoint is a port nothing listens on; the web's is the store.
+    with worker_on(tmp_path / "worker", {**store_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}):
+        answer = store_web.post("/api/v1/jobs", data={"kind": "diagnostics.selftest"},
+                                files={"file": ("trace.bin", b"y" * 1000)})
+        assert answer.status_code == 201, answer.text
+        job = Jobs(store_web).wait_finished(answer.json()["id"], timeout_s=90)
+    assert job["status"] == "failed" and job["error"]["code"] == "UNAVAILABLE", job["error"]
+    assert job["attempts"] == 4 and job["error"]["details"]["retries"] == 3  # VITALQ_MAX_RETRIES in the tests
+
+
+def test_a_worker_killed_while_it_copies_the_input_is_replaced_and_the_job_finishes_once(store_web, store_env,
+                                                                                        tmp_path):
+    from worker.reconcile import active_tasks, reconcile
+
+    content = os.urandom(192 * 1024 * 1024)
+    doomed_dir = tmp_path / "doomed"
+    doomed = WorkerProcess(extra_env={**store_env, "VITALQ_DATA_DIR": str(doomed_dir)})
+    answer = store_web.post("/api/v1/jobs", data={"kind": "diagnostics.selftest"},
+                            files={"file": ("big.bin", content)})
+    assert answer.status_code == 201, answer.text
+    job_id = answer.json()["id"]
+
+    def copy_begun() -> list:
+        return [path for path in (doomed_dir / "tmp").glob(f"{job_id}-*/*") if path.stat().st_size > 0]
+
+    wait_until(copy_begun, 60, "the worker begins copying the input", interval_s=0.005)
+    subprocess.run(["pkill", "-KILL", "-P", str(doomed.process.pid)], check=False)
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    doomed.process.wait()
+    doomed.log.close()
+    assert sum(path.stat().st_size for path in copy_begun()) < len(content)  # killed mid-copy
+    wait_until(lambda: doomed.hostname not in active_tasks(timeout_s=1.0)[0], 30, "the dead worker is gone",
+               interval_s=0)
+
+    with worker_on(tmp_path / "rescuer", store_env) as rescuer:
+        assert reconcile(min_age_s=0)["dead_worker"] == [job_id]
+        done = Jobs(store_web).wait_finished(job_id, timeout_s=120)
+    assert done["status"] == "succeeded" and done["result"]["input_sha256_matches"]
+    assert done["redeliveries"] == 1 and done["worker"].startswith(rescuer.hostname)
+    statuses = [event["status"] for _, event in progress.read(job_id) if event["type"] == "status"]
+    assert statuses.count("succeeded") == 1, statuses
+    assert not any((tmp_path / "rescuer" / "tmp").glob("*"))  # its scratch copy went with the job

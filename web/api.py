@@ -186,7 +186,7 @@ def get_artifact(job_id: str, name: str):
     objects, key = get_store(), storage.artifact_key(job_id, name)
     local = objects.local_path(objects.location(key))
     if local is None:  # in an object store: passed through as it arrives
-        size = next((artifact["size"] for artifact in job.artifacts if artifact["name"] == name), None)
+        [size] = [artifact["size"] for artifact in job.artifacts if artifact["name"] == name]
         return Response(stream_with_context(objects.read_chunks(key)), mimetype=_media_type(name),
                         headers={"Content-Length": str(size),
                                  "Content-Disposition": f'{"attachment" if as_attachment else "inline"}; '

@@ -43,7 +43,7 @@ from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, V
 
 from . import limits, logs, progress, storage, store
 from .models import Job, JobStatus
-from .objects import get_store
+from .objects import StoreUnavailable, get_store
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,10 @@ class JobContext:
 
     def discard_partial_outputs(self) -> None:
         """Remove what this stage wrote; what earlier stages finished stays."""
-        storage.remove_artifacts(self.id, keep=frozenset(artifact["name"] for artifact in self.earlier_artifacts))
+        try:
+            storage.remove_artifacts(self.id, keep=frozenset(artifact["name"] for artifact in self.earlier_artifacts))
+        except StoreUnavailable as exc:  # its local files are gone; a retry writes the same names again
+            log.warning("job %s: what it stored before failing is left in the object store: %s", self.id, exc)
 
     def _folders(self) -> list[Path]:
         """Where the job writes: its own folder and its scratch folders."""
