@@ -62,9 +62,9 @@ else:
 """
 TRANSFER_BODY = """
 if method == "boto3 put":
-    store.client.upload_file(str(path), store.bucket, key, Config=store.transfer)
+    store.client.upload_file(str(path), store.bucket, key, Config=store.upload_config)
 elif method == "boto3 get":
-    store.client.download_file(store.bucket, key, str(path), Config=store.transfer)
+    store.client.download_file(store.bucket, key, str(path), Config=store.download_config)
 elif method == "obstore put":
     obstore.put(s3, key, path, chunk_size=16 * 1024 * 1024, max_concurrency=4)
 elif method == "obstore get":

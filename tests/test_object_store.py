@@ -197,3 +197,32 @@ def test_a_worker_killed_while_it_copies_the_input_is_replaced_and_the_job_finis
     statuses = [event["status"] for _, event in progress.read(job_id) if event["type"] == "status"]
     assert statuses.count("succeeded") == 1, statuses
     assert not any((tmp_path / "rescuer" / "tmp").glob("*"))  # its scratch copy went with the job
+
+
+def test_the_sweep_removes_from_the_store_what_no_job_refers_to_and_aborts_unfinished_uploads(
+        client, configure, monkeypatch, s3_server):
+    from worker import retention
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    prefix = f"sweep-{uuid.uuid4().hex[:8]}/"
+    configure(storage_url=f"s3://{s3_server.bucket}/{prefix}")
+    kept = client.post("/api/v1/jobs", data={"kind": "diagnostics.selftest", "file": (io.BytesIO(b"kept"), "a.bin")})
+    assert kept.status_code == 201, kept.get_json()
+    kept = kept.get_json()
+    s3 = s3_server.client
+    for key in ("uploads/" + "0" * 64 + ".bin", "jobs/no-such-job/result.json", f"jobs/{kept['id']}/selftest.json"):
+        s3.put_object(Bucket=s3_server.bucket, Key=prefix + key, Body=b"left behind")
+    unfinished = s3.create_multipart_upload(Bucket=s3_server.bucket, Key=prefix + "uploads/partial.bin")["UploadId"]
+
+    # All too recent. (moto dates every multipart upload 2010-11-10: that one is aborted now.)
+    assert retention.sweep() == {"uploads": 0, "job_folders": 0, "unfinished_uploads": 1}
+    assert bucket_keys(s3_server, prefix) == {f"uploads/{hashlib.sha256(b'kept').hexdigest()}.bin",
+                                              f"jobs/{kept['id']}/selftest.json", "jobs/no-such-job/result.json",
+                                              "uploads/" + "0" * 64 + ".bin"}
+    monkeypatch.setattr(retention, "SWEEP_GRACE_S", -60)  # everything counts as old now
+    assert retention.sweep() == {"uploads": 1, "job_folders": 1, "unfinished_uploads": 0}
+    left = bucket_keys(s3_server, prefix)
+    assert left == {f"uploads/{hashlib.sha256(b'kept').hexdigest()}.bin", f"jobs/{kept['id']}/selftest.json"}
+    uploads = s3.list_multipart_uploads(Bucket=s3_server.bucket, Prefix=prefix).get("Uploads", [])
+    assert unfinished not in [upload["UploadId"] for upload in uploads]

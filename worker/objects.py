@@ -141,8 +141,8 @@ class LocalFolder:
 class S3Bucket:
     """Objects in an S3 bucket, under ``prefix``, through boto3.
 
-    Transfers use boto3's managed transfer (multipart above 16 MiB, four parts in flight:
-    at most 64 MiB of a file in memory)."""
+    Transfers use boto3's managed transfer: multipart above 16 MiB, four parts in flight
+    (an upload holds at most 64 MiB of a file in memory)."""
 
     PART_BYTES = 16 * 1024 * 1024
     is_local = False
@@ -157,8 +157,12 @@ class S3Bucket:
         config = botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
                                         read_timeout=60, max_pool_connections=16)
         self.client = boto3.client("s3", config=config)
-        self.transfer = TransferConfig(multipart_threshold=self.PART_BYTES, multipart_chunksize=self.PART_BYTES,
-                                       max_concurrency=4)
+        self.upload_config = TransferConfig(multipart_threshold=self.PART_BYTES, multipart_chunksize=self.PART_BYTES,
+                                            max_concurrency=4)
+        # A download streams each range into the file, so larger ranges cost no memory;
+        # fewer requests took a 1 GB object from SeaweedFS in half the time.
+        self.download_config = TransferConfig(multipart_threshold=self.PART_BYTES, multipart_chunksize=64 * 1024 * 1024,
+                                              max_concurrency=4)
 
     def __repr__(self) -> str:
         return f"S3Bucket({self.bucket!r}, {self.prefix!r})"
@@ -186,7 +190,7 @@ class S3Bucket:
                 self.client.copy_object(Bucket=self.bucket, Key=name, CopySource={"Bucket": self.bucket, "Key": name},
                                         MetadataDirective="REPLACE")
             else:
-                self.client.upload_file(str(source), self.bucket, name, Config=self.transfer)
+                self.client.upload_file(str(source), self.bucket, name, Config=self.upload_config)
         source.unlink()
         return self.location(key)
 
@@ -221,7 +225,7 @@ class S3Bucket:
         name = self._object_name(location)
         target = into / name.rsplit("/", 1)[-1]
         with _faults_as_unavailable():
-            self.client.download_file(self.bucket, name, str(target), Config=self.transfer)
+            self.client.download_file(self.bucket, name, str(target), Config=self.download_config)
         return target
 
     def read_chunks(self, key: str, chunk_bytes: int = 256 * 1024) -> Iterator[bytes]:
