@@ -226,3 +226,72 @@ def test_the_sweep_removes_from_the_store_what_no_job_refers_to_and_aborts_unfin
     assert left == {f"uploads/{hashlib.sha256(b'kept').hexdigest()}.bin", f"jobs/{kept['id']}/selftest.json"}
     uploads = s3.list_multipart_uploads(Bucket=s3_server.bucket, Prefix=prefix).get("Uploads", [])
     assert unfinished not in [upload["UploadId"] for upload in uploads]
+
+
+# --- direct uploads: large files put into the store by the client ---------------------------------
+
+
+def test_a_large_file_goes_straight_into_the_store_and_its_job_runs(store_web, store_worker, store_env, s3_server,
+                                                                   tokens, tmp_path):
+    from vitalq.client import Client
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(3 * 1024 * 1024))
+    sent = []
+    client = Client(str(store_web.base_url), tokens["alice"], direct_upload_bytes=1024 * 1024)
+    job = client.submit("diagnostics.selftest", {"steps": 1}, file=path, on_upload=lambda done, total: sent.append(
+        (done, total)))
+    assert sent[-1] == (path.stat().st_size, path.stat().st_size)
+    done = Jobs(store_web).wait_finished(job["id"])
+    assert done["status"] == "succeeded" and done["result"]["input_sha256_matches"], done["error"]
+    assert done["input"]["filename"] == "big.bin" and done["input"]["size"] == path.stat().st_size
+    prefix = store_env["VITALQ_STORAGE_URL"].split("/", 3)[3]
+    assert [key for key in bucket_keys(s3_server, prefix) if key.startswith("incoming/")] != []
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"through the web tier")
+    assert Jobs(store_web).wait_finished(client.submit("diagnostics.selftest", file=small)["id"])["status"] == \
+        "succeeded"
+
+
+def test_a_direct_upload_is_its_offerer_s_own_and_must_be_the_file_it_claimed(store_web, store_worker, tokens):
+    alice = httpx.Client(base_url=store_web.base_url, timeout=30, headers=bearer(tokens["alice"]))
+    bob = httpx.Client(base_url=store_web.base_url, timeout=30, headers=bearer(tokens["bob"]))
+    content = b"what alice said she would send"
+    offer = alice.post("/api/v1/uploads", json={"filename": "a.bin", "size": len(content),
+                                                "sha256": hashlib.sha256(content).hexdigest()}).json()
+    submit = {"kind": "diagnostics.selftest", "upload": offer["upload"]}
+    early = alice.post("/api/v1/jobs", json=submit)
+    assert early.status_code == 400 and early.json()["error"]["details"]["fields"] == {"upload": "not arrived"}
+    lie = b"something else, the same length"[:len(content)]
+    assert httpx.put(offer["url"], content=lie, headers=offer["headers"]).status_code == 200
+    stolen = bob.post("/api/v1/jobs", json=submit)
+    assert stolen.status_code == 400 and stolen.json()["error"]["details"]["fields"] == {"upload": "not a valid upload"}
+    forged = alice.post("/api/v1/jobs", json={**submit, "upload": offer["upload"][:-2] + "xx"})
+    assert forged.status_code == 400
+    job = alice.post("/api/v1/jobs", json=submit)
+    assert job.status_code == 201, job.text
+    failed = Jobs(alice).wait_finished(job.json()["id"])
+    assert failed["status"] == "failed" and failed["error"]["code"] == "INVALID_INPUT"
+    assert failed["error"]["details"]["sha256"] == hashlib.sha256(lie).hexdigest() and failed["attempts"] == 1
+    too_big = alice.post("/api/v1/uploads", json={"filename": "a.bin", "size": 2**50, "sha256": "0" * 64})
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "TOO_LARGE"
+
+
+def test_direct_uploads_need_an_object_store(client):
+    answer = client.post("/api/v1/uploads", json={"filename": "a.bin", "size": 10, "sha256": "0" * 64})
+    assert answer.status_code == 404 and "object store" in answer.get_json()["error"]["message"]
+
+
+def test_a_submission_looks_at_the_ends_of_a_direct_upload_only(s3_server, tmp_path, monkeypatch):
+    from worker.objects import S3Bucket
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    content = os.urandom(1000)
+    s3_server.client.put_object(Bucket=s3_server.bucket, Key="ends/x.bin", Body=content)
+    store = S3Bucket(s3_server.bucket, "ends")
+    store.fetch_ends(store.location("x.bin"), tmp_path / "look", 1000, 100)
+    look = (tmp_path / "look").read_bytes()
+    assert look[:100] == content[:100] and look[-100:] == content[-100:] and look[100:900] == bytes(800)
+    store.fetch_ends(store.location("x.bin"), tmp_path / "whole", 1000, 600)
+    assert (tmp_path / "whole").read_bytes() == content

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import mimetypes
+import re
 import time
 from typing import Any, Iterator
 
-from flask import Blueprint, Response, jsonify, request, send_file, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context, url_for
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from worker import dispatch, idempotency, retention, risk_models, storage, store
 from vitalq.errors import InvalidInput, NotFound
@@ -47,21 +49,80 @@ def submit_job():
             upload, filename = file.stream, file.filename
     else:
         body = json_body()
-        unknown = sorted(set(body) - {"kind", "params", "priority"})
+        unknown = sorted(set(body) - {"kind", "params", "priority", "upload"})
         if unknown:  # a misspelt "priority" would otherwise pass unnoticed
-            raise InvalidInput(f"unknown field {unknown[0]!r}; a job is kind, params and priority",
+            raise InvalidInput(f"unknown field {unknown[0]!r}; a job is kind, params, priority and upload",
                                {"fields": {name: "not a field of a job" for name in unknown}})
         kind, params, priority = body.get("kind"), body.get("params"), body.get("priority")
-    request_fingerprint = idempotency.fingerprint(
-        endpoint="jobs", kind=kind, params=params, priority=priority,
-        file=None if upload is None else (upload.sha256, upload.size, filename))
-    with _once(request_fingerprint) as first:
-        if first.job_ids:
-            return _replayed(store.get(first.job_ids[0]).to_dict())
-        job = dispatch.submit(kind, params, priority, upload=upload, filename=filename, owner_id=current_user().id,
-                              admin=current_user().is_admin)
-        first.made([job.id])
+        if body.get("upload") is not None:
+            claim = _upload_claims().read(body["upload"])
+            upload, filename = storage.DirectUpload(claim["location"], claim["size"], claim["sha256"]), claim["filename"]
+    try:
+        request_fingerprint = idempotency.fingerprint(
+            endpoint="jobs", kind=kind, params=params, priority=priority,
+            file=None if upload is None else (upload.sha256, upload.size, filename))
+        with _once(request_fingerprint) as first:
+            if first.job_ids:
+                return _replayed(store.get(first.job_ids[0]).to_dict())
+            job = dispatch.submit(kind, params, priority, upload=upload, filename=filename,
+                                  owner_id=current_user().id, admin=current_user().is_admin)
+            first.made([job.id])
+    finally:
+        if isinstance(upload, storage.DirectUpload):
+            upload.discard()
     return created(job.to_dict(), url_for("api.get_job", job_id=job.id))
+
+
+@bp.post("/uploads")
+def offer_upload():
+    """A large file's way around the web tier: ``{"filename", "size", "sha256"}`` gets a
+    presigned URL to PUT exactly that file into the object store, and an ``upload`` claim
+    to submit the job with (``POST /jobs`` as JSON, ``"upload": <claim>``). The worker
+    that reads the file checks its sha256. 404 without an object store."""
+    body = json_body()
+    filename, size, sha256 = body.get("filename"), body.get("size"), body.get("sha256")
+    fields = {}
+    if not isinstance(filename, str) or not 0 < len(filename) <= 255:
+        fields["filename"] = "a file name of 1 to 255 characters"
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        fields["size"] = "a positive number of bytes"
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        fields["sha256"] = "the file's SHA-256, 64 lower-case hex digits"
+    if set(body) - {"filename", "size", "sha256"}:
+        fields.update({name: "not a field of an upload" for name in set(body) - {"filename", "size", "sha256"}})
+    if fields:
+        raise InvalidInput(f"invalid upload: {', '.join(sorted(fields))}", {"fields": fields})
+    offer = storage.offer_direct_upload(filename, size)
+    claim = _upload_claims().make({"location": offer["location"], "size": size, "sha256": sha256,
+                                   "filename": filename})
+    return jsonify({"upload": claim, "url": offer["url"], "method": "PUT", "headers": {"Content-Length": str(size)},
+                    "expires_in_s": storage.DIRECT_UPLOAD_EXPIRES_S}), 201
+
+
+class _UploadClaims:
+    """Signed claims on direct uploads: what was offered, to whom. A claim names its
+    user, so one user's upload cannot become another's input."""
+
+    def __init__(self, secret_key):
+        self.serializer = URLSafeTimedSerializer(secret_key, salt="vitalq-direct-upload")
+
+    def make(self, offer: dict[str, Any]) -> str:
+        return self.serializer.dumps({**offer, "user": current_user().id})
+
+    def read(self, claim: Any) -> dict[str, Any]:
+        try:
+            offer = self.serializer.loads(claim, max_age=storage.DIRECT_UPLOAD_EXPIRES_S) if isinstance(claim, str) \
+                else None
+        except BadSignature:
+            offer = None
+        if offer is None or offer.get("user") != current_user().id:
+            raise InvalidInput("not an upload offered to you, or offered too long ago",
+                               {"fields": {"upload": "not a valid upload"}})
+        return offer
+
+
+def _upload_claims() -> _UploadClaims:
+    return _UploadClaims(current_app.secret_key)
 
 
 @bp.post("/batches")

@@ -115,16 +115,19 @@ SCHEMAS: dict[str, Any] = {
 PRIORITY = {"type": ["integer", "null"], "minimum": 0, "maximum": 9, "default": 5}
 
 
-def _submission_schema(form: bool = False, kinds: list | None = None) -> dict[str, Any]:
+def _submission_schema(form: bool = False, kinds: list | None = None, direct_upload: bool = False) -> dict[str, Any]:
     """A submission of each kind (of ``kinds``, default all) with its own params schema
     (``GET /kinds/{name}``); as a multipart form, with the input in ``file`` and
-    ``params`` sent as a JSON part."""
+    ``params`` sent as a JSON part; with ``direct_upload``, a kind that takes a file may
+    name one put into the object store (``upload``)."""
     def one(kind) -> dict[str, Any]:
         params = kind.params_schema if form else {"anyOf": [kind.params_schema, {"type": "null"}]}  # null: {}
         properties = {"kind": {"const": kind.name}, "params": params,
                       "priority": {"type": "string", "pattern": "^[0-9]?$"} if form else PRIORITY}  # "": 5
         if form and kind.upload is not None:
             properties["file"] = {"type": "string", "format": "binary"}
+        if direct_upload and kind.upload is not None:
+            properties["upload"] = {"type": "string", "description": "A direct upload's claim (POST /uploads)."}
         required = ["kind"] + (["file"] if form and kind.upload is not None and kind.upload.required else [])
         return {"type": "object", "required": required, "properties": properties, "additionalProperties": form}
 
@@ -146,7 +149,7 @@ def describe() -> dict[str, Any]:
                                              "responses": {"200": _json(_ref("Kind")), **_errors(404)}}},
             "/api/v1/jobs": {
                 "post": {"operationId": "submitJob", "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _submission_schema()},
+                    "application/json": {"schema": _submission_schema(direct_upload=True)},
                     "multipart/form-data": {"schema": _submission_schema(form=True),
                                             "encoding": {"params": {"contentType": "application/json"}}}}},
                     "parameters": [IDEMPOTENCY_KEY],
@@ -190,6 +193,18 @@ def describe() -> dict[str, Any]:
                     "type": "object", "properties": {"priority": {"type": ["integer", "null"], "minimum": 0,
                                                                   "maximum": 9}}}}}},
                 "responses": {"201": _json(_ref("Job"), "Queued again"), **_errors(400, 404, 503)}}},
+            "/api/v1/uploads": {"post": {
+                "operationId": "offerUpload", "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["filename", "size", "sha256"], "additionalProperties": False,
+                               "properties": {"filename": {"type": "string", "minLength": 1, "maxLength": 255},
+                                              "size": {"type": "integer", "minimum": 1},
+                                              "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}}}},
+                "responses": {"201": _json({"type": "object", "required": ["upload", "url", "method", "headers"],
+                                            "properties": {"upload": {"type": "string"}, "url": {"type": "string"},
+                                                           "method": {"const": "PUT"}, "headers": {"type": "object"},
+                                                           "expires_in_s": {"type": "integer"}}},
+                                           "Where to PUT the file, and the claim to submit the job with"),
+                              **_errors(400, 404, 413, 503)}}},
             "/api/v1/jobs/{job_id}/artifacts": {"get": {
                 "operationId": "listArtifacts", "parameters": [JOB_ID], "responses": {
                     "200": _json({"type": "object", "properties": {"artifacts": {"type": "array",

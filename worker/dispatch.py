@@ -25,7 +25,7 @@ from .celery_app import app, queue_depths
 from .kinds import get_kind
 from .models import Job, JobStatus
 from .settings import get_settings
-from .storage import UploadSink, input_exists, plain_suffix, refuse_if_disk_low, remove_artifacts
+from .storage import DirectUpload, UploadSink, input_exists, plain_suffix, refuse_if_disk_low, remove_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def submit_many(entries: Any, owner_id: int | None = None, admin: bool = False) 
     return jobs
 
 
-def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink | None = None,
+def submit(kind_name: Any, params: Any, priority: Any = None, upload: UploadSink | DirectUpload | None = None,
            filename: str | None = None, owner_id: int | None = None, admin: bool = False) -> Job:
     """Validate and queue a job; returns it as recorded. A job with an owner is one a user
     submitted, an admin if ``admin``; without one, the platform's own (beat, health).

@@ -22,6 +22,7 @@ retry's new message waits out a broker that refuses it the same way.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -39,7 +40,7 @@ from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.worker.request import Request
 
-from vitalq.errors import JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
+from vitalq.errors import InvalidInput, JobCancelled, JobFailed, JobTimeout, TransientError, VitalqError
 
 from . import limits, logs, progress, storage, store
 from .models import Job, JobStatus
@@ -131,6 +132,8 @@ class JobContext:
             if self._input_path is None:
                 self._input_copy = self.scratch()
                 self._input_path = store.fetch(self.input["path"], Path(self._input_copy.name))
+                if self.input.get("sha256_declared"):
+                    check_sha256(self._input_path, self.input["sha256"])
         return self._input_path
 
     def close(self) -> None:
@@ -200,6 +203,18 @@ class JobContext:
         path = storage.artifact_path(self.id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def check_sha256(path: Path, declared: str) -> None:
+    """Raises InvalidInput if the file's SHA-256 is not ``declared`` (a direct upload's,
+    which the client stated when it was offered)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1024 * 1024):
+            digest.update(block)
+    if digest.hexdigest() != declared:
+        raise InvalidInput("the uploaded file's sha256 is not the one stated when its upload was offered",
+                           {"fields": {"file": "sha256 differs"}, "sha256": digest.hexdigest()})
 
 
 def backoff_with_full_jitter(retries: int, base_s: float, cap_s: float) -> float:

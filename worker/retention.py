@@ -56,10 +56,11 @@ def purge(retention_days: float, now: datetime | None = None) -> dict[str, int]:
 
 
 def sweep() -> dict[str, int]:
-    """Remove uploads no job refers to and job artifacts with no job, older than
-    SWEEP_GRACE_S, and abort the object store's multipart uploads left unfinished as long."""
+    """Remove uploads no job refers to (direct ones included) and job artifacts with no
+    job, older than SWEEP_GRACE_S, and abort the object store's multipart uploads left unfinished as long."""
     objects, oldest = get_store(), time.time() - SWEEP_GRACE_S
-    uploads = _remove_unused_uploads([objects.location(stored.key) for stored in objects.list("uploads/")
+    uploads = _remove_unused_uploads([objects.location(stored.key)
+                                      for stored in objects.list("uploads/") + objects.list("incoming/")
                                       if stored.modified < oldest])
     job_folders = 0
     for chunk in _chunks([job_id for job_id, modified in objects.folders("jobs/").items() if modified < oldest]):

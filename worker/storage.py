@@ -20,11 +20,12 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from vitalq.errors import InsufficientStorage, InvalidInput, TooLarge
+from vitalq.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
 from .objects import get_store
 from .settings import get_settings
 
@@ -39,9 +40,19 @@ class StoredUpload:
     #: Where it is stored: a local path or an ``s3://`` URL (``worker.objects``).
     location: str
     filename: str
+    #: Its sha256 is the client's word (a direct upload), checked by the worker that reads it.
+    declared: bool = False
 
     def to_record(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "size": self.size, "filename": self.filename, "path": self.location}
+        record = {"sha256": self.sha256, "size": self.size, "filename": self.filename, "path": self.location}
+        return {**record, "sha256_declared": True} if self.declared else record
+
+
+def file_label(filename: str | None) -> str:
+    """A client's file name as a label only: without control characters (a NUL, which
+    PostgreSQL cannot store) and unpaired surrogates, at most 255 characters."""
+    label = "".join(c for c in Path(filename or "").name if c.isprintable() and not "\ud800" <= c <= "\udfff")
+    return label[:255]
 
 
 def plain_suffix(filename: str | None) -> str:
@@ -144,15 +155,66 @@ class UploadSink:
         digest = self.sha256
         location = get_store().put(self._path, f"uploads/{digest}{plain_suffix(filename)}", keep_existing=True)
         self.committed = True
-        # The name is a label only: control characters (a NUL, which PostgreSQL cannot
-        # store) and unpaired surrogates are left out of it.
-        label = "".join(c for c in Path(filename or "").name if c.isprintable() and not "\ud800" <= c <= "\udfff")
-        return StoredUpload(digest, self.size, location, label[:255])
+        return StoredUpload(digest, self.size, location, file_label(filename))
 
     def discard(self) -> None:
         if not self.committed:
             self._file.close()
             self._path.unlink(missing_ok=True)
+
+
+#: How long the URL of a direct upload, and its claim, are good for (seconds).
+DIRECT_UPLOAD_EXPIRES_S = 3600
+#: The submission's checks read this many bytes at each end of a direct upload.
+DIRECT_UPLOAD_LOOK_BYTES = 8 * 1024 * 1024
+
+
+def offer_direct_upload(filename: str, size: int) -> dict[str, str]:
+    """Where a client may put a file of ``size`` bytes into the object store itself,
+    bypassing the web tier: ``{"location", "url"}`` (a presigned PUT, for exactly that
+    many bytes). Each offer is a key of its own under ``incoming/``: a client's file
+    never takes a content address it only claims. Raises NotFound without an object
+    store, TooLarge beyond the upload limit."""
+    store, limit = get_store(), get_settings().max_upload_bytes
+    if store.is_local:
+        raise NotFound("direct uploads need an object store (VITALQ_STORAGE_URL); send the file with the job")
+    if size > limit:
+        raise TooLarge(f"upload is larger than the limit of {limit} bytes", {"limit_bytes": limit})
+    key = f"incoming/{uuid.uuid4().hex}{plain_suffix(filename)}"
+    return {"location": store.location(key), "url": store.presigned_put(key, size, DIRECT_UPLOAD_EXPIRES_S)}
+
+
+class DirectUpload:
+    """A file a client put into the object store itself (``offer_direct_upload``), as a
+    submission takes it: ``path`` is a bounded look at it for the submission's checks
+    (its first and last DIRECT_UPLOAD_LOOK_BYTES in a sparse file of its size), and
+    ``commit`` records it where it is. Raises InvalidInput if it has not arrived whole."""
+
+    def __init__(self, location: str, size: int, sha256: str):
+        store = get_store()
+        arrived = store.size(location)
+        if arrived != size:
+            raise InvalidInput("the upload has not arrived in the object store: PUT the file to its URL first"
+                               if arrived is None else f"the stored upload has {arrived} bytes, not the {size} offered",
+                               {"fields": {"upload": "not arrived" if arrived is None else "incomplete"}})
+        refuse_if_disk_low()
+        directory = get_settings().uploads_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".look-")
+        os.close(fd)
+        self.path, self.location, self.size, self.sha256 = Path(name), location, size, sha256
+        try:
+            store.fetch_ends(location, self.path, size, DIRECT_UPLOAD_LOOK_BYTES)
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self, filename: str | None) -> StoredUpload:
+        self.discard()
+        return StoredUpload(self.sha256, self.size, self.location, file_label(filename), declared=True)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def input_exists(record: dict[str, Any]) -> bool:
