@@ -9,7 +9,9 @@ else moto's server, which keeps objects in memory and is much slower).
 2. **An upload through the web tier**: the same file posted to a running vitalq (gunicorn
    and its gevent worker, ``VITALQ_STORAGE_URL`` on the store) as a job's input, until
    the job is accepted, beside boto3's ``upload_file`` of the file; the web process's
-   peak resident memory (its ``VmHWM``, imports included).
+   peak resident memory (its ``VmHWM``, imports included). Then the same into the local
+   data folder, and through vitalq's client straight into the store (``POST /uploads``:
+   the file's sha256, a presigned PUT, then the job).
 3. **A signal.filter job's read**: the whole of a ``signal.filter`` job's work on a
    float32 ``.npy`` of the same size, its input on the local disk or in the store (a
    worker copies it to a scratch folder first, then filters it in chunks).
@@ -38,6 +40,7 @@ import time
 import httpx
 
 from bench import measured, stack
+from vitalq.client import Client
 from bench.filtering import make_signal
 from worker.embedded_redis import free_port
 
@@ -157,18 +160,20 @@ def web_upload(path: Path, size_mb: float, env: dict[str, str], reference_s: flo
           "into the local data folder")
     print(f"{'path':28} {'wall s':>8} {'MB/s':>8} {'web RSS MB, idle':>17} {'peak':>6}  status")
     rows = {}
-    for name, extra in (("web tier into the store", {"VITALQ_STORAGE_URL": f"s3://{BUCKET}/web"}),
-                        ("web tier into local folder", {})):
-        rows[name] = seconds, idle_mb, peak_mb, status = _post_through_web(path, {**env, **extra})
+    store = {"VITALQ_STORAGE_URL": f"s3://{BUCKET}/web"}
+    for name, extra, direct in (("web tier into the store", store, False), ("web tier into local folder", {}, False),
+                                ("client straight to the store", store, True)):
+        rows[name] = seconds, idle_mb, peak_mb, status = _post_through_web(path, {**env, **extra}, direct)
         print(f"{name:28} {seconds:8.2f} {size_mb / seconds:8.0f} {idle_mb:17.0f} {peak_mb:6.0f}  {status}", flush=True)
     print(f"{'boto3 upload_file (ref.)':28} {reference_s:8.2f} {size_mb / reference_s:8.0f} {'':>17} {'':>6}  ok")
-    print(f"web tier into the store / boto3 upload_file, throughput: {reference_s / rows['web tier into the store'][0]:.0%}",
-          flush=True)
+    for name in ("web tier into the store", "client straight to the store"):
+        print(f"{name} / boto3 upload_file, throughput: {reference_s / rows[name][0]:.0%}", flush=True)
 
 
-def _post_through_web(path: Path, env: dict[str, str]) -> tuple[float, float, float, str]:
+def _post_through_web(path: Path, env: dict[str, str], direct: bool = False) -> tuple[float, float, float, str]:
     """Seconds to post ``path`` as a job's input (the best of REPEATS), the web worker's resident memory before
-    (MB) and its peak, and how the request ended."""
+    (MB) and its peak, and how the request ended. With ``direct``, vitalq's client puts the
+    file into the store itself (its sha256, a presigned PUT, then the job)."""
     supervisor, base = stack.start_vitalq(1, env=env)
     try:
         from worker import accounts
@@ -184,8 +189,12 @@ def _post_through_web(path: Path, env: dict[str, str]) -> tuple[float, float, fl
                 _make_new(path)  # content stored before would be deduplicated, not sent to the store
                 file.seek(0)
                 started = time.perf_counter()
-                answer = http.post("/api/v1/jobs", data={"kind": "diagnostics.selftest"},
-                                   files={"file": ("big.bin", file, "application/octet-stream")})
+                if direct:
+                    Client(base, token, timeout_s=600, direct_upload_bytes=0).submit("diagnostics.selftest", file=path)
+                    answer = httpx.Response(201)
+                else:
+                    answer = http.post("/api/v1/jobs", data={"kind": "diagnostics.selftest"},
+                                       files={"file": ("big.bin", file, "application/octet-stream")})
                 seconds = min(seconds, time.perf_counter() - started)
         peak_mb = _status_kb(web_pid, "VmHWM") / 1024
     finally:

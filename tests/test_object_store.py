@@ -8,6 +8,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import io
 import json
 import uuid
@@ -18,6 +19,7 @@ import pytest
 from scipy import signal as scipy_signal
 from support import Jobs, WorkerProcess, bearer, gunicorn, wait_until
 from test_beats import wfdb_zip
+from test_calibration_job import Subprocess, calibrate, register, wait_for_device_worker
 from test_risk import write_csv
 
 from ml.risk import NAMES, demo_dataset
@@ -66,7 +68,7 @@ def store_worker(store_env, tmp_path):
         yield worker
 
 
-def test_web_and_worker_share_nothing_but_the_store_the_database_and_redis(store_web, store_worker, store_env,
+def test_web_and_workers_share_nothing_but_the_store_the_database_and_redis(store_web, store_worker, store_env,
                                                                             s3_server, tmp_path):
     http, web_dir, worker_dir = store_web, tmp_path / "web", tmp_path / "worker"
     prefix = store_env["VITALQ_STORAGE_URL"].split("/", 3)[3]
@@ -119,12 +121,32 @@ def test_web_and_worker_share_nothing_but_the_store_the_database_and_redis(store
     predicted = run("risk.predict", {"rows": rows})
     assert predicted["result"]["model"]["version"] == version
 
+    # A job of two stages (beats, then risk from their HRV): the first stage's artifacts are
+    # stored when it hands the job on, and the job keeps them.
+    analyzed = run("signal.analyze", {"channel": 0}, ("100.zip", wfdb_zip()))
+    assert analyzed["result"]["risk"]["model"]["version"] == version
+    assert {artifact["name"] for artifact in analyzed["artifacts"]} == {"beats.csv", "heart_rate.csv"}
+
+    # A camera's calibration, on a hardware worker with a data folder of its own.
+    pool = Subprocess("worker-hw", [sys.executable, "-m", "vitalq.cli", "serve", "worker-hw"],
+                      env={**store_env, "VITALQ_DATA_DIR": str(tmp_path / "hardware")})
+    try:
+        register(http, "store-cam")
+        wait_for_device_worker("store-cam", pool)
+        calibration = Jobs(http).wait_finished(calibrate(http, "store-cam")["id"], timeout_s=120)
+    finally:
+        pool.stop()
+    assert calibration["status"] == "succeeded" and calibration["result"]["passed"], calibration["error"]
+    profile = json.loads(http.get(f"/api/v1/jobs/{calibration['id']}/artifacts/profile.json").content)
+    assert profile["settings"] == calibration["result"]["settings"]
+
     # Everything lives in the bucket; neither machine's folder keeps a job's files.
-    for job in (selftest, filtered, beats, rppg):
+    for job in (selftest, filtered, beats, rppg, analyzed, calibration):
         assert {f"jobs/{job['id']}/{artifact['name']}" for artifact in job["artifacts"]} <= bucket_keys(s3_server,
                                                                                                         prefix)
     assert [name for name in files_under(web_dir) if name.startswith(("uploads/", "jobs/"))] == []
-    assert [name for name in files_under(worker_dir) if name.startswith(("uploads/", "jobs/", "tmp/"))] == []
+    for folder in (worker_dir, tmp_path / "hardware"):
+        assert [name for name in files_under(folder) if name.startswith(("uploads/", "jobs/", "tmp/"))] == []
 
     # Deleting a job deletes its artifacts from the store.
     assert http.delete(f"/api/v1/jobs/{filtered['id']}").status_code == 204
