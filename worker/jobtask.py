@@ -22,12 +22,14 @@ retry's new message waits out a broker that refuses it the same way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import logging
 import os
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -109,7 +111,6 @@ class JobContext:
         #: What earlier stages of a multi-stage job returned (see ``JobTask.final_stage``),
         #: and the artifacts they wrote: kept whatever becomes of this stage.
         self.previous_result: dict[str, Any] = dict(job.result or {})
-        self.earlier_artifacts: list[dict[str, Any]] = storage.list_artifacts(job.id) if job.result else []
         #: The part of the job's progress bar this task covers (a stage of a chain covers less).
         self._span = span
         self._stage = job.progress_stage
@@ -187,10 +188,25 @@ class JobContext:
         root.mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryDirectory(dir=root, prefix=f"{self.id}-")
 
+    @functools.cached_property
+    def earlier_artifacts(self) -> list[dict[str, Any]] | None:
+        """The artifacts earlier stages of the job stored (none for a first stage), or None
+        if the object store cannot say (it is unreachable)."""
+        if not self.previous_result:
+            return []
+        try:
+            return storage.list_artifacts(self.id)
+        except StoreUnavailable:
+            return None
+
     def discard_partial_outputs(self) -> None:
         """Remove what this stage wrote; what earlier stages finished stays."""
+        earlier = self.earlier_artifacts
         try:
-            storage.remove_artifacts(self.id, keep=frozenset(artifact["name"] for artifact in self.earlier_artifacts))
+            if earlier is None:  # which are the earlier stages' is unknown: only this machine's files go
+                shutil.rmtree(storage.job_dir(self.id), ignore_errors=True)
+            else:
+                storage.remove_artifacts(self.id, keep=frozenset(artifact["name"] for artifact in earlier))
         except StoreUnavailable as exc:  # its local files are gone; a retry writes the same names again
             log.warning("job %s: what it stored before failing is left in the object store: %s", self.id, exc)
 
@@ -316,6 +332,7 @@ class JobTask(Task):
         job_id = job.id
         context = JobContext(job, span=self.progress_span)
         try:
+            context.earlier_artifacts  # read before this stage stores anything of its own
             stage = "" if self.progress_span == (0.0, 1.0) else f", stage {self.name}"
             progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
                                       "fraction": job.progress_fraction, "stage": job.progress_stage,
