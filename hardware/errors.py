@@ -14,6 +14,7 @@ class DeviceError(TransientError):
     """A fault of the device itself, which may pass: retry later."""
 
     code = "DEVICE_UNAVAILABLE"
+    plain = "The camera could not be reached (unplugged or switched off?), even after several tries."
 
 
 class DeviceUnavailableError(DeviceError):
@@ -26,15 +27,19 @@ class DeviceBusyError(DeviceError):
     """Another process holds the device."""
 
     code = "DEVICE_BUSY"
+    plain = "The camera was in use by another program, and still was after several tries."
 
 
 class ControlUnsupported(InvalidInput):
     """The device has no such control, or refused the value."""
 
     code = "CONTROL_UNSUPPORTED"
+    plain = "The camera has no such control, or refused the value."
 
 
 class CalibrationError(InvalidInput):
     """The calibration cannot proceed with what the camera sees (no target in view)."""
 
     code = "CALIBRATION_FAILED"
+    plain = "The calibration could not see its checkerboard target."
+    deterministic = False  # what the camera sees can change: run it again once the target is in view

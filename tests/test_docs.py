@@ -32,3 +32,12 @@ def test_every_error_code_is_in_the_readmes_list():
     listed_paragraph = README.read_text().split("\nCodes: ", 1)[1].split("\n\n", 1)[0]
     listed = set(re.findall(r"`([A-Z_]{4,})`", listed_paragraph))
     assert codes - listed == set(), f"codes raised but not in the README's list: {sorted(codes - listed)}"
+
+
+def test_every_error_code_has_its_own_sentence_for_people():
+    """The pages tell a user each code in a sentence (``plain``), from the class that
+    raises it: a class with a code of its own must not borrow its parent's sentence."""
+    borrowed = sorted(cls.__name__ for cls in every_error_class()
+                      if "code" in vars(cls) and "plain" not in vars(cls)
+                      and cls.code != next(base.code for base in cls.__mro__[1:] if hasattr(base, "code")))
+    assert borrowed == []

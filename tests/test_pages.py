@@ -52,6 +52,19 @@ def test_upload_a_signal_watch_it_finish_and_see_the_chart(page, worker, tmp_pat
     shot(page, "pages-job-list")
 
 
+def test_a_job_its_input_failed_says_why_in_plain_words_and_offers_no_run_again(page, worker, jobs, http):
+    quiet = "\n".join("0.0" for _ in range(30_000)).encode()  # a flat line: no heartbeat at all
+    answer = http.post("/api/v1/jobs", data={"kind": "signal.beats", "params": '{"fs": 250}'},
+                       files={"file": ("quiet.csv", quiet)})
+    assert jobs.wait_finished(answer.json()["id"], timeout_s=60)["error"]["code"] == "NO_BEATS"
+    page.goto(f"/jobs/{answer.json()['id']}")
+    page.wait_for_selector("#failure", state="visible", timeout=10_000)
+    from ml.errors import NoBeats
+
+    assert page.inner_text("#failure-plain") == NoBeats.plain and page.inner_text("#failure-code") == "NO_BEATS"
+    assert not page.is_visible("#retry") and page.is_visible("#delete")  # the same file would fail the same way
+
+
 def test_cancel_a_running_job_from_its_page(page, worker, jobs):
     job = jobs.submit({"duration_s": 60, "steps": 600})
     page.goto(f"/jobs/{job['id']}")

@@ -1,8 +1,10 @@
 """Every error vitalq reports, each with a stable code: one tree, with no dependencies.
 
-The code is the contract: clients branch on it, the web tier maps it to an HTTP status
-(``web.errors.HTTP_STATUS``), and a job decides from ``retryable`` whether a fault is
-worth another attempt (``worker.jobtask``). Bad input is never retried; transient faults
+The code is the contract: clients branch on it. Each class also says what the pages tell
+a user (``plain``), its HTTP status where it is not the default one (``http_status``),
+whether a job decides to retry it (``retryable``, ``worker.jobtask``), and whether the
+same input would fail the same way again (``deterministic``: the pages offer no "Run
+again" then); ``catalogue`` gathers them for the pages. Bad input is never retried; transient faults
 (a broker, database or device that is briefly away) are. The computation (``ml.errors``)
 and the camera layer (``hardware.errors``) raise subclasses of these, knowing nothing of
 Celery or HTTP.
@@ -29,7 +31,11 @@ class VitalqError(Exception):
     JSON-serialisable; ``details["field"]`` names the input field at fault."""
 
     code = "INTERNAL"
+    plain = "Something went wrong inside vitalq; the server log has the details."
+    #: None: 400 for bad input, 503 for a fault that may pass, else 500 (``web.errors``).
+    http_status: int | None = None
     retryable = False
+    deterministic = False
 
     def __init__(self, message: str, details: dict[str, Any] | None = None, **more_details: Any):
         super().__init__(message)
@@ -50,53 +56,71 @@ class InvalidInput(VitalqError):
     """The input cannot be processed as given. Retrying will not help."""
 
     code = "INVALID_INPUT"
+    plain = "The input was not acceptable."
+    deterministic = True
 
 
 class EmptyInput(InvalidInput):
     """An upload (or a file inside one) with nothing in it."""
 
     code = "EMPTY_INPUT"
+    plain = "The file holds no data."
 
 
 class UnsupportedFormat(InvalidInput):
     code = "UNSUPPORTED_FORMAT"
+    plain = "The file is not in a format this job can read."
+    http_status = 415
 
 
 class TooLarge(InvalidInput):
     code = "TOO_LARGE"
+    plain = "The input is larger than this server accepts."
+    http_status = 413
 
 
 class TransientError(VitalqError):
     """A fault of a service around the job, which may pass: retried with backoff."""
 
     code = "TRANSIENT"
+    plain = "A temporary fault persisted through every retry."
     retryable = True
 
 
 class NotFound(VitalqError):
     code = "NOT_FOUND"
+    plain = "It is not there (or no longer)."
+    http_status = 404
 
 
 class AlreadyExists(VitalqError):
     """A resource with this id exists already."""
 
     code = "ALREADY_EXISTS"
+    plain = "One with this name exists already."
+    http_status = 409
 
 
 class Unauthenticated(VitalqError):
     """No credentials, or credentials that are not (or no longer) valid."""
 
     code = "UNAUTHENTICATED"
+    plain = "Sign in first."
+    http_status = 401
 
 
 class Forbidden(VitalqError):
     code = "FORBIDDEN"
+    plain = "Only an admin may do this."
+    http_status = 403
 
 
 class RateLimited(VitalqError):
     """Too many requests, or too many jobs waiting, for one user; ``retry_after_s`` says when to try again."""
 
     code = "RATE_LIMITED"
+    plain = "Too many requests or waiting jobs; try again shortly."
+    http_status = 429
 
     def __init__(self, message: str, details: dict[str, Any] | None = None, retry_after_s: int = 60):
         super().__init__(message, details)
@@ -108,6 +132,8 @@ class IdempotencyConflict(VitalqError):
     is still being served (then ``retry_after_s`` says when to try again)."""
 
     code = "IDEMPOTENCY_CONFLICT"
+    plain = "This request repeats an earlier one's key with other content, or while it is still served."
+    http_status = 409
 
     def __init__(self, message: str, details: dict[str, Any] | None = None, retry_after_s: int | None = None):
         super().__init__(message, details)
@@ -118,18 +144,23 @@ class JobFinished(VitalqError):
     """An operation that needs a live job was asked of a finished one."""
 
     code = "JOB_FINISHED"
+    plain = "The job has finished already."
+    http_status = 409
 
 
 class JobLive(VitalqError):
     """An operation that needs a finished job was asked of a live one."""
 
     code = "JOB_LIVE"
+    plain = "The job has not finished yet."
+    http_status = 409
 
 
 class Unavailable(VitalqError):
     """A service vitalq depends on (broker, database) cannot be reached right now."""
 
     code = "UNAVAILABLE"
+    plain = "A service vitalq depends on could not be reached; try again in a moment."
     retryable = True
     #: Seconds a client should wait before trying again (the Retry-After header).
     retry_after_s = 5
@@ -140,6 +171,8 @@ class InsufficientStorage(Unavailable):
     nothing new is taken until there is room."""
 
     code = "INSUFFICIENT_STORAGE"
+    plain = "The server's disk is nearly full; try again later."
+    http_status = 507
     retry_after_s = 60
 
 
@@ -147,6 +180,7 @@ class QueueFull(Unavailable):
     """The job's queue holds more waiting jobs than it is configured to."""
 
     code = "QUEUE_FULL"
+    plain = "The job's queue is full; try again later."
     retry_after_s = 30
 
 
@@ -154,26 +188,46 @@ class JobCancelled(VitalqError):
     """Raised inside a running job at its next progress point after a cancel."""
 
     code = "CANCELLED"
+    plain = "The job was cancelled before it finished."
+    http_status = 409
 
 
 class JobTimeout(VitalqError):
     code = "TIMEOUT"
+    plain = "The job ran longer than its time limit and was stopped."
+    http_status = 504
 
 
 class WorkerLost(VitalqError):
     code = "WORKER_LOST"
+    plain = "The worker running this job stopped unexpectedly, more than once."
 
 
 class MemoryLimit(VitalqError):
     """A job needed more memory than one job may have (``VITALQ_MAX_JOB_MEMORY_BYTES``)."""
 
     code = "MEMORY_LIMIT"
+    plain = "The job needed more memory than one job may have on this server."
 
 
 class DiskLimit(VitalqError):
     """A job wrote more than one job may (``VITALQ_MAX_JOB_DISK_BYTES``)."""
 
     code = "DISK_LIMIT"
+    plain = "The job wrote more to disk than one job may on this server."
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    """Every code of the classes defined so far (import ``ml.errors`` and
+    ``hardware.errors`` first for theirs), each with its ``plain`` sentence and whether it
+    is ``deterministic``: from the first class, nearest the root, that has the code."""
+    found: dict[str, dict[str, Any]] = {}
+    todo = [VitalqError]
+    while todo:
+        error = todo.pop(0)
+        found.setdefault(error.code, {"plain": error.plain, "deterministic": error.deterministic})
+        todo += error.__subclasses__()
+    return found
 
 
 class JobFailed(Exception):

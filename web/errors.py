@@ -25,17 +25,11 @@ HTTP_CODES = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
               415: "UNSUPPORTED_FORMAT", 429: "RATE_LIMITED"}
 
 
-#: The HTTP status of each error code that is not the rule's: bad input (an InvalidInput)
-#: is 400, a retryable fault 503, and anything else 500.
-HTTP_STATUS = {"UNSUPPORTED_FORMAT": 415, "TOO_LARGE": 413, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
-               "JOB_FINISHED": 409, "JOB_LIVE": 409, "CANCELLED": 409, "UNAUTHENTICATED": 401, "FORBIDDEN": 403,
-               "RATE_LIMITED": 429, "TIMEOUT": 504, "IDEMPOTENCY_CONFLICT": 409,
-               "INSUFFICIENT_STORAGE": 507}
-
-
 def http_status(error: VitalqError) -> int:
-    if error.code in HTTP_STATUS:
-        return HTTP_STATUS[error.code]
+    """The error's own status (``VitalqError.http_status``), else 400 for bad input, 503
+    for a fault that may pass, 500 for the rest."""
+    if error.http_status is not None:
+        return error.http_status
     if isinstance(error, InvalidInput):
         return 400
     return 503 if error.retryable else 500

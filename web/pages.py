@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+import hardware.errors  # noqa: F401  (light: their codes join the catalogue the job page reads)
+import ml.errors  # noqa: F401
+from vitalq.errors import catalogue
 from worker import store
 from worker.settings import get_settings
 
@@ -35,7 +38,7 @@ def jobs():
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
     visible(store.get(job_id))  # an unknown (or another's) job is a 404 page, not a page that fails later
-    return render_template("job.html", page="jobs", job_id=job_id)
+    return render_template("job.html", page="jobs", job_id=job_id, error_catalogue=catalogue())
 
 
 @bp.get("/devices")

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import InvalidInput
+from ..errors import HrvWithheld, InvalidFeature
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,6 @@ FEATURES = (
     Feature("quality", "", 0, 1),
 )
 NAMES = tuple(f.name for f in FEATURES)
-
-
-class InvalidFeature(InvalidInput):
-    """A feature missing, not a number, or out of its plausible range; names the row and feature."""
 
 
 def feature_matrix(rows: Iterable[dict[str, Any]]) -> np.ndarray:
@@ -65,13 +61,6 @@ def feature_matrix(rows: Iterable[dict[str, Any]]) -> np.ndarray:
     if not matrix:
         raise InvalidFeature("no rows of features")
     return np.array(matrix, dtype=np.float64)
-
-
-class HrvWithheld(InvalidInput):
-    """The rPPG result withheld its HRV (its heart rate is unreliable, or its beats were
-    timed too roughly): no risk from it."""
-
-    code = "HRV_WITHHELD"
 
 
 def from_rppg_summary(summary: dict[str, Any]) -> dict[str, Any]:

@@ -26,15 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInput
+from ..errors import ModelNotFound
 from .features import FEATURES
 
 DEMO_NOTICE = ("demonstration model trained on generated data; not clinically validated, not for any "
                "medical decision")
-
-
-class ModelNotFound(InvalidInput):
-    code = "NOT_FOUND"
 
 
 @dataclass

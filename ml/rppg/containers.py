@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..archives import check_members, open_zip
-from ..errors import CorruptFile, EmptyInput, InvalidInput, TooLarge
+from ..errors import CorruptFile, EmptyInput, InvalidInput, TooLarge, UnreadableVideo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Refused before decoding: a frame larger than this many pixels, or a zip entry larger than this.
@@ -25,10 +25,6 @@ MAX_ZIP_IMAGES = 200_000
 IMAGE_HEAD_BYTES = 64 * 1024
 #: Boxes of an MP4/MOV looked at before giving up: real files have dozens.
 MAX_BOXES = 4096
-
-
-class UnreadableVideo(InvalidInput):
-    code = "UNREADABLE_VIDEO"
 
 
 def check_frame_size(width: int, height: int, name: str | None = None) -> None:

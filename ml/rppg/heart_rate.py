@@ -10,15 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, TooShort
 from .defaults import BAND_HZ, MIN_QUALITY, STEP_S, WINDOW_S
 
 #: The half-width of a pulse peak, as a share of its frequency (see ``spectral_peak``).
 PEAK_HALF_WIDTH = 0.05
-
-
-class TooShort(InvalidInput):
-    code = "TOO_SHORT"
 
 
 def bandpass(x: np.ndarray, fs: float, band: tuple[float, float] = BAND_HZ, order: int = 4) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..errors import EmptyInput, InvalidInput
+from ..errors import EmptyInput, FrameRateTooLow, InvalidInput, NoFaceFound
 from . import defaults
 from .heart_rate import HeartRate, Spectrum, bandpass, estimate_heart_rate, evidence_band, pulse_spectrum
 from .hrv import hrv_metrics, pulse_peaks
@@ -50,14 +50,6 @@ COMMON_NOISE_FACTOR = 1.5
 #: the halves cannot see; it shows as beats missed, invented or moved.
 MAX_REMOVED_INTERVALS = 0.05
 MAX_RATE_DISAGREEMENT = 0.02
-
-
-class NoFaceFound(InvalidInput):
-    code = "NO_FACE"
-
-
-class FrameRateTooLow(InvalidInput):
-    code = "FRAME_RATE_TOO_LOW"
 
 
 #: The face's colour is regressed on polynomials of its position up to this degree

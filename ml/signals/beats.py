@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NoBeats
 from ..rppg.hrv import hrv_metrics
 from .chunked import SignalSource, fill_non_finite
 
@@ -65,12 +65,6 @@ PLAUSIBLE_BPM = (25.0, 250.0)
 #: short-term recordings are 5 min; 1 min is the least its LF band can be read from).
 MIN_HEART_RATE_S = 30.0
 MIN_HRV_S = 60.0
-
-
-class NoBeats(InvalidInput):
-    """No heartbeats to speak of: too few found, or at a rate no heart beats at."""
-
-    code = "NO_BEATS"
 
 
 @dataclass(frozen=True)

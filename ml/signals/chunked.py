@@ -35,7 +35,7 @@ from typing import Callable, Protocol
 import numpy as np
 from scipy import signal
 
-from ..errors import InvalidInput, NonFiniteSample
+from ..errors import NonFiniteSample, SignalTooShort
 from .summary import Envelope, RunningStats
 
 Progress = Callable[[float, str], None]
@@ -66,10 +66,6 @@ class SignalSource(Protocol):
     fs: float
 
     def read(self, start: int, stop: int) -> np.ndarray: ...
-
-
-class SignalTooShort(InvalidInput):
-    pass
 
 
 NAN_POLICIES = ("raise", "interpolate")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-from ..errors import InvalidInput
+from ..errors import FilterDesignError
 
 FAMILIES = ("butter", "cheby1", "cheby2", "bessel", "ellip")
 BAND_TYPES = ("lowpass", "highpass", "bandpass", "bandstop")
@@ -19,10 +19,6 @@ MAX_ORDER = 12
 #: Passband ripple of Chebyshev I and elliptic designs, dB: below 0.01 dB SciPy's
 #: design divides by zero.
 MIN_RIPPLE_DB, MAX_RIPPLE_DB = 0.01, 20.0
-
-
-class FilterDesignError(InvalidInput):
-    """A filter that cannot be designed or would not be stable at this sample rate."""
 
 
 @dataclass(frozen=True)

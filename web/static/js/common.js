@@ -33,34 +33,17 @@ export function statusBadge(status) {
   return span;
 }
 
-const PLAIN_ERRORS = {
-  TIMEOUT: "The job ran longer than its time limit and was stopped.",
-  CANCELLED: "The job was cancelled before it finished.",
-  HRV_WITHHELD: "The video's pulse was too unclear to time heartbeats, so no risk was predicted from it.",
-  WORKER_LOST: "The worker running this job stopped unexpectedly, more than once.",
-  MEMORY_LIMIT: "The job needed more memory than one job may have on this server.",
-  DISK_LIMIT: "The job wrote more to disk than one job may on this server.",
-  NO_BEATS: "No heartbeats could be found in this recording (or only at a rate no heart beats at: is the sample rate right?).",
-  DEVICE_BUSY: "The camera was in use by another program, and still was after several tries.",
-  DEVICE_UNAVAILABLE: "The camera could not be reached (unplugged or switched off?), even after several tries.",
-  CALIBRATION_FAILED: "The calibration could not see its checkerboard target.",
-  UNAVAILABLE: "A service vitalq depends on could not be reached; try again in a moment.",
-  TRANSIENT: "A temporary fault persisted through every retry.",
-  INVALID_INPUT: "The input was not acceptable.",
-  UNSUPPORTED_FORMAT: "The file is not in a format this job can read.",
-  CORRUPT_FILE: "The file is damaged or truncated.",
-  PARSE_ERROR: "The file could not be read as text in the expected layout.",
-  NON_FINITE: "The signal contains missing (NaN) or infinite samples.",
-  EMPTY_INPUT: "The file holds no data.",
-  UNREADABLE_VIDEO: "The video could not be decoded.",
-  NO_FACE: "No face was found in enough of the video.",
-  TOO_SHORT: "The recording is too short for the analysis window.",
-  FRAME_RATE_TOO_LOW: "The video's frame rate is too low for a pulse to be measured.",
-  INTERNAL: "Something went wrong inside vitalq; the server log has the details.",
-};
+// Each error code's sentence for people, and whether the same input would fail alike:
+// vitalq.errors.catalogue(), which the page that shows a failure carries.
+const ERRORS = JSON.parse(document.getElementById("error-catalogue")?.textContent || "{}");
 
 export function plainError(code) {
-  return PLAIN_ERRORS[code] || "The job failed.";
+  return ERRORS[code]?.plain || "The job failed.";
+}
+
+/** Whether running the job again, as it is, could end otherwise. */
+export function mightEndOtherwise(code) {
+  return !ERRORS[code]?.deterministic;
 }
 
 export function el(tag, attributes = {}, ...children) {

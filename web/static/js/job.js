@@ -1,6 +1,6 @@
 // One job: live progress over the websocket (reconnecting with ?after=seq, so no event
 // is lost), cancel and run-again buttons, the error in plain words, and the results drawn.
-import { api, el, percent, plainError, statusBadge } from "./common.js";
+import { api, el, mightEndOtherwise, percent, plainError, statusBadge } from "./common.js";
 import { RESULT_VIEWS } from "./results.js";
 
 const root = document.getElementById("job");
@@ -48,6 +48,8 @@ async function showFinal(job) {
       : finishedParts.length ? `What could not be done (the ${finishedParts.join(", ")} part finished: below)`
       : "Why it failed";
     $("failure-plain").textContent = plainError(job.error.code);
+    // The same input would fail the same way: no "Run again" (submit it anew, changed).
+    if (!mightEndOtherwise(job.error.code)) $("retry").hidden = true;
     $("failure-code").textContent = job.error.code;
     $("failure-message").textContent = job.error.message;
   }
