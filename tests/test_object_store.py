@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
-import io
-import json
+import time
 import uuid
 
 import httpx
@@ -317,3 +318,32 @@ def test_a_submission_looks_at_the_ends_of_a_direct_upload_only(s3_server, tmp_p
     assert look[:100] == content[:100] and look[-100:] == content[-100:] and look[100:900] == bytes(800)
     store.fetch_ends(store.location("x.bin"), tmp_path / "whole", 1000, 600)
     assert (tmp_path / "whole").read_bytes() == content
+
+
+def test_direct_upload_urls_name_the_endpoint_clients_use(client, configure, monkeypatch, s3_server):
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    public = s3_server.env["AWS_ENDPOINT_URL"].replace("127.0.0.1", "localhost")  # the address outside
+    configure(storage_url=f"s3://{s3_server.bucket}/public-{uuid.uuid4().hex[:8]}", storage_public_endpoint=public)
+    content = b"sent from outside"
+    offer = client.post("/api/v1/uploads", json={"filename": "o.bin", "size": len(content),
+                                                 "sha256": hashlib.sha256(content).hexdigest()}).get_json()
+    assert offer["url"].startswith(public + "/")
+    assert httpx.put(offer["url"], content=content, headers=offer["headers"]).status_code == 200
+    job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "upload": offer["upload"]})
+    assert job.status_code == 201, job.get_json()
+
+
+def test_a_worker_starting_removes_what_killed_jobs_left_on_its_machine(store_env, clean, tmp_path):
+    folder = tmp_path / "worker"
+    stale = [folder / "jobs" / ("a" * 32) / "pulse.csv", folder / "tmp" / f"{'b' * 32}-x1y2" / "face.mp4"]
+    fresh = folder / "tmp" / f"{'c' * 32}-z3" / "face.mp4"
+    for path in (*stale, fresh):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"left behind")
+    two_hours_ago = time.time() - 7200
+    for path in stale:
+        os.utime(path.parent, (two_hours_ago, two_hours_ago))
+    with worker_on(folder, store_env):
+        assert not any(path.parent.exists() for path in stale)
+        assert fresh.exists()  # too recent to judge

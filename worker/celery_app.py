@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
@@ -17,6 +18,8 @@ from . import db
 from .broker import get_redis
 from .logs import use_structured_logs
 from .settings import get_settings
+
+log = logging.getLogger(__name__)
 
 app = Celery("vitalq")
 app.config_from_object("celeryconfig")
@@ -30,6 +33,22 @@ def _remember_pool_size(sender=None, **_kwargs) -> None:
     global _pool_processes
     concurrency = getattr(sender, "concurrency", None)
     _pool_processes = concurrency if isinstance(concurrency, int) and concurrency > 0 else os.cpu_count() or 1
+
+
+@worker_init.connect
+def _remove_what_killed_jobs_left(**_kwargs) -> None:
+    """With an object store, this machine's data folder is no one else's to sweep: what a
+    worker killed here left (a job's folder, its input's scratch copy) goes as the next
+    one starts."""
+    from . import retention
+    from .objects import get_store
+
+    if get_store().is_local:
+        return
+    try:
+        retention.remove_local_leftovers(time.time() - retention.SWEEP_GRACE_S)
+    except Exception as exc:  # the database away: the next start, or beat, sweeps
+        log.warning("leftovers of earlier jobs not swept: %s", exc)
 
 
 def compute_threads(pool_processes: int) -> int:

@@ -154,7 +154,7 @@ class S3Bucket:
     PART_BYTES = 16 * 1024 * 1024
     is_local = False
 
-    def __init__(self, bucket: str, prefix: str = ""):
+    def __init__(self, bucket: str, prefix: str = "", public_endpoint: str = ""):
         import boto3
         import botocore.config
         from boto3.s3.transfer import TransferConfig
@@ -164,6 +164,9 @@ class S3Bucket:
         config = botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
                                         read_timeout=60, max_pool_connections=16)
         self.client = boto3.client("s3", config=config)
+        # A presigned URL is signed for its host: the one clients outside use, where it differs.
+        self.public_client = boto3.client("s3", config=config, endpoint_url=public_endpoint) if public_endpoint \
+            else self.client
         self.upload_config = TransferConfig(multipart_threshold=self.PART_BYTES, multipart_chunksize=self.PART_BYTES,
                                             max_concurrency=4)
         # A download streams each range into the file, so larger ranges cost no memory;
@@ -255,7 +258,7 @@ class S3Bucket:
 
     def presigned_put(self, key: str, size: int, expires_s: int) -> str:
         """A URL that lets its holder PUT exactly ``size`` bytes at ``key`` for ``expires_s`` seconds."""
-        return self.client.generate_presigned_url("put_object", ExpiresIn=expires_s, Params={
+        return self.public_client.generate_presigned_url("put_object", ExpiresIn=expires_s, Params={
             "Bucket": self.bucket, "Key": self.prefix + key, "ContentLength": size})
 
     def fetch(self, location: str, into: Path) -> Path:
@@ -363,16 +366,16 @@ ObjectStore = LocalFolder | S3Bucket
 
 
 @lru_cache(maxsize=8)
-def _open(storage_url: str, data_dir: Path) -> ObjectStore:
+def _open(storage_url: str, data_dir: Path, public_endpoint: str) -> ObjectStore:
     if not storage_url:
         return LocalFolder(data_dir)
     if not storage_url.startswith("s3://"):
         raise ValueError(f"VITALQ_STORAGE_URL must be empty or s3://bucket[/prefix], not {storage_url!r}")
     bucket, _, prefix = storage_url[len("s3://"):].partition("/")
-    return S3Bucket(bucket, prefix)
+    return S3Bucket(bucket, prefix, public_endpoint)
 
 
 def get_store() -> ObjectStore:
     """This process's object store, from its settings."""
     settings = get_settings()
-    return _open(settings.storage_url, settings.data_dir)
+    return _open(settings.storage_url, settings.data_dir, settings.storage_public_endpoint)

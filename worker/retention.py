@@ -70,15 +70,16 @@ def sweep() -> dict[str, int]:
                 remove_artifacts(job_id)
                 job_folders += 1
     if not objects.is_local:
-        _remove_local_leftovers(oldest)
+        remove_local_leftovers(oldest)
     return {"uploads": uploads, "job_folders": job_folders,
             "unfinished_uploads": objects.sweep_incomplete(SWEEP_GRACE_S)}
 
 
-def _remove_local_leftovers(oldest: float) -> None:
+def remove_local_leftovers(oldest: float) -> None:
     """With an object store, what this machine's data folder kept of uploads that never
     reached it and of jobs that are no longer running (a worker killed mid-job leaves
-    its folder and scratch copies), untouched since ``oldest``."""
+    its folder and scratch copies), untouched since ``oldest``. Beat's sweep does this on
+    its machine, and each worker on its own as it starts."""
     settings = get_settings()
     stale: list[Path] = []
     for folder in (settings.uploads_dir, settings.jobs_dir, settings.data_dir / "tmp"):

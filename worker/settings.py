@@ -26,6 +26,9 @@ class Settings:
     #: or ``s3://bucket/prefix`` for an S3-compatible object store (``worker.objects``),
     #: its endpoint and credentials from the standard AWS variables.
     storage_url: str = ""
+    #: The store's endpoint as clients outside reach it, for the URLs of direct uploads
+    #: (``POST /api/v1/uploads``); empty: ``AWS_ENDPOINT_URL``, as vitalq reaches it.
+    storage_public_endpoint: str = ""
     #: Largest upload accepted, in bytes (413 beyond it).
     max_upload_bytes: int = 4 * 1024**3
     #: Retries of a transient fault before the job fails, with exponential backoff.
