@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -17,6 +16,7 @@ from threadpoolctl import threadpool_info
 
 from vitalq.errors import InvalidInput, TransientError
 from worker.jobtask import JobContext, JobTask
+from worker.storage import file_sha256
 
 #: The selftest recovers this frequency (Hz) from a synthetic sine to show numpy works.
 PROBE_HZ = 7.0
@@ -50,7 +50,7 @@ def selftest(job: JobContext) -> dict:
               "python": platform.python_version(), "numpy": np.__version__,
               "compute_threads": _compute_threads(), "nice": os.getpriority(os.PRIO_PROCESS, 0)}
     if job.input_path is not None:
-        result["input_sha256_matches"] = _sha256(job.input_path) == job.input["sha256"]
+        result["input_sha256_matches"] = file_sha256(job.input_path) == job.input["sha256"]
         if not result["input_sha256_matches"]:
             raise InvalidInput("the stored upload does not match its sha256", {"sha256": job.input["sha256"]})
     job.artifact("selftest.json").write_text(json.dumps(result, indent=2))
@@ -86,11 +86,3 @@ def _block(seconds: float, ignore_soft_limit: bool) -> None:
         except SoftTimeLimitExceeded:
             if not ignore_soft_limit:
                 raise
-
-
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

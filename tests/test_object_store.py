@@ -296,6 +296,9 @@ def test_a_direct_upload_is_its_offerer_s_own_and_must_be_the_file_it_claimed(st
     failed = Jobs(alice).wait_finished(job.json()["id"])
     assert failed["status"] == "failed" and failed["error"]["code"] == "INVALID_INPUT"
     assert failed["error"]["details"]["sha256"] == hashlib.sha256(lie).hexdigest() and failed["attempts"] == 1
+    bad = alice.post("/api/v1/uploads", json={"filename": "", "size": 0, "sha256": "ABC", "path": "/etc"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_INPUT"
+    assert set(bad.json()["error"]["details"]["fields"]) == {"filename", "size", "sha256", "path"}
     too_big = alice.post("/api/v1/uploads", json={"filename": "a.bin", "size": 2**50, "sha256": "0" * 64})
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "TOO_LARGE"
 

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from worker.devices import DEVICE_SCHEMA, PLAN_SCHEMA
+from worker.storage import DIRECT_UPLOAD_SCHEMA
 from worker.kinds import all_kinds
 from worker.models import JobStatus
 
@@ -195,10 +196,7 @@ def describe() -> dict[str, Any]:
                 "responses": {"201": _json(_ref("Job"), "Queued again"), **_errors(400, 404, 503)}}},
             "/api/v1/uploads": {"post": {
                 "operationId": "offerUpload", "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"type": "object", "required": ["filename", "size", "sha256"], "additionalProperties": False,
-                               "properties": {"filename": {"type": "string", "minLength": 1, "maxLength": 255},
-                                              "size": {"type": "integer", "minimum": 1},
-                                              "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}}}},
+                    "schema": DIRECT_UPLOAD_SCHEMA}}},
                 "responses": {"201": _json({"type": "object", "required": ["upload", "url", "method", "headers"],
                                             "properties": {"upload": {"type": "string"}, "url": {"type": "string"},
                                                            "method": {"const": "PUT"}, "headers": {"type": "object"},

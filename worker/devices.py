@@ -22,6 +22,7 @@ from vitalq.errors import AlreadyExists, InvalidInput, NotFound
 from .db import session_scope
 from .models import CameraProfile, Device, utcnow
 from .schedules import parse_schedule
+from .schemas import field_errors
 
 DEVICE_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -135,13 +136,7 @@ _validator = Draft202012Validator(DEVICE_SCHEMA)
 def _check(fields: dict[str, Any], partial: bool) -> dict[str, Any]:
     if not isinstance(fields, dict):
         raise InvalidInput("the body must be a JSON object", {"fields": {"body": "must be an object"}})
-    schema_errors = {}
-    for error in _validator.iter_errors(fields):
-        if partial and error.validator == "required":
-            continue
-        name = ".".join(str(p) for p in error.absolute_path) or (
-            error.message.split("'")[1] if error.validator in ("required", "additionalProperties") else "body")
-        schema_errors.setdefault(name, error.message)
+    schema_errors = field_errors(_validator, fields, frozenset({"required"}) if partial else frozenset())
     if schema_errors:
         summary = "; ".join(f"{k}: {v}" for k, v in schema_errors.items())
         raise InvalidInput(f"invalid device: {summary}", {"fields": schema_errors})

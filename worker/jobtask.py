@@ -23,7 +23,6 @@ retry's new message waits out a broker that refuses it the same way.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import logging
@@ -224,13 +223,10 @@ class JobContext:
 def check_sha256(path: Path, declared: str) -> None:
     """Raises InvalidInput if the file's SHA-256 is not ``declared`` (a direct upload's,
     which the client stated when it was offered)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(1024 * 1024):
-            digest.update(block)
-    if digest.hexdigest() != declared:
+    found = storage.file_sha256(path)
+    if found != declared:
         raise InvalidInput("the uploaded file's sha256 is not the one stated when its upload was offered",
-                           {"fields": {"file": "sha256 differs"}, "sha256": digest.hexdigest()})
+                           {"fields": {"file": "sha256 differs"}, "sha256": found})
 
 
 def backoff_with_full_jitter(retries: int, base_s: float, cap_s: float) -> float:

@@ -194,41 +194,38 @@ class S3Bucket:
 
     def put(self, source: Path, key: str, *, keep_existing: bool = False) -> str:
         name = self.prefix + key
-        with _faults_as_unavailable():
-            if keep_existing and self._head(name):
-                # In use again: copied onto itself, it counts as recent for retention.
+        if keep_existing and self._head(name) is not None:
+            with _faults_as_unavailable():  # in use again: copied onto itself, it counts as recent for retention
                 self.client.copy_object(Bucket=self.bucket, Key=name, CopySource={"Bucket": self.bucket, "Key": name},
                                         MetadataDirective="REPLACE")
-            else:
-                self.client.upload_file(str(source), self.bucket, name, Config=self.upload_config)
+        else:
+            self.upload(source, key)
         source.unlink()
         return self.location(key)
 
-    def _head(self, name: str) -> bool:
-        import botocore.exceptions
+    def upload(self, source: Path, key: str) -> None:
+        """Write the file ``source`` at ``key`` (``put`` without moving it: the file stays)."""
+        with _faults_as_unavailable():
+            self.client.upload_file(str(source), self.bucket, self.prefix + key, Config=self.upload_config)
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=name)
-            return True
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-
-    def exists(self, location: str) -> bool:
-        return self.modified(location) is not None
-
-    def modified(self, location: str) -> float | None:
+    def _head(self, name: str) -> dict | None:
+        """The object ``name``'s metadata (HeadObject), None if it is not there."""
         import botocore.exceptions
 
         try:
             with _faults_as_unavailable():
-                head = self.client.head_object(Bucket=self.bucket, Key=self._object_name(location))
+                return self.client.head_object(Bucket=self.bucket, Key=name)
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return head["LastModified"].timestamp()
+
+    def exists(self, location: str) -> bool:
+        return self._head(self._object_name(location)) is not None
+
+    def modified(self, location: str) -> float | None:
+        head = self._head(self._object_name(location))
+        return None if head is None else head["LastModified"].timestamp()
 
     def fetch_ends(self, location: str, target: Path, size: int, end_bytes: int) -> None:
         """Write the object's first and last ``end_bytes`` into ``target``, a sparse file of
@@ -246,15 +243,8 @@ class S3Bucket:
 
     def size(self, location: str) -> int | None:
         """The object's size in bytes, None if it is not there."""
-        import botocore.exceptions
-
-        try:
-            with _faults_as_unavailable():
-                return self.client.head_object(Bucket=self.bucket, Key=self._object_name(location))["ContentLength"]
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        head = self._head(self._object_name(location))
+        return None if head is None else head["ContentLength"]
 
     def presigned_put(self, key: str, size: int, expires_s: int) -> str:
         """A URL that lets its holder PUT exactly ``size`` bytes at ``key`` for ``expires_s`` seconds."""

@@ -65,14 +65,10 @@ class SharedRegistry(ModelRegistry):
         folder = self.root / str(record.version)
         # meta.json last: a version is listed once its meta is stored, and by then its model is.
         for path in sorted(folder.iterdir(), key=lambda path: path.name == "meta.json"):
-            copy = path.with_name(f".{path.name}.upload")
-            copy.write_bytes(path.read_bytes())
-            self.store.put(copy, f"{PREFIX}{record.version}/{path.name}")
+            self.store.upload(path, f"{PREFIX}{record.version}/{path.name}")
         return self.activate(record.version) if activate else record
 
     def activate(self, version: int):
         record = super().activate(version)
-        copy = self.root / ".active.json.upload"
-        copy.write_bytes((self.root / "active.json").read_bytes())
-        self.store.put(copy, f"{PREFIX}active.json")
+        self.store.upload(self.root / "active.json", f"{PREFIX}active.json")
         return record

@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from jsonschema import Draft202012Validator
+
 from vitalq.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
 from .objects import get_store
+from .schemas import field_errors
 from .settings import get_settings
 
 _PLAIN_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
@@ -53,6 +56,15 @@ def file_label(filename: str | None) -> str:
     PostgreSQL cannot store) and unpaired surrogates, at most 255 characters."""
     label = "".join(c for c in Path(filename or "").name if c.isprintable() and not "\ud800" <= c <= "\udfff")
     return label[:255]
+
+
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def plain_suffix(filename: str | None) -> str:
@@ -163,18 +175,32 @@ class UploadSink:
             self._path.unlink(missing_ok=True)
 
 
+#: What a client states of a file it would put into the store itself (``POST /api/v1/uploads``).
+DIRECT_UPLOAD_SCHEMA = {
+    "type": "object", "required": ["filename", "size", "sha256"], "additionalProperties": False,
+    "properties": {"filename": {"type": "string", "minLength": 1, "maxLength": 255},
+                   "size": {"type": "integer", "minimum": 1, "description": "bytes"},
+                   "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "lower-case hex"}},
+}
+_direct_upload_validator = Draft202012Validator(DIRECT_UPLOAD_SCHEMA)
 #: How long the URL of a direct upload, and its claim, are good for (seconds).
 DIRECT_UPLOAD_EXPIRES_S = 3600
 #: The submission's checks read this many bytes at each end of a direct upload.
 DIRECT_UPLOAD_LOOK_BYTES = 8 * 1024 * 1024
 
 
-def offer_direct_upload(filename: str, size: int) -> dict[str, str]:
-    """Where a client may put a file of ``size`` bytes into the object store itself,
-    bypassing the web tier: ``{"location", "url"}`` (a presigned PUT, for exactly that
-    many bytes). Each offer is a key of its own under ``incoming/``: a client's file
-    never takes a content address it only claims. Raises NotFound without an object
-    store, TooLarge beyond the upload limit."""
+def offer_direct_upload(stated: dict[str, Any]) -> dict[str, str]:
+    """Where a client may put a file it states (DIRECT_UPLOAD_SCHEMA) into the object
+    store itself, bypassing the web tier: ``{"location", "url"}`` (a presigned PUT, for
+    exactly its size). Each offer is a key of its own under ``incoming/``: a client's
+    file never takes a content address it only claims. Raises InvalidInput for a
+    statement the schema refuses, NotFound without an object store, TooLarge beyond the
+    upload limit."""
+    refused = field_errors(_direct_upload_validator, stated)
+    if refused:
+        raise InvalidInput(f"invalid upload: {'; '.join(f'{name}: {why}' for name, why in refused.items())}",
+                           {"fields": refused})
+    filename, size = stated["filename"], stated["size"]
     store, limit = get_store(), get_settings().max_upload_bytes
     if store.is_local:
         raise NotFound("direct uploads need an object store (VITALQ_STORAGE_URL); send the file with the job")
@@ -246,7 +272,7 @@ def publish_artifacts(job_id: str) -> None:
     if store.is_local or not folder.is_dir():
         return
     for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and _ARTIFACT_NAME.match(path.name):
+        if path.is_file() and _ARTIFACT_NAME.match(path.name):  # a plain name: no hidden files
             store.put(path, artifact_key(job_id, path.name))
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -265,13 +291,10 @@ def list_artifacts(job_id: str) -> list[dict[str, Any]]:
 def remove_artifacts(job_id: str, keep: frozenset[str] = frozenset()) -> None:
     """Remove a job's artifacts, stored and local, or only those not named in ``keep``."""
     store = get_store()
-    if not keep:
+    if not store.is_local:  # this machine's folder holds only what is not stored yet
         shutil.rmtree(job_dir(job_id), ignore_errors=True)
+    if not keep:
         store.delete_prefix(f"jobs/{job_id}/")
         return
-    folder = job_dir(job_id)
-    for path in folder.iterdir() if folder.is_dir() else []:
-        if path.name not in keep:
-            path.unlink(missing_ok=True)
     store.delete([stored.key for stored in store.list(f"jobs/{job_id}/")
                   if stored.key.rsplit("/", 1)[-1] not in keep])
