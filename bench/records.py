@@ -32,7 +32,7 @@ import time  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.stack import prepare_services, remove_services, start_vitalq  # noqa: E402
+from bench.stack import children, prepare_services, remove_services, start_vitalq, status_kb  # noqa: E402
 from ml.risk.features import FEATURES  # noqa: E402
 
 
@@ -78,9 +78,7 @@ def probe(base: str, token: str, job_id: str, seconds: float) -> dict[str, np.nd
 
 def web_rss_mb(master_pid: int) -> float:
     """Resident memory of the web server (its master and worker processes)."""
-    pids = [master_pid] + [int(p) for p in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
-    return sum(int(next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:")))
-               for pid in pids) / 1024
+    return sum(status_kb(pid, "VmRSS") for pid in [master_pid, *children(master_pid)]) / 1024
 
 
 def main() -> None:

@@ -42,6 +42,17 @@ def remove_services(embedded: EmbeddedRedis | None) -> None:
     shutil.rmtree(os.environ["VITALQ_DATA_DIR"], ignore_errors=True)
 
 
+def children(pid: int) -> list[int]:
+    """The pids of a process's children (a gunicorn master's workers, say)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``...), in kB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
 def wait_ready(base: str, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

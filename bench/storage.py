@@ -179,11 +179,11 @@ def _post_through_web(path: Path, env: dict[str, str], direct: bool = False) -> 
         from worker import accounts
 
         token = accounts.create_user(f"bench-{time.monotonic_ns()}", admin=True)[1]
-        web_pid = _gunicorn_worker_pid(supervisor.pid("web"))
+        web_pid = stack.children(supervisor.pid("web"))[0]  # gunicorn's one worker
         with open(path, "rb") as file, httpx.Client(base_url=base, timeout=600,
                                                      headers={"Authorization": f"Bearer {token}"}) as http:
             http.get("/api/v1/jobs")  # a first request: what serving any request loads
-            idle_mb = _status_kb(web_pid, "VmRSS") / 1024
+            idle_mb = stack.status_kb(web_pid, "VmRSS") / 1024
             seconds = float("inf")
             for _ in range(REPEATS):
                 _make_new(path)  # content stored before would be deduplicated, not sent to the store
@@ -196,7 +196,7 @@ def _post_through_web(path: Path, env: dict[str, str], direct: bool = False) -> 
                     answer = http.post("/api/v1/jobs", data={"kind": "diagnostics.selftest"},
                                        files={"file": ("big.bin", file, "application/octet-stream")})
                 seconds = min(seconds, time.perf_counter() - started)
-        peak_mb = _status_kb(web_pid, "VmHWM") / 1024
+        peak_mb = stack.status_kb(web_pid, "VmHWM") / 1024
     finally:
         supervisor.stop()
     return seconds, idle_mb, peak_mb, "ok" if answer.status_code == 201 else f"{answer.status_code}: {answer.text[:80]}"
@@ -225,18 +225,6 @@ def _make_new(path: Path) -> None:
     """Give the file new content (its first bytes), so that its sha256 is one not yet stored."""
     with open(path, "r+b") as file:
         file.write(os.urandom(32))
-
-
-def _gunicorn_worker_pid(master: int) -> int:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(children[0]) if children else master
-
-
-def _status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def main() -> None:
