@@ -44,7 +44,8 @@ worker_send_task_events = True
 worker_consumer = "worker.consumer:Consumer"
 
 
-imports = ("tasks.diagnostics", "tasks.filtering", "tasks.beats", "tasks.rppg", "tasks.risk", "tasks.calibration")
+imports = ("tasks.diagnostics", "tasks.filtering", "tasks.beats", "tasks.rppg", "tasks.risk", "tasks.calibration",
+           "tasks.sensor")
 
 # Beat reads each device's calibration schedule from the database (worker.beat), and
 # looks again every few seconds, so a changed schedule needs no restart.

@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from .drivers import CAMERA_DRIVERS as DRIVERS
 from .errors import ControlUnsupported
+
+__all__ = ["DRIVERS", "Camera", "Capabilities", "ControlRange", "open_camera"]
 
 #: The controls the calibration routine knows, with their units.
 CONTROL_UNITS = {"exposure": "ms", "gain": "x", "focus": "steps"}
@@ -119,7 +122,6 @@ class Camera(abc.ABC):
         self.close()
 
 
-DRIVERS = ("opencv", "simulated")
 
 
 def open_camera(driver: str, connection: dict[str, Any], lock_dir=None) -> Camera:

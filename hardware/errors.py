@@ -1,4 +1,5 @@
-"""Errors of the camera layer, each with a stable code (``vitalq.errors``).
+"""Errors of the device layer (cameras and pulse sensors), each with a stable code
+(``vitalq.errors``).
 
 A device that cannot be opened, is in use or drops out mid-capture is a *transient*
 fault (``DeviceError``): the job layer retries it with backoff. A request the device
@@ -14,7 +15,7 @@ class DeviceError(TransientError):
     """A fault of the device itself, which may pass: retry later."""
 
     code = "DEVICE_UNAVAILABLE"
-    plain = "The camera could not be reached (unplugged or switched off?), even after several tries."
+    plain = "The device could not be reached (unplugged or switched off?), even after several tries."
 
 
 class DeviceUnavailableError(DeviceError):
@@ -27,7 +28,7 @@ class DeviceBusyError(DeviceError):
     """Another process holds the device."""
 
     code = "DEVICE_BUSY"
-    plain = "The camera was in use by another program, and still was after several tries."
+    plain = "The device was in use by another program, and still was after several tries."
 
 
 class ControlUnsupported(InvalidInput):

@@ -13,27 +13,32 @@ from ml.signals.beats import WINDOW_S
 from worker.jobtask import JobContext, JobTask
 from worker.settings import get_settings
 
+#: The cleaned signal the beats were found in, a little-endian float32 per sample: the
+#: job page reads the stretch around a chosen time by its byte range.
+CLEANED = "cleaned.f32"
+
 
 @shared_task(base=JobTask, name="signal.beats")
 def beats(job: JobContext) -> dict:
-    return run_beats(job)
+    return run_beats(job, job.input_path, job.params)
 
 
-def run_beats(job: JobContext) -> dict:
-    """The beats of the job's recording: its artifacts written, its summary returned
-    (``signal.beats``, and the first stage of ``signal.analyze``)."""
-    params = job.params
+def run_beats(job: JobContext, path: Path, params: dict) -> dict:
+    """The beats of the recording at ``path``, read as ``params`` say (``signal.beats``'s):
+    its artifacts written, its summary returned (``signal.beats``, the first stage of
+    ``signal.analyze``, the second of ``sensor.record``)."""
     with job.scratch() as scratch:
         job.progress(0.0, "reading the file's header", stage="open")
-        source = open_signal(job.input_path, {**params, "channels": [params["channel"]]}, Path(scratch),
+        source = open_signal(path, {**params, "channels": [params["channel"]]}, Path(scratch),
                              unpack=get_settings().unpack_limits)
         job.progress(0.0, f"{source.n_samples / source.fs / 3600:.2f} hours at {source.fs:g} Hz", stage="beats")
-        found = find_beats(source, params["signal_type"], progress=job.progress)
+        with open(job.artifact(CLEANED), "wb") as cleaned_to:
+            found = find_beats(source, params["signal_type"], progress=job.progress, cleaned_to=cleaned_to)
         channel = source.channel_names[0]
     summary = summarize(found, params["signal_type"])
     _write_beats(job.artifact("beats.csv"), found)
     _write_windows(job.artifact("heart_rate.csv"), found)
-    return {"channel": channel, **summary}
+    return {"channel": channel, **summary, "cleaned_signal": CLEANED}
 
 
 def _write_beats(path: Path, found) -> None:

@@ -52,7 +52,7 @@ def analyze_risk(job: JobContext) -> dict:
 
 @shared_task(base=JobTask, name="signal.analyze.beats", final_stage=False, progress_span=(0.0, 0.9))
 def analyze_beats(job: JobContext) -> dict:
-    return {"beats": run_beats(job)}
+    return {"beats": run_beats(job, job.input_path, job.params)}
 
 
 @shared_task(base=JobTask, name="signal.analyze.risk", progress_span=(0.9, 1.0))

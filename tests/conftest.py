@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import zlib
@@ -175,6 +176,17 @@ def worker(session_worker):
     session_worker.consume("cpu")
     yield session_worker
     session_worker.consume("cpu", consuming=False)
+
+
+@pytest.fixture(scope="module")
+def hardware_pool(database):
+    """``vitalq serve worker-hw``: a real Celery worker for each registered device, for
+    the tests of one module."""
+    from support import Subprocess
+
+    pool = Subprocess("worker-hw", [sys.executable, "-m", "vitalq.cli", "serve", "worker-hw"])
+    yield pool
+    pool.stop()
 
 
 @pytest.fixture(scope="session")

@@ -102,6 +102,40 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
     terminate(process, timeout_s)
 
 
+class Subprocess:
+    """A vitalq process run as the Procfile runs it, logging to the test data folder."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+        self.log_path = Path(os.environ["VITALQ_DATA_DIR"]) / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.log.close()
+
+
+def device_worker_answers(device_id: str) -> bool:
+    """Whether the hardware pool's worker for the device answers a ping."""
+    import socket
+
+    from worker.celery_app import app
+
+    hostname = f"hw-{device_id}@{socket.gethostname()}"
+    return hostname in (app.control.inspect(destination=[hostname], timeout=0.5).ping() or {})
+
+
+def wait_for_device_worker(device_id: str, pool: Subprocess, timeout_s: float = 60.0) -> None:
+    """Until the pool has started the device's worker and it answers."""
+    def answers() -> bool:
+        assert pool.process.poll() is None, pool.log_path.read_text()[-3000:]
+        return device_worker_answers(device_id)
+
+    wait_until(answers, timeout_s, lambda: f"a worker for {device_id}: {pool.log_path.read_text()[-3000:]}",
+               interval_s=0)
+
+
 @contextlib.contextmanager
 def gunicorn(log_path: Path, **env: str):
     """The web process as production runs it (``vitalq serve web``: gunicorn, one gevent

@@ -390,9 +390,11 @@ def test_a_batch_the_broker_refuses_leaves_every_job_failed_and_none_queued(clie
 
 #: What the web process must never load: it streams uploads and checks bounded headers;
 #: decoding, fitting, inference and the camera drivers run in the workers. (It reads the
-#: camera layer's error classes, in ``hardware.errors``, for their sentences: LIGHT.)
-WORKER_ONLY = ("openvino", "sklearn", "joblib", "cv2", "av", "matplotlib", "pyedflib", "wfdb", "hardware")
-LIGHT = ("hardware", "hardware.errors")
+#: camera layer's error classes, in ``hardware.errors``, for their sentences, and which
+#: drivers drive cameras and which pulse sensors, in ``hardware.drivers``: LIGHT.)
+WORKER_ONLY = ("openvino", "sklearn", "joblib", "cv2", "av", "matplotlib", "pyedflib", "wfdb", "neurokit2", "serial",
+               "hardware")
+LIGHT = ("hardware", "hardware.errors", "hardware.drivers")
 
 
 def test_the_web_process_loads_no_decoder_model_or_driver(clean, tokens, tmp_path):
@@ -421,6 +423,9 @@ answers = {{
     "predict": client.post("/api/v1/jobs", json={{"kind": "risk.predict", "params": {{"rows": [ROW]}}}}).status_code,
     "calibrate": client.post("/api/v1/jobs", json={{"kind": "camera.calibrate",
                                                     "params": {{"device": "none-here"}}}}).status_code,
+    "beats": client.post("/api/v1/jobs", data={{"kind": "signal.beats", "params": json.dumps({{"fs": 100}}),
+                                               "file": (io.BytesIO(b"0.5\\n" * 3000), "p.csv")}}).status_code,
+    "record": client.post("/api/v1/jobs", json={{"kind": "sensor.record", "params": {{"device": "none-here"}}}}).status_code,
 }}
 loaded = {{m.split(".")[0] for m in sys.modules if m not in {LIGHT!r}}} & set({WORKER_ONLY!r})
 print(json.dumps({{"answers": answers, "loaded": sorted(loaded)}}))
@@ -430,6 +435,7 @@ print(json.dumps({{"answers": answers, "loaded": sorted(loaded)}}))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["answers"]["kinds"] == report["answers"]["models"] == 200, report
-    assert report["answers"]["filter"] == report["answers"]["predict"] == report["answers"]["video"] == 201
-    assert report["answers"]["train"] == report["answers"]["calibrate"] == 400  # a header, a device: refused
+    answers = report["answers"]
+    assert answers["filter"] == answers["predict"] == answers["video"] == answers["beats"] == 201, answers
+    assert answers["train"] == answers["calibrate"] == answers["record"] == 400  # a header, a device: refused
     assert report["loaded"] == []

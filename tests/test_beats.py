@@ -251,7 +251,7 @@ def test_an_ecg_analysed_gives_its_beats_and_a_risk_from_their_hrv(jobs, http):
     found, risk = job["result"]["beats"], job["result"]["risk"]
     assert risk["features"]["rmssd_ms"] == found["hrv"]["rmssd_ms"] and risk["features"]["quality"] == 1.0
     assert risk["model"]["demo"] is True and len(risk["predictions"]) == 1
-    assert {a["name"] for a in job["artifacts"]} == {"beats.csv", "heart_rate.csv"}
+    assert {a["name"] for a in job["artifacts"]} == {"beats.csv", "heart_rate.csv", "cleaned.f32"}
 
     # 40 s of clean signal is too little for HRV: the risk stage refuses, the beats stay.
     noisy = io.BytesIO("\n".join(f"{v:.3f}" for v in noise_stress("118e06")[0]).encode())

@@ -5,60 +5,17 @@ schedules changed while it runs."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
-from support import shot, stop_process, wait_until
+from support import Subprocess, device_worker_answers, shot, wait_for_device_worker, wait_until
 
 from hardware.simulated import SimulatedCamera
 
 SIMULATED = {"width": 640, "height": 400}
 QUICK_PLAN = {"views": 10, "min_views": 6}
-
-
-class Subprocess:
-    """A vitalq process run as the Procfile runs it, logging to the test data folder."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
-        self.log_path = Path(os.environ["VITALQ_DATA_DIR"]) / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=self.log,
-                                        stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.log.close()
-
-
-@pytest.fixture(scope="module")
-def hardware_pool(database):
-    pool = Subprocess("worker-hw", [sys.executable, "-m", "vitalq.cli", "serve", "worker-hw"])
-    yield pool
-    pool.stop()
-
-
-def device_worker_answers(device_id: str) -> bool:
-    from worker.celery_app import app
-
-    hostname = f"hw-{device_id}@{socket.gethostname()}"
-    return hostname in (app.control.inspect(destination=[hostname], timeout=0.5).ping() or {})
-
-
-def wait_for_device_worker(device_id: str, pool: Subprocess, timeout_s: float = 60.0) -> None:
-    """Until the pool has started the device's worker and it answers."""
-    def answers() -> bool:
-        assert pool.process.poll() is None, pool.log_path.read_text()[-3000:]
-        return device_worker_answers(device_id)
-
-    wait_until(answers, timeout_s, lambda: f"a worker for {device_id}: {pool.log_path.read_text()[-3000:]}",
-               interval_s=0)
 
 
 def register(http, device_id: str, **fields) -> dict:
@@ -181,7 +138,7 @@ def test_beat_follows_a_schedule_changed_while_it_runs(http, jobs, hardware_pool
         assert job["params"] == {"device": "remote-cam", "trigger": "schedule"}
         assert job["queue"] == "hw.remote-cam" and job["status"] == "queued"
         # Due again a second later, but its calibration still waits for the device: not queued twice.
-        wait_until(logged(f"device remote-cam: a calibration (job {job['id']}) is still waiting"), 60,
+        wait_until(logged(f"device remote-cam: a camera.calibrate (job {job['id']}) is still waiting"), 60,
                    "beat passing over the waiting job")
         assert [j["id"] for j in scheduled()] == [job["id"]]
 

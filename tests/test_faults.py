@@ -91,7 +91,7 @@ def test_redis_restarted_mid_run_loses_no_queued_job(own_stack, tokens):
         server.stop()  # the broker goes away with ten jobs still queued or running
         down = http.post("/api/v1/jobs", json={"kind": "diagnostics.selftest"})
         assert down.status_code == 503 and down.headers["Retry-After"]  # refused, not half-recorded
-        time.sleep(1.0)
+        time.sleep(1.0)  # an outage, not a blip: the jobs running meet it too
         server.start()  # and comes back, its append-only file replayed
 
         # Every queued job survives and runs. The one cut off mid-run (its worker drops a

@@ -179,8 +179,7 @@ def test_running_job_stops_at_its_next_progress_point(jobs, http):
 
 def test_job_that_ignores_cancel_is_killed_after_the_grace_period(jobs, http, settings):
     job = jobs.submit({"blocking_s": 60})
-    jobs.wait_running(job["id"])
-    time.sleep(0.3)
+    jobs.wait_running(job["id"])  # blocking from its start: no progress point will see the cancel
     assert http.delete(f"/api/v1/jobs/{job['id']}").status_code == 202
     job = jobs.wait_finished(job["id"], timeout_s=settings.cancel_grace_s + 30)  # long before its 60 s
     assert job["status"] == "cancelled" and "force" in job["error"]["message"]

@@ -105,6 +105,11 @@ def test_web_and_workers_share_nothing_but_the_store_the_database_and_redis(stor
     beats = run("signal.beats", {"channel": "MLII"}, ("100.zip", wfdb_zip()))
     assert 70 <= beats["result"]["heart_rate_bpm"] <= 80
     assert http.get(f"/api/v1/jobs/{beats['id']}/artifacts/beats.csv").text.count("\n") > 2000
+    # A stretch of its cleaned signal, by byte range, as the job page reads it.
+    whole = http.get(f"/api/v1/jobs/{beats['id']}/artifacts/cleaned.f32").content
+    stretch = http.get(f"/api/v1/jobs/{beats['id']}/artifacts/cleaned.f32", headers={"Range": "bytes=4000-7999"})
+    assert stretch.status_code == 206 and stretch.content == whole[4000:8000]
+    assert stretch.headers["Content-Range"] == f"bytes 4000-7999/{len(whole)}"
     video = tmp_path / "face.avi"
     truth = write_face_video(video, hr_bpm=84.0, seconds=16.0, size=(320, 240), seed=7)
     rppg = run("video.rppg", {"method": "POS"}, ("face.avi", video.read_bytes()))
@@ -126,7 +131,7 @@ def test_web_and_workers_share_nothing_but_the_store_the_database_and_redis(stor
     # stored when it hands the job on, and the job keeps them.
     analyzed = run("signal.analyze", {"channel": 0}, ("100.zip", wfdb_zip()))
     assert analyzed["result"]["risk"]["model"]["version"] == version
-    assert {artifact["name"] for artifact in analyzed["artifacts"]} == {"beats.csv", "heart_rate.csv"}
+    assert {artifact["name"] for artifact in analyzed["artifacts"]} == {"beats.csv", "heart_rate.csv", "cleaned.f32"}
 
     # A camera's calibration, on a hardware worker with a data folder of its own.
     pool = Subprocess("worker-hw", [sys.executable, "-m", "vitalq.cli", "serve", "worker-hw"],
@@ -135,14 +140,22 @@ def test_web_and_workers_share_nothing_but_the_store_the_database_and_redis(stor
         register(http, "store-cam")
         wait_for_device_worker("store-cam", pool)
         calibration = Jobs(http).wait_finished(calibrate(http, "store-cam")["id"], timeout_s=120)
+        # A pulse sensor's recording, made on the hardware machine, read back from the store
+        # by the cpu worker for its beats.
+        sensor = {"id": "store-ppg", "driver": "pulse-simulated", "connection": {"realtime": False, "hr_bpm": 80}}
+        assert http.post("/api/v1/devices", json=sensor).status_code == 201
+        wait_for_device_worker("store-ppg", pool)
+        recorded = run("sensor.record", {"device": "store-ppg", "seconds": 60})
     finally:
         pool.stop()
     assert calibration["status"] == "succeeded" and calibration["result"]["passed"], calibration["error"]
     profile = json.loads(http.get(f"/api/v1/jobs/{calibration['id']}/artifacts/profile.json").content)
     assert profile["settings"] == calibration["result"]["settings"]
+    assert recorded["result"]["beats"]["heart_rate_bpm"] == pytest.approx(80, abs=2)
+    assert {a["name"] for a in recorded["artifacts"]} == {"recording.csv", "beats.csv", "heart_rate.csv", "cleaned.f32"}
 
     # Everything lives in the bucket; neither machine's folder keeps a job's files.
-    for job in (selftest, filtered, beats, rppg, analyzed, calibration):
+    for job in (selftest, filtered, beats, rppg, analyzed, calibration, recorded):
         assert {f"jobs/{job['id']}/{artifact['name']}" for artifact in job["artifacts"]} <= bucket_keys(s3_server,
                                                                                                         prefix)
     assert [name for name in files_under(web_dir) if name.startswith(("uploads/", "jobs/"))] == []

@@ -4,6 +4,8 @@ against the live app and a real worker. Each test saves screenshots to look at
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +163,23 @@ def test_an_ecg_uploaded_from_the_page_shows_its_heart_rate_and_trend(page, work
     assert {"beats.csv", "heart_rate.csv"} <= set(page.inner_text("#artifacts").split())
     shot(page, "pages-beats")
 
+    # The signal around a chosen time, with its beats marked, read by its byte range alone.
+    stretches = []
+    page.on("response", lambda answer: stretches.append((answer.status, answer.request.headers.get("range")))
+            if answer.url.endswith("/cleaned.f32") else None)
+    page.fill("#signal-at", "600")
+    page.press("#signal-at", "Enter")
+    view = page.wait_for_selector("section.signal-view[data-from='600']")
+    assert stretches[-1] == (206, f"bytes={600 * 360 * 4}-{610 * 360 * 4 - 1}")
+    job_id = page.url.rsplit("/", 1)[1]
+    beats = csv.DictReader(io.StringIO(page.request.get(f"/api/v1/jobs/{job_id}/artifacts/beats.csv").text()))
+    labels = [row["label"] for row in beats if 600 * 360 <= int(row["sample"]) < 610 * 360]
+    assert len(labels) >= 10 and view.get_attribute("data-beats") == str(len(labels))
+    assert view.get_attribute("data-clean-beats") == str(labels.count("ok")) != "0"
+    assert view.get_attribute("data-samples") == "3600"
+    assert page.locator("section.signal-view canvas").count() >= 1
+    shot(page, "pages-beats-signal")
+
 
 def test_rppg_results_are_drawn_as_charts_and_a_table(page, worker, tmp_path):
     from test_rppg import MEASURABLE_HRV
@@ -201,6 +220,7 @@ def test_an_invalid_parameter_is_shown_next_to_its_field(page):
 
 def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clean, client, tokens):
     client.post("/api/v1/devices", json={"id": "bench-cam", "driver": "simulated", "schedule": "@daily"})
+    client.post("/api/v1/devices", json={"id": "bench-ppg", "driver": "pulse-simulated"})
     context = browser.new_context(base_url=live_server, viewport={"width": 375, "height": 740}, is_mobile=True)
     page = context.new_page()
     sign_in(page, tokens["admin"])
@@ -220,6 +240,11 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clea
     page.keyboard.press("Enter")
     page.wait_for_selector("#device-status a")
     assert "queued" in page.inner_text("#device-status")
+    # A pulse sensor's row records instead, for anyone.
+    sensor = page.locator("tr[data-device-id=bench-ppg]")
+    assert "pulse sensor" in sensor.inner_text()
+    sensor.get_by_role("button", name="Record a minute: bench-ppg").click()
+    page.wait_for_selector("#device-status:has-text('Recording of bench-ppg queued')")
     page.goto("/")
     page.wait_for_selector("form[data-ready=true]")
     assert page.input_value("#kind") == "video.rppg"  # the kind most people come for
@@ -227,7 +252,10 @@ def test_pages_fit_a_phone_and_work_from_the_keyboard(browser, live_server, clea
     shot(page, "pages-submit-phone")
     # A calibration is of a registered device, chosen from a list.
     page.select_option("#kind", "camera.calibrate")
-    assert page.locator("#param-device option").all_inner_texts() == ["bench-cam (simulated)"]
+    assert page.locator("#param-device option").all_inner_texts() == ["bench-cam (simulated)"]  # no sensor
+    page.select_option("#kind", "sensor.record")
+    assert page.locator("#param-device option").all_inner_texts() == ["bench-ppg (pulse-simulated)"]
+    page.select_option("#kind", "camera.calibrate")
     page.click("#submit")
     page.wait_for_url("**/jobs/*")
     job_id = page.url.rsplit("/", 1)[1]

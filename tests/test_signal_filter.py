@@ -321,3 +321,13 @@ def test_memory_stays_bounded_on_a_signal_larger_than_the_bound(tmp_path):
     assert peak_mb < 256, f"peak resident memory {peak_mb:.0f} MB for a 300 MB file"
     out = np.load(tmp_path / "out.npy", mmap_mode="r")
     assert out.shape == (samples,) and 0.9 < float(np.abs(out[10_000_000:10_100_000]).max()) < 1.1  # the pulse band kept
+
+
+def test_the_job_s_filter_defaults_are_filter_spec_s():
+    from worker.kinds import get_kind
+
+    filled = get_kind("signal.filter").validate({"fs": 100})
+    assert FilterSpec.from_params(filled) == FilterSpec() == FilterSpec.from_params({})
+    # One cutoff as a number, as SciPy takes Wn; "none" is the notch alone.
+    assert FilterSpec.from_params({"btype": "lowpass", "cutoff_hz": 5}).cutoff_hz == (5.0,)
+    assert FilterSpec.from_params({"family": "none", "notch_hz": 50}).family is None

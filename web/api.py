@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from worker import dispatch, idempotency, retention, risk_models, storage, store
+from worker import accounts, dispatch, idempotency, retention, risk_models, storage, store
 from vitalq.errors import InvalidInput, NotFound
 from worker.kinds import all_kinds, find_kind
 from worker.models import JobStatus
@@ -181,7 +181,7 @@ def list_jobs():
     jobs, total = store.find(kind=kind, status=status, owner_id=owner_filter(), limit=limit, offset=offset)
     next_offset = offset + limit if offset + limit < total else None
     return jsonify({
-        "jobs": [job.to_dict() for job in jobs], "total": total, "limit": limit, "offset": offset,
+        "jobs": _with_owners(jobs), "total": total, "limit": limit, "offset": offset,
         "next": None if next_offset is None else url_for("api.list_jobs", kind=kind, status=status,
                                                             limit=limit, offset=next_offset),
     })
@@ -189,7 +189,14 @@ def list_jobs():
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    return jsonify(visible(store.get(job_id)).to_dict())
+    return jsonify(_with_owners([visible(store.get(job_id))])[0])
+
+
+def _with_owners(jobs) -> list[dict[str, Any]]:
+    """Each job as JSON with ``owner``, the name of who submitted it (an admin's list
+    holds everyone's jobs)."""
+    names = accounts.names_of({job.owner_id for job in jobs if job.owner_id is not None})
+    return [{**job.to_dict(), "owner": names.get(job.owner_id)} for job in jobs]
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -235,10 +242,19 @@ def get_artifact(job_id: str, name: str):
     local = objects.local_path(objects.location(key))
     if local is None:  # in an object store: passed through as it arrives
         [size] = [artifact["size"] for artifact in job.artifacts if artifact["name"] == name]
+        headers = {"Accept-Ranges": "bytes",
+                   "Content-Disposition": f'{"attachment" if as_attachment else "inline"}; filename="{name}"'}
+        # One byte range, as send_file serves a local file's: a page reads a stretch of a
+        # long signal without the rest. Several ranges, or none that fits, get it whole.
+        wanted = request.range.range_for_length(size) if request.range and len(request.range.ranges) == 1 else None
+        if wanted is not None:
+            start, stop = wanted
+            return Response(stream_with_context(objects.read_chunks(key, byte_range=(start, stop))), status=206,
+                            mimetype=_media_type(name),
+                            headers={**headers, "Content-Length": str(stop - start),
+                                     "Content-Range": f"bytes {start}-{stop - 1}/{size}"})
         return Response(stream_with_context(objects.read_chunks(key)), mimetype=_media_type(name),
-                        headers={"Content-Length": str(size),
-                                 "Content-Disposition": f'{"attachment" if as_attachment else "inline"}; '
-                                                        f'filename="{name}"'})
+                        headers={**headers, "Content-Length": str(size)})
     # Streamed in blocks that give the process's other requests a turn (see ``CooperativeFile``).
     request.environ["wsgi.file_wrapper"] = CooperativeFile
     return send_file(local, as_attachment=as_attachment)

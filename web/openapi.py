@@ -80,6 +80,8 @@ SCHEMAS: dict[str, Any] = {
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}]},
             "attempts": {"type": "integer"}, "redeliveries": {"type": "integer"},
             "cancel_requested": {"type": "boolean"}, "worker": NULLABLE_STR,
+            "owner_id": {"type": ["integer", "null"]},
+            "owner": {**NULLABLE_STR, "description": "The name of the user who submitted it (in lists and reads)."},
             "time_limits": {"type": "object", "properties": {"soft_s": {"type": "number"}, "hard_s": {"type": "number"}}},
             "created_at": {"type": "string", "format": "date-time"}, "started_at": TIME, "finished_at": TIME,
             "run_seconds": {"type": ["number", "null"]},

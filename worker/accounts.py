@@ -151,6 +151,14 @@ def users() -> list[tuple[User, list[ApiToken]]]:
         return [(user, [t for t in tokens if t.user_id == user.id]) for user in found]
 
 
+def names_of(user_ids: set[int]) -> dict[int, str]:
+    """The names of these users, by id (an id whose user is gone is left out)."""
+    if not user_ids:
+        return {}
+    with session_scope() as session:
+        return dict(session.execute(select(User.id, User.name).where(User.id.in_(user_ids))).all())
+
+
 def count_users() -> int:
     with session_scope() as session:
         return int(session.scalar(select(func.count()).select_from(User)) or 0)

@@ -1,4 +1,5 @@
-"""Celery beat's scheduler for vitalq: device calibration schedules from the database.
+"""Celery beat's scheduler for vitalq: device schedules from the database (a camera's
+calibrations, a pulse sensor's recordings).
 
 The device row is the one place a schedule lives. ``DeviceScheduler`` reads every
 device's schedule each ``VITALQ_REGISTRY_REFRESH_S`` seconds, so a schedule set, changed
@@ -12,7 +13,7 @@ uploads of dropped connections, uploads of deleted jobs, folders of jobs gone) a
 when ``VITALQ_RETENTION_DAYS`` is set, the deletion of old finished jobs
 (``worker.retention.purge``).
 
-A due calibration is submitted as a job like any other (``dispatch.submit``), so it
+A due calibration or recording is submitted as a job like any other (``dispatch.submit``), so it
 has its record and waits its turn on the device's queue behind a running job; one
 that is still waiting from an earlier tick is not queued twice.
 """
@@ -28,6 +29,7 @@ from typing import Callable
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule
 
+from hardware.drivers import device_type
 from vitalq.errors import VitalqError
 
 from . import devices, dispatch, retention, store
@@ -37,9 +39,12 @@ from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
-ENTRY_PREFIX = "calibrate:"
+ENTRY_PREFIX = "device:"
 RECONCILE_ENTRY = "vitalq:reconcile"
 RETENTION_ENTRY = "vitalq:retention"
+#: What a device's schedule runs, by the device's type: cameras are calibrated, pulse
+#: sensors record (``sensor.record``, the recording's beats and HRV).
+SCHEDULED_KIND = {"camera": "camera.calibrate", "pulse_sensor": "sensor.record"}
 
 
 def _reconcile() -> None:
@@ -109,12 +114,13 @@ class DeviceScheduler(Scheduler):
             if previous is not None and previous.schedule == when:
                 entries[name] = previous
                 continue
-            log.info("device %s: calibrations scheduled %s", device.id, device.schedule)
+            kind = SCHEDULED_KIND[device_type(device.driver)]
+            log.info("device %s: %s scheduled %s", device.id, kind, device.schedule)
             # A new or changed schedule counts from its last run, or from when it was set.
             since = device.last_scheduled_at or device.updated_at or datetime.now(timezone.utc)
             if since.tzinfo is None:
                 since = since.replace(tzinfo=timezone.utc)
-            entries[name] = ScheduleEntry(name=name, task="camera.calibrate", schedule=when,
+            entries[name] = ScheduleEntry(name=name, task=kind, schedule=when,
                                           kwargs={"device": device.id}, last_run_at=since, app=self.app)
         for name in set(self.data) - set(entries):
             log.info("device %s: schedule cleared", name[len(ENTRY_PREFIX):])
@@ -129,13 +135,13 @@ class DeviceScheduler(Scheduler):
         if not entry.name.startswith(ENTRY_PREFIX):
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
         entry = self.reserve(entry) if advance else entry
-        device_id = entry.kwargs["device"]
+        device_id, kind = entry.kwargs["device"], entry.task
         now = datetime.now(timezone.utc)
         devices.mark_scheduled(device_id, now)
-        waiting = store.waiting_jobs("camera.calibrate", device=device_id)
+        waiting = store.waiting_jobs(kind, device=device_id)
         if waiting:
-            log.info("device %s: a calibration (job %s) is still waiting; not queueing another", device_id, waiting[0])
+            log.info("device %s: a %s (job %s) is still waiting; not queueing another", device_id, kind, waiting[0])
             return None
-        job = dispatch.submit("camera.calibrate", {"device": device_id, "trigger": "schedule"})
-        log.info("device %s: scheduled calibration queued as job %s", device_id, job.id)
+        job = dispatch.submit(kind, {"device": device_id, "trigger": "schedule"})
+        log.info("device %s: scheduled %s queued as job %s", device_id, kind, job.id)
         return SimpleNamespace(id=job.id)

@@ -19,6 +19,8 @@ from sqlalchemy import func, or_, select, update
 
 from vitalq.errors import AlreadyExists, InvalidInput, NotFound
 
+from hardware.drivers import device_type
+
 from .db import session_scope
 from .models import CameraProfile, Device, utcnow
 from .schedules import parse_schedule
@@ -60,8 +62,10 @@ _CONTROL = {
                              "description": "Device units per vitalq unit (V4L2 exposure: 10 per ms)."}},
 }
 _SIZE = {"type": "integer", "minimum": 16, "maximum": 16384}
+_SENSOR_FS = {"type": "number", "minimum": 25, "maximum": 10000, "description": "The sensor's sample rate, Hz."}
 
-#: Connection settings of each driver (``hardware.opencv_camera``, ``hardware.simulated``).
+#: Connection settings of each driver (``hardware.opencv_camera``, ``hardware.simulated``,
+#: ``hardware.pulse_serial``, ``hardware.sensor``).
 CONNECTION_SCHEMAS = {
     "opencv": {
         "type": "object", "additionalProperties": False, "required": ["source"],
@@ -102,6 +106,38 @@ CONNECTION_SCHEMAS = {
             "disconnect_after": {"type": ["integer", "null"], "minimum": 0},
         },
     },
+    "pulse-serial": {
+        "type": "object", "additionalProperties": False, "required": ["port", "fs"],
+        "properties": {
+            "port": {"type": "string", "minLength": 1, "maxLength": 1024,
+                     "description": "Device path (/dev/ttyACM0) or pyserial URL (socket://host:port)."},
+            "fs": _SENSOR_FS,
+            "baudrate": {"type": "integer", "minimum": 50, "maximum": 4_000_000, "default": 115200},
+            "column": {"type": "integer", "minimum": 0, "maximum": 63, "default": 0,
+                       "description": "0-based field of a line that holds the sample."},
+            "prefix": {"type": "string", "maxLength": 8, "default": "",
+                       "description": "Tag that starts a sample's line (S for PulseSensor Playground); empty: every line."},
+            "timeout_s": {"type": "number", "minimum": 0.1, "maximum": 60, "default": 2.0,
+                          "description": "Longest wait for a sample, in seconds."},
+        },
+    },
+    "pulse-simulated": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "fs": _SENSOR_FS,
+            "hr_bpm": {"type": "number", "minimum": 30, "maximum": 220, "description": "The simulated heart rate."},
+            "amplitude": {"type": "number", "minimum": 0, "maximum": 10,
+                          "description": "The pulse's size; 0: the sensor on no finger."},
+            "noise": {"type": "number", "minimum": 0, "maximum": 10},
+            "wander": {"type": "number", "minimum": 0, "maximum": 10},
+            "hrv": {"type": "number", "minimum": 0, "maximum": 0.3},
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            "serial": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+            "realtime": {"type": "boolean", "description": "Deliver samples at the device's pace (default) or at once."},
+            "unplugged": {"type": "boolean"},
+            "disconnect_after": {"type": ["integer", "null"], "minimum": 0, "description": "Samples, then it drops out."},
+        },
+    },
 }
 
 DEVICE_SCHEMA = {
@@ -112,11 +148,13 @@ DEVICE_SCHEMA = {
         "id": {"type": "string", "pattern": DEVICE_ID_PATTERN,
                "description": "Lower-case letters, digits, - and _; names the device's queue hw.<id>."},
         "name": {"type": "string", "maxLength": 128},
-        "driver": {"enum": ["opencv", "simulated"]},
+        "driver": {"enum": list(CONNECTION_SCHEMAS),
+                   "description": "Cameras: opencv, simulated. Pulse sensors: pulse-serial, pulse-simulated."},
         "connection": {"type": "object", "description": "The driver's settings (see CONNECTION_SCHEMAS)."},
         "calibration": PLAN_SCHEMA,
         "schedule": {"type": ["string", "null"], "maxLength": 128,
-                     "description": "Crontab line (UTC), @hourly/@daily/@weekly/@monthly, '@every 6h', or null."},
+                     "description": ("When to calibrate a camera, or record from a pulse sensor: a crontab line (UTC), "
+                                    "@hourly/@daily/@weekly/@monthly, '@every 6h', or null.")},
         "host": {"type": ["string", "null"], "maxLength": 255,
                  "description": "The machine whose hardware pool serves the device (null: any)."},
     },
@@ -127,8 +165,9 @@ DEVICE_SCHEMA["allOf"] = [
      "then": {"properties": {"connection": schema}}}
     for driver, schema in CONNECTION_SCHEMAS.items()
 ]
-DEVICE_SCHEMA["allOf"].append({"if": {"required": ["driver"], "properties": {"driver": {"const": "opencv"}}},
-                               "then": {"required": ["connection"]}})
+DEVICE_SCHEMA["allOf"].extend(
+    {"if": {"required": ["driver"], "properties": {"driver": {"const": driver}}}, "then": {"required": ["connection"]}}
+    for driver in ("opencv", "pulse-serial"))
 _UPDATABLE = {"name", "connection", "calibration", "schedule", "host"}
 _validator = Draft202012Validator(DEVICE_SCHEMA)
 
@@ -145,12 +184,18 @@ def _check(fields: dict[str, Any], partial: bool) -> dict[str, Any]:
     return fields
 
 
+def open_device(driver: str, connection: dict[str, Any], lock_dir=None):
+    """An (unopened) camera or pulse sensor of a registered device."""
+    from hardware import open_camera, open_sensor
+
+    opener = open_sensor if device_type(driver) == "pulse_sensor" else open_camera
+    return opener(driver, connection, lock_dir=lock_dir)
+
+
 def _check_connection(driver: str, connection: dict[str, Any]) -> None:
     """The driver accepts these settings (without opening the device)."""
-    from hardware import open_camera
-
     try:
-        open_camera(driver, connection)
+        open_device(driver, connection)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"invalid connection for the {driver} driver: {exc}",
                            {"fields": {"connection": str(exc)}}) from None
@@ -198,6 +243,20 @@ def remove(device_id: str) -> None:
 def get(device_id: str) -> Device:
     with session_scope() as session:
         return _get(session, device_id)
+
+
+def require(device_id: str, wanted_type: str) -> Device:
+    """The device a job names, which must be a ``wanted_type`` (``camera`` or
+    ``pulse_sensor``); raises InvalidInput naming the field ``device``."""
+    try:
+        device = get(device_id)
+    except NotFound:
+        raise InvalidInput(f"no device {device_id!r} is registered", {"fields": {"device": "no such device"}}) from None
+    if device_type(device.driver) != wanted_type:
+        kind = wanted_type.replace("_", " ")
+        raise InvalidInput(f"device {device_id!r} is not a {kind} (its driver is {device.driver})",
+                           {"fields": {"device": f"not a {kind}"}})
+    return device
 
 
 def _get(session, device_id: str) -> Device:

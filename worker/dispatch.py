@@ -241,7 +241,8 @@ def enqueue(job: Job, producer=None) -> None:
     # chain carries the job id as its task id, so that a forced cancel reaches any of them.
     options = dict(task_id=job.id, queue=job.queue, priority=9 - job.priority,
                    soft_time_limit=job.soft_time_limit_s, time_limit=job.time_limit_s)
-    stages = get_kind(job.kind).stages or (job.kind,)
+    kind = get_kind(job.kind)
+    stages = kind.stages or (job.kind,)
     try:
         # The web request's id travels with the message, so the worker's logs carry it too.
         kwargs = {"request_id": logs.request_id.get()}
@@ -252,8 +253,10 @@ def enqueue(job: Job, producer=None) -> None:
             app.send_task(stages[0], args=[job.id], kwargs=kwargs, producer=producer, **options, **retry,
                           argsrepr=repr([job.id]), kwargsrepr=repr(kwargs))
         else:
-            chain(*(app.signature(stage, args=[job.id], kwargs=kwargs, immutable=True, **options)
-                    for stage in stages)).apply_async(**retry)
+            later = {"queue": kind.later_stages_queue} if kind.later_stages_queue else {}
+            chain(*(app.signature(stage, args=[job.id], kwargs=kwargs, immutable=True,
+                                  **{**options, **(later if position else {})})
+                    for position, stage in enumerate(stages))).apply_async(**retry)
     except BROKER_FAULTS as exc:
         log.error("job %s not queued: broker unreachable: %s", job.id, exc)
         error = _not_queued()

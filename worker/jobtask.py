@@ -106,7 +106,8 @@ class JobContext:
         self.attempt: int = job.attempts
         self.input: dict[str, Any] | None = job.input
         self._input_path: Path | None = None
-        self._input_copy: tempfile.TemporaryDirectory | None = None
+        #: Scratch copies of stored files (an object store's), removed by ``close``.
+        self._copies: list[tempfile.TemporaryDirectory] = []
         #: What earlier stages of a multi-stage job returned (see ``JobTask.final_stage``),
         #: and the artifacts they wrote: kept whatever becomes of this stage.
         self.previous_result: dict[str, Any] = dict(job.result or {})
@@ -127,20 +128,30 @@ class JobContext:
         if self.input is None:
             return None
         if self._input_path is None:
-            store = get_store()
-            self._input_path = store.local_path(self.input["path"])
-            if self._input_path is None:
-                self._input_copy = self.scratch()
-                self._input_path = store.fetch(self.input["path"], Path(self._input_copy.name))
-                if self.input.get("sha256_declared"):
-                    check_sha256(self._input_path, self.input["sha256"])
+            copies = len(self._copies)
+            self._input_path = self._on_this_machine(self.input["path"])
+            if self.input.get("sha256_declared") and len(self._copies) > copies:  # a copy: check what came
+                check_sha256(self._input_path, self.input["sha256"])
         return self._input_path
 
+    def earlier_artifact(self, name: str) -> Path:
+        """The artifact ``name`` an earlier stage of the job stored, on this machine (as
+        ``input_path``: in place, or a scratch copy removed when the job ends)."""
+        return self._on_this_machine(get_store().location(storage.artifact_key(self.id, name)))
+
+    def _on_this_machine(self, location: str) -> Path:
+        store = get_store()
+        path = store.local_path(location)
+        if path is None:
+            self._copies.append(self.scratch())
+            path = store.fetch(location, Path(self._copies[-1].name))
+        return path
+
     def close(self) -> None:
-        """Remove the input's scratch copy, if one was made."""
-        if self._input_copy is not None:
-            self._input_copy.cleanup()
-            self._input_copy, self._input_path = None, None
+        """Remove the scratch copies of stored files, if any were made."""
+        for copy in self._copies:
+            copy.cleanup()
+        self._copies, self._input_path = [], None
 
     def progress(self, fraction: float, message: str | None = None, stage: str | None = None) -> None:
         """Report progress (``fraction`` from 0 to 1); raises JobCancelled if asked to stop.
@@ -153,8 +164,8 @@ class JobContext:
         low, high = self._span
         fraction = low + (high - low) * min(max(float(fraction), 0.0), 1.0)
         self._stage = stage or self._stage
-        seq, cancel = progress.publish(self.id, {"type": "progress", "status": JobStatus.RUNNING.value,
-                                                 "fraction": fraction, "stage": self._stage, "message": message})
+        seq, cancel = progress.publish(self.id, progress.job_event("progress", JobStatus.RUNNING.value, fraction,
+                                                                   self._stage, message))
         self._unsaved = dict(fraction=fraction, stage=self._stage, message=message, seq=seq)
         self.disk.check()
         if time.monotonic() - self._last_saved >= self._db_interval:
@@ -329,10 +340,6 @@ class JobTask(Task):
         context = JobContext(job, span=self.progress_span)
         try:
             context.earlier_artifacts  # read before this stage stores anything of its own
-            stage = "" if self.progress_span == (0.0, 1.0) else f", stage {self.name}"
-            progress.publish(job_id, {"type": "status", "status": JobStatus.RUNNING.value,
-                                      "fraction": job.progress_fraction, "stage": job.progress_stage,
-                                      "message": f"attempt {job.attempts}{stage}"})
             with limits.memory_ceiling(settings.max_job_memory_bytes):
                 result = self.run(context)
             context.disk.check(now=True)

@@ -14,6 +14,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from hardware.drivers import device_type
+
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
@@ -146,20 +148,22 @@ class Job(Base):
 
 
 class Device(Base):
-    """A camera attached to a machine, served by its own queue ``hw.<id>``."""
+    """A camera or a pulse sensor attached to a machine, served by its own queue ``hw.<id>``."""
 
     __tablename__ = "devices"
 
     #: Lower-case letters, digits, ``-`` and ``_``: it names the device's queue.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
-    #: ``opencv`` or ``simulated`` (``hardware.camera.DRIVERS``).
+    #: A camera's (``opencv``, ``simulated``) or a pulse sensor's (``pulse-serial``,
+    #: ``pulse-simulated``): ``hardware.drivers``.
     driver: Mapped[str] = mapped_column(String(32))
     #: The driver's settings: a V4L2 index or device path, a stream URL, a simulated scene.
     connection: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     #: The calibration plan's settings for this device (board, views, thresholds).
     calibration: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    #: When to calibrate: a crontab line (UTC), ``@hourly``-style, ``@every 6h``, or null.
+    #: When to calibrate a camera or record a pulse sensor: a crontab line (UTC),
+    #: ``@hourly``-style, ``@every 6h``, or null.
     schedule: Mapped[str | None] = mapped_column(String(128), nullable=True)
     #: The machine whose hardware pool serves it (null: any).
     host: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -167,7 +171,7 @@ class Device(Base):
     capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     current_profile_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_calibrated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    #: When celery beat last queued a scheduled calibration (the schedule counts from it).
+    #: When celery beat last queued a scheduled job (the schedule counts from it).
     last_scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -181,7 +185,8 @@ class Device(Base):
         may hold a password), keeping their names."""
         connection = {key: "[redacted]" for key in self.connection} if redact_connection else self.connection
         return {
-            "id": self.id, "name": self.name, "driver": self.driver, "connection": connection,
+            "id": self.id, "name": self.name, "driver": self.driver, "type": device_type(self.driver),
+            "connection": connection,
             "calibration": self.calibration, "schedule": self.schedule, "host": self.host, "queue": self.queue,
             "capabilities": self.capabilities, "current_profile_version": self.current_profile_version,
             "last_calibrated_at": _iso(self.last_calibrated_at), "last_scheduled_at": _iso(self.last_scheduled_at),

@@ -101,9 +101,15 @@ class LocalFolder:
         """A local file with the object's bytes: here, the object's own file."""
         return Path(location)
 
-    def read_chunks(self, key: str, chunk_bytes: int = 256 * 1024) -> Iterator[bytes]:
-        """The object's bytes in chunks; opened now, so that a fault is raised here."""
-        return _chunks(open(self.root / key, "rb"), chunk_bytes)
+    def read_chunks(self, key: str, chunk_bytes: int = 256 * 1024,
+                    byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
+        """The object's bytes in chunks, or those of ``byte_range`` (start, stop: a
+        half-open interval within the object); opened now, so that a fault is raised here."""
+        file = open(self.root / key, "rb")
+        if byte_range is None:
+            return _chunks(file, chunk_bytes)
+        file.seek(byte_range[0])
+        return _chunks(file, chunk_bytes, byte_range[1] - byte_range[0])
 
     def list(self, prefix: str) -> list[StoredObject]:
         """The objects under ``prefix`` (a folder: ends with "/")."""
@@ -259,9 +265,11 @@ class S3Bucket:
             self.client.download_file(self.bucket, name, str(target), Config=self.download_config)
         return target
 
-    def read_chunks(self, key: str, chunk_bytes: int = 256 * 1024) -> Iterator[bytes]:
+    def read_chunks(self, key: str, chunk_bytes: int = 256 * 1024,
+                    byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
+        ranged = {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"}
         with _faults_as_unavailable():
-            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key, **ranged)["Body"]
         return _chunks(body, chunk_bytes)
 
     def list(self, prefix: str) -> list[StoredObject]:
@@ -323,9 +331,12 @@ class S3Bucket:
         return aborted
 
 
-def _chunks(file, chunk_bytes: int) -> Iterator[bytes]:
+def _chunks(file, chunk_bytes: int, limit: int | None = None) -> Iterator[bytes]:
+    """What ``file`` reads, ``chunk_bytes`` at a time, up to ``limit`` bytes (None: to its end)."""
+    left = float("inf") if limit is None else limit
     try:
-        while chunk := file.read(chunk_bytes):
+        while left > 0 and (chunk := file.read(int(min(chunk_bytes, left)))):
+            left -= len(chunk)
             yield chunk
     finally:
         file.close()

@@ -58,8 +58,16 @@ def _publish_script(client: redis.Redis):
     return client.register_script(_PUBLISH)
 
 
+def job_event(kind: str, status: str, fraction: float, stage: str | None, message: str | None) -> dict[str, Any]:
+    """What every job event says: ``kind`` is ``status`` (the job's status changed: it
+    started, retries, ended) or ``progress`` (a running job's progress point), with the
+    job's progress (``fraction`` 0 to 1, its ``stage`` and ``message``). The websocket adds
+    ``final`` events of its own, with the whole job (``web.ws``)."""
+    return {"type": kind, "status": status, "fraction": fraction, "stage": stage, "message": message}
+
+
 def publish(job_id: str, event: dict[str, Any]) -> tuple[int, bool]:
-    """Append ``event`` to the job's stream.
+    """Append ``event`` (a ``job_event``) to the job's stream.
 
     Returns
     -------

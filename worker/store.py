@@ -71,13 +71,15 @@ def _finish_statement(columns: tuple[str, ...]):
                        _jobs.c.progress_fraction, _jobs.c.progress_stage, _jobs.c.progress_message))
 
 
-def _announce(job) -> None:
-    """Publish the job's new status (``job``: a Job, or a row with its status and progress)."""
+def _announce(job, message: str | None = None) -> None:
+    """Publish the job's new status (``job``: a Job, or a row with its status and
+    progress), with ``message`` or the job's progress message: every status event of a
+    job comes from here, as its status changes on its row."""
     # The row is the record of truth and is already committed; a watcher that misses
     # this event while Redis is away still sees the change (web.ws re-reads the row).
     try:
-        progress.publish(job.id, {"type": "status", "status": job.status, "fraction": job.progress_fraction,
-                                  "stage": job.progress_stage, "message": job.progress_message})
+        progress.publish(job.id, progress.job_event("status", job.status, job.progress_fraction, job.progress_stage,
+                                                    message or job.progress_message))
     except redis.RedisError as exc:
         log.warning("job %s is %s, but its status event was not published: %s", job.id, job.status, exc)
 
@@ -164,11 +166,12 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> tuple | None:
     # is started again or its end recorded all the same, with one attempt fewer counted.
     with autocommit(durable=False) as connection:
         started = execute_prepared(connection, _START, bound) or execute_prepared(connection, _START_AGAIN, bound)
-        if started:
-            return started[0]
-        status = connection.scalar(select(_jobs.c.status).where(_jobs.c.id == job_id))
-        if status is None or JobStatus(status).finished:
-            return None
+        status = None if started else connection.scalar(select(_jobs.c.status).where(_jobs.c.id == job_id))
+    if started:
+        _announce(started[0], f"attempt {started[0].attempts}")
+        return started[0]
+    if status is None or JobStatus(status).finished:
+        return None
     # Running, and redelivered more times than allowed: its worker keeps dying.
     finish(job_id, JobStatus.FAILED, error=WorkerLost(
         f"the worker running this job died {max_redeliveries + 1} times; giving up",

@@ -97,12 +97,23 @@ def ppg_wave(t: np.ndarray, beat_times_s: np.ndarray) -> np.ndarray:
     Gaussian wave (at 20 % and 50 % of its interval, the latter 45 % as high), the
     two-Gaussian model of the PPG's shape (M. Elgendi, "On the analysis of fingertip
     photoplethysmogram signals", Current Cardiology Reviews 8(1), 14-25, 2012)."""
+    wave = _beat_shape(t, beat_times_s)
+    return (wave - wave.min()) / max(float(np.ptp(wave)), 1e-12)
+
+
+def _beat_shape(t: np.ndarray, beat_times_s: np.ndarray) -> np.ndarray:
+    """``ppg_wave`` before it is scaled to unit peak-to-peak over ``t``."""
     index = np.clip(np.searchsorted(beat_times_s, t, side="right") - 1, 0, beat_times_s.size - 2)
     start = beat_times_s[index]
     phase = (t - start) / (beat_times_s[index + 1] - start)
     wave = np.exp(-0.5 * ((phase - 0.2) / 0.09) ** 2) + 0.45 * np.exp(-0.5 * ((phase - 0.5) / 0.12) ** 2)
     wave += np.exp(-0.5 * ((phase - 1.2) / 0.09) ** 2)  # the next systole's rise
-    return (wave - wave.min()) / max(float(np.ptp(wave)), 1e-12)
+    return wave
+
+
+#: The range of ``_beat_shape`` over a beat, so that a stream scales every block alike.
+_SHAPE_MIN, _SHAPE_PTP = (lambda w: (float(w.min()), float(np.ptp(w))))(
+    _beat_shape(np.linspace(0.0, 1.0, 10_001)[:-1], np.array([0.0, 1.0])))
 
 
 def contact_ppg(*, hr_bpm: float, seconds: float, rng: np.random.Generator, fs: float = 100.0,
@@ -127,6 +138,52 @@ def contact_ppg(*, hr_bpm: float, seconds: float, rng: np.random.Generator, fs: 
             x[inside] += rng.uniform(2, 5) * band_limited_noise(rng, t[inside], (0.5, 5.0))
     peaks = feet[:-1] + 0.2 * np.diff(feet)  # the systolic wave's centre (``ppg_wave``)
     return x, peaks[(peaks >= 0) & (peaks < seconds)]
+
+
+class ContactPPGStream:
+    """``contact_ppg`` as a sensor delivers it: ``read(n)`` gives the next ``n`` samples,
+    for as long as it is read, each block continuing the last (what a simulated pulse
+    sensor streams). The same heart (``rr_intervals``, extended a minute at a time) and
+    wave (``ppg_wave``'s shape, scaled alike in every block); the wander's slow walk is filtered causally, with its state
+    kept between reads, since a stream has no future to filter backwards from. Motion
+    artefacts are ``contact_ppg``'s alone.
+
+    >>> stream = ContactPPGStream(hr_bpm=60.0, rng=np.random.default_rng(0))
+    >>> first, second = stream.read(250), stream.read(250)
+    >>> second.shape, bool(abs(second[0] - first[-1]) < 0.2)
+    ((250,), True)
+    """
+
+    def __init__(self, *, hr_bpm: float, rng: np.random.Generator, fs: float = 100.0, amplitude: float = 1.0,
+                 noise: float = 0.03, wander: float = 0.4, hrv: float = 0.04):
+        self.fs, self.hr_bpm, self._rng = float(fs), float(hr_bpm), rng
+        self._amplitude, self._noise, self._wander, self._hrv = amplitude, noise, wander, hrv
+        self._feet = rr_intervals(hr_bpm, 60.0, rng, hrv=hrv)
+        self._breath_phase = rng.uniform(0, 2 * np.pi)
+        self._walk_sos = signal.butter(2, (0.02, 0.05), btype="bandpass", output="sos", fs=self.fs)
+        self._walk_state = np.zeros((self._walk_sos.shape[0], 2))
+        impulse = np.zeros(int(600 * self.fs))
+        impulse[0] = 1.0  # the causal filter's own gain, for a walk of unit standard deviation
+        self._walk_gain = float(np.sqrt(np.sum(signal.sosfilt(self._walk_sos, impulse) ** 2)))
+        self._next = 0
+        #: The systolic peaks' times (s) of what has been read: the truth to score against.
+        self.peaks_s: list[float] = []
+
+    def read(self, n: int) -> np.ndarray:
+        """The next ``n`` samples (arbitrary units, float64)."""
+        t = (self._next + np.arange(n)) / self.fs
+        self._next += n
+        while self._feet[-1] < t[-1] + 2.0:  # a beat's wave reaches into the next interval
+            more = rr_intervals(self.hr_bpm, 60.0, self._rng, hrv=self._hrv)
+            self._feet = np.concatenate([self._feet, self._feet[-1] + (more[1:] - more[0])])
+        self._feet = self._feet[max(np.searchsorted(self._feet, t[0]) - 2, 0):]
+        x = self._amplitude * (_beat_shape(t, self._feet) - _SHAPE_MIN) / _SHAPE_PTP
+        walk, self._walk_state = signal.sosfilt(self._walk_sos, self._rng.standard_normal(n), zi=self._walk_state)
+        x += self._wander * (np.sin(2 * np.pi * 0.25 * t + self._breath_phase) + walk / self._walk_gain)
+        x += self._noise * self._rng.standard_normal(n)
+        peaks = self._feet[:-1] + 0.2 * np.diff(self._feet)
+        self.peaks_s.extend(peaks[(peaks >= t[0]) & (peaks < t[0] + n / self.fs)].tolist())
+        return x
 
 
 def melanin_transmission(optical_density: float) -> np.ndarray:

@@ -30,7 +30,7 @@ per minute.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -154,10 +154,15 @@ def beat_quality(cleaned: np.ndarray, peaks: np.ndarray, fs: float, signal_type:
 
 def find_beats(source: SignalSource, signal_type: str, channel: int = 0,
                progress: Callable[[float, str], None] | None = None,
-               chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S) -> Beats:
+               chunk_s: float = CHUNK_S, margin_s: float = MARGIN_S, cleaned_to: BinaryIO | None = None) -> Beats:
     """The beats of one channel of ``source``, chunk by chunk (memory: a chunk and its
     margins, at most MAX_CHUNK_SAMPLES; and the beats). NaN and infinite samples are
-    interpolated over. Raises InvalidInput for a sample rate outside FS_RANGE_HZ."""
+    interpolated over. Raises InvalidInput for a sample rate outside FS_RANGE_HZ.
+
+    ``cleaned_to``: a file to which the cleaned signal the beats were found in is
+    written as it is made, a little-endian float32 per sample (NeuroKit2's
+    ``ecg_clean`` or ``ppg_clean``; the signal's own units), so that any stretch of it
+    can be read by its byte offset (sample ``k`` at ``4 k``)."""
     fs, n = float(source.fs), source.n_samples
     if signal_type not in SIGNAL_TYPES:
         raise ValueError(f"signal_type must be one of {SIGNAL_TYPES}")
@@ -171,6 +176,8 @@ def find_beats(source: SignalSource, signal_type: str, channel: int = 0,
         x = fill_non_finite(source, lo, source.read(lo, hi), "interpolate")[:, channel].astype(np.float64)
         peaks, cleaned = detect_beats(x, fs, signal_type)
         mine = (peaks >= start - lo) & (peaks < stop - lo)
+        if cleaned_to is not None:
+            cleaned[start - lo:stop - lo].astype("<f4").tofile(cleaned_to)
         samples.append(peaks[mine] + lo)
         quality.append(beat_quality(cleaned, peaks, fs, signal_type)[mine])
         if progress:

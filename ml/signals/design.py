@@ -12,13 +12,10 @@ import numpy as np
 from scipy import signal
 
 from ..errors import FilterDesignError
+from . import defaults
+from .defaults import BAND_TYPES, FAMILIES, MAX_ORDER, MAX_RIPPLE_DB, MIN_RIPPLE_DB
 
-FAMILIES = ("butter", "cheby1", "cheby2", "bessel", "ellip")
-BAND_TYPES = ("lowpass", "highpass", "bandpass", "bandstop")
-MAX_ORDER = 12
-#: Passband ripple of Chebyshev I and elliptic designs, dB: below 0.01 dB SciPy's
-#: design divides by zero.
-MIN_RIPPLE_DB, MAX_RIPPLE_DB = 0.01, 20.0
+__all__ = ["BAND_TYPES", "FAMILIES", "MAX_ORDER", "FilterDesignError", "FilterSpec", "design_sos"]
 
 
 @dataclass(frozen=True)
@@ -43,26 +40,31 @@ class FilterSpec:
         below Nyquist, each an ``iirnotch`` of quality factor ``notch_q``.
     """
 
-    family: str | None = "butter"
-    btype: str = "bandpass"
-    cutoff_hz: tuple[float, ...] = (0.5, 8.0)
-    order: int = 4
-    ripple_db: float = 1.0
-    attenuation_db: float = 40.0
-    notch_hz: float | None = None
-    notch_harmonics: int = 1
-    notch_q: float = 30.0
+    family: str | None = defaults.FAMILY
+    btype: str = defaults.BTYPE
+    cutoff_hz: tuple[float, ...] = defaults.CUTOFF_HZ
+    order: int = defaults.ORDER
+    ripple_db: float = defaults.RIPPLE_DB
+    attenuation_db: float = defaults.ATTENUATION_DB
+    notch_hz: float | None = defaults.NOTCH_HZ
+    notch_harmonics: int = defaults.NOTCH_HARMONICS
+    notch_q: float = defaults.NOTCH_Q
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "FilterSpec":
-        cutoff = params.get("cutoff_hz", cls.cutoff_hz)
-        cutoff = tuple(float(c) for c in (cutoff if isinstance(cutoff, (list, tuple)) else [cutoff]))
-        family = params.get("family", "butter")
-        return cls(family=None if family == "none" else family, btype=params.get("btype", "bandpass"),
-                   cutoff_hz=cutoff, order=int(params.get("order", 4)),
-                   ripple_db=float(params.get("ripple_db", 1.0)), attenuation_db=float(params.get("attenuation_db", 40.0)),
-                   notch_hz=params.get("notch_hz"), notch_harmonics=int(params.get("notch_harmonics", 1)),
-                   notch_q=float(params.get("notch_q", 30.0)))
+        """The spec of a ``signal.filter`` job's params (``family`` "none": the notch
+        alone; ``cutoff_hz`` one number or a list, as SciPy takes ``Wn``); what they
+        leave out is the default."""
+        def given(name: str, cast=lambda value: value):
+            value = params.get(name)
+            return getattr(cls, name) if value is None else cast(value)
+
+        family, cutoff = given("family"), given("cutoff_hz")
+        return cls(family=None if family == "none" else family, btype=given("btype"),
+                   cutoff_hz=tuple(float(c) for c in (cutoff if isinstance(cutoff, (list, tuple)) else [cutoff])),
+                   order=given("order", int), ripple_db=given("ripple_db", float),
+                   attenuation_db=given("attenuation_db", float), notch_hz=given("notch_hz", float),
+                   notch_harmonics=given("notch_harmonics", int), notch_q=given("notch_q", float))
 
 
 def design_sos(spec: FilterSpec, fs: float) -> np.ndarray:

@@ -10,7 +10,7 @@ never imports the computation.
 module per family of jobs), registered when this package is imported.
 """
 
-from . import calibration, diagnostics, risk, signals, video  # noqa: F401 (each registers its kinds)
+from . import calibration, diagnostics, risk, sensor, signals, video  # noqa: F401 (each registers its kinds)
 from .base import JobKind, Upload, all_kinds, find_kind, get_kind, register
 from .diagnostics import SELFTEST
 

@@ -48,6 +48,9 @@ class JobKind:
     time_limits: TimeLimits | None = None
     #: Celery task names run one after the other as a chain; None: the task named like the kind.
     stages: tuple[str, ...] | None = None
+    #: The queue of every stage after the first (None: the job's queue): a recording's
+    #: analysis runs on the CPU pool, leaving the device free for the next recording.
+    later_stages_queue: str | None = None
     #: Checks that a JSON Schema cannot say, across fields and against the uploaded
     #: file (its path, or None): raises InvalidInput or an ``ml.errors.InvalidInput``.
     check: Callable[[dict[str, Any], "Path | None"], None] | None = None
@@ -141,6 +144,7 @@ class JobKind:
                 "set_by_params": self.time_limits is not None,
             },
             "stages": list(self.stages or (self.name,)),
+            "later_stages_queue": self.later_stages_queue,
             "upload": None
             if self.upload is None
             else {"required": self.upload.required, "formats": list(self.upload.formats),

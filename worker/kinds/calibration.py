@@ -5,19 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vitalq.errors import InvalidInput, NotFound
-
 from .base import JobKind, register
 
 
 def _check_calibration(params: dict[str, Any], _upload: Path | None) -> None:
     from .. import devices
 
-    try:
-        devices.get(params["device"])
-    except NotFound:
-        raise InvalidInput(f"no device {params['device']!r} is registered",
-                           {"fields": {"device": "no such device"}}) from None
+    devices.require(params["device"], "camera")
 
 
 def _calibration_schema() -> dict[str, Any]:
@@ -28,7 +22,8 @@ def _calibration_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["device"],
         "properties": {
-            "device": {"type": "string", "pattern": DEVICE_ID_PATTERN, "description": "The device to calibrate."},
+            "device": {"type": "string", "pattern": DEVICE_ID_PATTERN, "description": "The camera to calibrate.",
+                       "x-device-type": "camera"},
             "plan": {**PLAN_SCHEMA, "description": "Settings for this run, over the device's own calibration settings."},
             "trigger": {"enum": ["manual", "schedule"], "default": "manual",
                         "description": "What asked for the calibration."},

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ml.signals import defaults as filter_defaults
 from vitalq.errors import InvalidInput
 
 from ..settings import get_settings
@@ -59,25 +60,29 @@ SIGNAL_FILTER = register(
                 "time_column": {"type": ["string", "integer"],
                                 "description": "CSV column of sample times, from which fs is taken."},
                 "time_unit": {"enum": ["s", "ms"], "default": "s", "description": "Unit of a numeric time column."},
-                "family": {"enum": ["butter", "cheby1", "cheby2", "bessel", "ellip", "none"], "default": "butter",
+                "family": {"enum": [*filter_defaults.FAMILIES, "none"], "default": filter_defaults.FAMILY,
                            "description": "IIR design (none: the notch alone)."},
-                "btype": {"enum": ["lowpass", "highpass", "bandpass", "bandstop"], "default": "bandpass"},
+                "btype": {"enum": list(filter_defaults.BAND_TYPES), "default": filter_defaults.BTYPE},
                 # As SciPy takes Wn: a number for one edge, or a list of one or two.
                 "cutoff_hz": {"type": ["array", "number"], "exclusiveMinimum": 0,
                               "items": {"type": "number", "exclusiveMinimum": 0},
-                              "minItems": 1, "maxItems": 2, "default": [0.5, 8.0],
+                              "minItems": 1, "maxItems": 2, "default": list(filter_defaults.CUTOFF_HZ),
                               "description": "Cutoff in Hz: one edge (a number), or two for band filters; "
                                              "inside (0, fs/2)."},
-                "order": {"type": "integer", "minimum": 1, "maximum": 12, "default": 4},
-                "ripple_db": {"type": "number", "minimum": 0.01, "maximum": 20, "default": 1.0,
+                "order": {"type": "integer", "minimum": 1, "maximum": filter_defaults.MAX_ORDER,
+                          "default": filter_defaults.ORDER},
+                "ripple_db": {"type": "number", "minimum": filter_defaults.MIN_RIPPLE_DB,
+                              "maximum": filter_defaults.MAX_RIPPLE_DB, "default": filter_defaults.RIPPLE_DB,
                               "description": "Passband ripple in dB (cheby1, ellip; below attenuation_db for ellip)."},
-                "attenuation_db": {"type": "number", "minimum": 10, "maximum": 150, "default": 40.0,
+                "attenuation_db": {"type": "number", "minimum": 10, "maximum": 150,
+                                   "default": filter_defaults.ATTENUATION_DB,
                                    "description": "Stopband attenuation in dB (cheby2, ellip)."},
-                "notch_hz": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": None,
+                "notch_hz": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": filter_defaults.NOTCH_HZ,
                              "description": "Mains frequency to remove in Hz (50 or 60), or null."},
-                "notch_harmonics": {"type": "integer", "minimum": 1, "maximum": 20, "default": 1,
+                "notch_harmonics": {"type": "integer", "minimum": 1, "maximum": 20,
+                                    "default": filter_defaults.NOTCH_HARMONICS,
                                     "description": "Harmonics of the mains frequency removed too."},
-                "notch_q": {"type": "number", "minimum": 1, "maximum": 500, "default": 30.0,
+                "notch_q": {"type": "number", "minimum": 1, "maximum": 500, "default": filter_defaults.NOTCH_Q,
                             "description": "Quality factor of each notch."},
                 "zero_phase": {"type": "boolean", "default": True,
                                "description": "Forward-backward (no phase shift) or causal."},

@@ -14,6 +14,7 @@ function row(job) {
     el("td", { "data-label": "Job" }, el("a", { href: `/jobs/${job.id}` }, job.id.slice(0, 8))),
     el("td", { "data-label": "Kind" }, job.kind),
     el("td", { "data-label": "File" }, job.input?.filename || "—"),
+    el("td", { "data-label": "Owner" }, job.owner || "—"),
     el("td", { "data-label": "Status" }, statusBadge(job.status)),
     el("td", { "data-label": "Error" }, job.error ? el("code", { title: job.error.message }, job.error.code) : "—"),
     el("td", { "data-label": "Priority" }, job.priority),
@@ -29,7 +30,7 @@ async function refresh() {
   try {
     const page = await api(`/api/v1/jobs?${params}`);
     body.replaceChildren(...page.jobs.map(row));
-    if (!page.jobs.length) body.append(el("tr", {}, el("td", { colspan: 9 }, "No jobs match.")));
+    if (!page.jobs.length) body.append(el("tr", {}, el("td", { colspan: 10 }, "No jobs match.")));
     document.getElementById("page-info").textContent =
       page.total ? `${offset + 1}–${Math.min(offset + PAGE, page.total)} of ${page.total}` : "";
     document.getElementById("prev").disabled = offset === 0;

@@ -28,10 +28,15 @@ function fixed(value, digits = 2, unit = "") {
 
 async function csv(job, name) {
   const text = await (await fetch(`/api/v1/jobs/${job.id}/artifacts/${name}`)).text();
-  const [header, ...lines] = text.trim().split("\n");
+  const [header, ...lines] = text.trim().split(/\r?\n/);  // Python's csv ends its lines with \r\n
   const columns = header.split(",").map(() => []);
-  // An empty cell or "nan" is a gap in the chart, not a zero.
-  for (const line of lines) line.split(",").forEach((cell, i) => columns[i].push(cell === "nan" || cell === "" ? null : Number(cell)));
+  // An empty cell or "nan" is a gap in the chart, not a zero; a word stays a word.
+  for (const line of lines) {
+    line.split(",").forEach((cell, i) => {
+      const value = Number(cell);
+      columns[i].push(cell === "nan" || cell === "" ? null : Number.isNaN(value) ? cell : value);
+    });
+  }
   return columns;
 }
 
@@ -174,6 +179,63 @@ async function heartbeats(job, container, result = job.result) {
       scales: { q: { range: [0, 1] } },
       axes: [{ label: "time (s)" }, { label: "heart rate (bpm)", scale: "bpm" }, { label: "quality", scale: "q", side: 1, grid: { show: false } }],
     });
+  if (result.cleaned_signal) await signalAround(job, container, result);
+}
+
+function recording(job, container, made = job.result.recording) {
+  table(container, "Recording", [["Device", made.device], ["Driver", made.driver], ["Length", fixed(made.seconds, 0, " s")],
+    ["Sample rate", `${fixed(made.fs, 0, " Hz")} (${fixed(made.measured_rate_hz, 1, " Hz")} measured)`],
+    ["Samples", made.samples.toLocaleString()]]);
+}
+
+// The cleaned signal around a chosen time, its beats marked: the stretch is read from
+// the float32 artifact by its byte range, so a day-long recording is never fetched whole.
+const AROUND_S = 10;
+
+async function signalAround(job, container, result) {
+  const fs = result.fs_hz;
+  const [times, , , , labels] = await csv(job, "beats.csv");
+  const box = el("section", { class: "signal-view" }, el("h3", {}, "The signal around a time"));
+  const input = el("input", { id: "signal-at", type: "number", min: 0, step: "any", max: Math.max(0, result.duration_s - AROUND_S),
+                              value: Math.max(0, Math.min(times[0] ?? 0, result.duration_s - AROUND_S)).toFixed(1) });
+  const show = el("button", { type: "button", class: "secondary" }, "Show");
+  const status = el("p", { class: "help", "aria-live": "polite" });
+  const figure = el("div", { class: "signal-chart" });
+  box.append(el("p", {}, el("label", { for: "signal-at" }, `${AROUND_S} s from (s): `), input, " ", show), status, figure);
+  container.append(box);
+
+  async function draw() {
+    const from = Math.max(0, Math.min(Number(input.value) || 0, result.duration_s));
+    const first = Math.floor(from * fs), last = Math.min(Math.ceil((from + AROUND_S) * fs), Math.round(result.duration_s * fs));
+    const response = await fetch(`/api/v1/jobs/${job.id}/artifacts/${result.cleaned_signal}`,
+                                 { headers: { Range: `bytes=${first * 4}-${last * 4 - 1}` } });
+    const offset = response.status === 206 ? 0 : first * 4;  // a server that ignored the range sent it all
+    const samples = new Float32Array((await response.arrayBuffer()).slice(offset, offset + (last - first) * 4));
+    const t = Array.from(samples, (_, k) => (first + k) / fs);
+    // Beats as points on the signal, each at its own sample: clean ones red, unusable grey.
+    const clean = new Array(t.length).fill(null), unusable = new Array(t.length).fill(null);
+    let shown = 0, shownClean = 0;
+    times.forEach((time, i) => {
+      const k = Math.round(time * fs) - first;
+      if (k < 0 || k >= t.length) return;
+      (labels[i] === "ok" ? clean : unusable)[k] = samples[k];
+      shown += 1;
+      shownClean += labels[i] === "ok" ? 1 : 0;
+    });
+    figure.replaceChildren();
+    const points = (stroke) => ({ stroke, paths: () => null, points: { show: true, size: 8, fill: stroke } });
+    chart(figure, `Cleaned ${result.signal_type.toUpperCase()}, ${fixed(from, 1)} to ${fixed(from + t.length / fs, 1)} s`,
+      "time (s)", [{ label: "signal", stroke: "#0b5cad" }, { label: "beat", ...points("#a40e26") },
+                   { label: "beat in an unusable window", ...points("#888") }], [t, Array.from(samples), clean, unusable]);
+    box.dataset.from = String(from);
+    box.dataset.beats = String(shown);
+    box.dataset.cleanBeats = String(shownClean);
+    box.dataset.samples = String(t.length);
+    status.textContent = `${shown} beat${shown === 1 ? "" : "s"} in this stretch, ${shownClean} of them in usable windows.`;
+  }
+  show.addEventListener("click", draw);
+  input.addEventListener("keydown", (event) => { if (event.key === "Enter") draw(); });
+  await draw();
 }
 
 function plain(job, container) {
@@ -191,6 +253,10 @@ export const RESULT_VIEWS = {
   "signal.analyze": async (job, container) => {
     await heartbeats(job, container, job.result.beats);
     if (job.result.risk) risk(job, container, job.result.risk);
+  },
+  "sensor.record": async (job, container) => {
+    recording(job, container);
+    if (job.result.beats) await heartbeats(job, container, job.result.beats);
   },
   "camera.calibrate": calibration,
   "risk.predict": risk,

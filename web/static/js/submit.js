@@ -47,10 +47,11 @@ function inputFor(name, spec, required) {
   const id = `param-${name}`;
   const common = { id, name, "data-param": name, "aria-describedby": `${id}-help ${id}-error`, required };
   const type = schemaType(spec);
-  if (name === "device") { // a registered device, by its id
+  if (name === "device") { // a registered device of the type the kind runs on, by its id
     const select = el("select", common);
-    for (const device of devices) select.append(el("option", { value: JSON.stringify(device.id) }, `${device.id} (${device.driver})`));
-    if (!devices.length) select.append(el("option", { value: "" }, "(no device registered: see Devices)"));
+    const fitting = devices.filter((device) => !spec["x-device-type"] || device.type === spec["x-device-type"]);
+    for (const device of fitting) select.append(el("option", { value: JSON.stringify(device.id) }, `${device.id} (${device.driver})`));
+    if (!fitting.length) select.append(el("option", { value: "" }, "(no such device registered: see Devices)"));
     return select;
   }
   if (type === "enum") {
