@@ -363,3 +363,31 @@ def test_a_worker_starting_removes_what_killed_jobs_left_on_its_machine(store_en
     with worker_on(folder, store_env):
         assert not any(path.parent.exists() for path in stale)
         assert fresh.exists()  # too recent to judge
+
+
+def test_one_user_s_offers_not_yet_submitted_are_bounded(client, configure, monkeypatch, s3_server):
+    from worker import storage
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    configure(storage_url=f"s3://{s3_server.bucket}/quota-{uuid.uuid4().hex[:8]}", max_pending_upload_bytes=100)
+
+    def offer(content: bytes):
+        return client.post("/api/v1/uploads", json={"filename": "q.bin", "size": len(content),
+                                                   "sha256": hashlib.sha256(content).hexdigest()})
+
+    first = offer(b"a" * 60)
+    assert first.status_code == 201
+    over = offer(b"b" * 60)  # 120 bytes offered at once: past the bound
+    assert over.status_code == 429 and over.get_json()["error"]["code"] == "RATE_LIMITED"
+    assert over.get_json()["error"]["details"]["held_bytes"] == 60
+    assert 3500 <= int(over.headers["Retry-After"]) <= 3601  # when the first offer expires
+    # Submitted, the first is an input like any other, and no longer held against its user.
+    assert httpx.put(first.get_json()["url"], content=b"a" * 60, headers=first.get_json()["headers"]).status_code == 200
+    job = client.post("/api/v1/jobs", json={"kind": "diagnostics.selftest", "upload": first.get_json()["upload"]})
+    assert job.status_code == 201, job.get_json()
+    assert offer(b"b" * 60).status_code == 201
+    # However small, no more than MAX_PENDING_OFFERS at once.
+    configure(max_pending_upload_bytes=10_000)
+    answers = [offer(b"c").status_code for _ in range(storage.MAX_PENDING_OFFERS)]
+    assert answers.count(201) == storage.MAX_PENDING_OFFERS - 1 and answers[-1] == 429

@@ -66,6 +66,8 @@ def submit_job():
             job = dispatch.submit(kind, params, priority, upload=upload, filename=filename,
                                   owner_id=current_user().id, admin=current_user().is_admin)
             first.made([job.id])
+            if isinstance(upload, storage.DirectUpload):  # an input now, no longer an offer
+                storage.release_offer(current_user().id, claim["location"], claim["size"])
     finally:
         if isinstance(upload, storage.DirectUpload):
             upload.discard()
@@ -77,9 +79,10 @@ def offer_upload():
     """A large file's way around the web tier: ``{"filename", "size", "sha256"}`` gets a
     presigned URL to PUT exactly that file into the object store, and an ``upload`` claim
     to submit the job with (``POST /jobs`` as JSON, ``"upload": <claim>``). The worker
-    that reads the file checks its sha256. 404 without an object store."""
+    that reads the file checks its sha256. 404 without an object store; 429 past the
+    user's offers not yet submitted (``VITALQ_MAX_PENDING_UPLOAD_BYTES``, 64 offers)."""
     stated = json_body()
-    offer = storage.offer_direct_upload(stated)
+    offer = storage.offer_direct_upload(stated, current_user().id)
     claim = _upload_claims().make({"location": offer["location"], **stated})
     return jsonify({"upload": claim, "url": offer["url"], "method": "PUT",
                     "headers": {"Content-Length": str(stated["size"])},

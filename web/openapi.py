@@ -204,7 +204,7 @@ def describe() -> dict[str, Any]:
                                                            "method": {"const": "PUT"}, "headers": {"type": "object"},
                                                            "expires_in_s": {"type": "integer"}}},
                                            "Where to PUT the file, and the claim to submit the job with"),
-                              **_errors(400, 404, 413, 503)}}},
+                              **_errors(400, 404, 413, 429, 503)}}},
             "/api/v1/jobs/{job_id}/artifacts": {"get": {
                 "operationId": "listArtifacts", "parameters": [JOB_ID], "responses": {
                     "200": _json({"type": "object", "properties": {"artifacts": {"type": "array",

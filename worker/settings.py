@@ -31,6 +31,8 @@ class Settings:
     storage_public_endpoint: str = ""
     #: Largest upload accepted, in bytes (413 beyond it).
     max_upload_bytes: int = 4 * 1024**3
+    #: What one user's direct uploads offered and not yet submitted may add up to, bytes.
+    max_pending_upload_bytes: int = 16 * 1024**3
     #: Retries of a transient fault before the job fails, with exponential backoff.
     max_retries: int = 5
     retry_backoff_s: float = 2.0

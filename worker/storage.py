@@ -13,6 +13,7 @@ the local folder as the store, they are already there) as ``jobs/<job id>/<name>
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import mimetypes
 import os
@@ -27,7 +28,8 @@ from typing import Any, BinaryIO
 
 from jsonschema import Draft202012Validator
 
-from vitalq.errors import InsufficientStorage, InvalidInput, NotFound, TooLarge
+from vitalq.errors import InsufficientStorage, InvalidInput, NotFound, RateLimited, TooLarge
+from .broker import KEY_PREFIX, get_redis
 from .objects import get_store
 from .schemas import field_errors
 from .settings import get_settings
@@ -189,13 +191,49 @@ DIRECT_UPLOAD_EXPIRES_S = 3600
 DIRECT_UPLOAD_LOOK_BYTES = 8 * 1024 * 1024
 
 
-def offer_direct_upload(stated: dict[str, Any]) -> dict[str, str]:
+#: Direct uploads one user may have offered and not yet submitted, at most (beside
+#: ``VITALQ_MAX_PENDING_UPLOAD_BYTES`` of them).
+MAX_PENDING_OFFERS = 64
+
+# A user's offers not yet submitted: a sorted set of "<bytes> <key>" by when each
+# expires. Expired ones are dropped, then the new one is held if the user's offers stay
+# within both bounds: {-1} when held, else {bytes held, offers held, the oldest's expiry}.
+_HOLD_OFFER = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local offers = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local held = 0
+for i = 1, #offers, 2 do held = held + tonumber(string.match(offers[i], '^(%d+) ')) end
+if held + tonumber(ARGV[4]) > tonumber(ARGV[5]) or #offers / 2 >= tonumber(ARGV[6]) then
+  return {held, #offers / 2, offers[2] or ARGV[2]}
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[2])))
+return {-1}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _hold_offer_script(client):
+    return client.register_script(_HOLD_OFFER)  # sent once per process and server, then run by its SHA1
+
+
+def _offers_key(owner_id: int) -> str:
+    return f"{KEY_PREFIX}offers:{owner_id}"
+
+
+def offer_direct_upload(stated: dict[str, Any], owner_id: int) -> dict[str, str]:
     """Where a client may put a file it states (DIRECT_UPLOAD_SCHEMA) into the object
     store itself, bypassing the web tier: ``{"location", "url"}`` (a presigned PUT, for
     exactly its size). Each offer is a key of its own under ``incoming/``: a client's
-    file never takes a content address it only claims. Raises InvalidInput for a
-    statement the schema refuses, NotFound without an object store, TooLarge beyond the
-    upload limit."""
+    file never takes a content address it only claims.
+
+    The offers one user holds (not yet submitted, nor expired) are bounded, by bytes
+    (``VITALQ_MAX_PENDING_UPLOAD_BYTES``) and in number (MAX_PENDING_OFFERS): the store
+    is shared, and a user who asked for a thousand offers could otherwise fill it for
+    everyone. ``release_offer`` frees one as its job is submitted.
+
+    Raises InvalidInput for a statement the schema refuses, NotFound without an object
+    store, TooLarge beyond the upload limit, RateLimited past the user's bounds."""
     refused = field_errors(_direct_upload_validator, stated)
     if refused:
         raise InvalidInput(f"invalid upload: {'; '.join(f'{name}: {why}' for name, why in refused.items())}",
@@ -207,7 +245,29 @@ def offer_direct_upload(stated: dict[str, Any]) -> dict[str, str]:
     if size > limit:
         raise TooLarge(f"upload is larger than the limit of {limit} bytes", {"limit_bytes": limit})
     key = f"incoming/{uuid.uuid4().hex}{plain_suffix(filename)}"
+    _hold_offer(owner_id, key, size)
     return {"location": store.location(key), "url": store.presigned_put(key, size, DIRECT_UPLOAD_EXPIRES_S)}
+
+
+def _hold_offer(owner_id: int, key: str, size: int) -> None:
+    limit, now = get_settings().max_pending_upload_bytes, time.time()
+    answer = _hold_offer_script(get_redis())(
+        keys=[_offers_key(owner_id)], args=[now, now + DIRECT_UPLOAD_EXPIRES_S, f"{size} {key}", size, limit,
+                                            MAX_PENDING_OFFERS])
+    if answer[0] == -1:
+        return
+    held, offers, oldest_expires = int(answer[0]), int(answer[1]), float(answer[2])
+    raise RateLimited(f"your direct uploads not yet submitted hold {held} bytes in {offers} offers; at most "
+                      f"{limit} bytes in {MAX_PENDING_OFFERS} offers at once: submit their jobs, or wait",
+                      {"held_bytes": held, "held_offers": offers, "limit_bytes": limit,
+                       "limit_offers": MAX_PENDING_OFFERS},
+                      retry_after_s=max(1, int(oldest_expires - now) + 1))
+
+
+def release_offer(owner_id: int, location: str, size: int) -> None:
+    """The direct upload at ``location`` no longer counts against its offerer's bounds:
+    its job was submitted (it is then an upload like any other)."""
+    get_redis().zrem(_offers_key(owner_id), f"{size} {get_store().key_of(location)}")
 
 
 class DirectUpload:
