@@ -212,7 +212,12 @@ def main() -> None:
     parser.add_argument("--websockets", type=int, default=1000)
     parser.add_argument("--soak-minutes", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=2, help="processes of the cpu worker")
+    parser.add_argument("--quick", action="store_true",
+                        help="50 clients for a minute, 200 websockets, a 2-minute soak")
     args = parser.parse_args()
+    if args.quick:
+        args.clients, args.minutes, args.capacity_minutes, args.warmup_s = 50, 1.0, 0.5, 5.0
+        args.websockets, args.soak_minutes = 200, 2.0
 
     embedded = prepare_services("vitalq-load-")
     from worker import accounts

@@ -18,7 +18,7 @@ database given by DATABASE_URL, or SQLite and an embedded Redis when unset):
   and Redis servers when they run on this machine;
 - websocket event latency, from the worker's publish to the client (p50/p95).
 
-    python bench/queue.py [--jobs 400] [--rounds 7] [--concurrency 2]
+    python bench/queue.py [--quick] [--jobs 400] [--rounds 7] [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -267,7 +267,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (both workers)")
     parser.add_argument("--batch", type=int, default=50, help="jobs per batch submission (0: no batches)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds of the throughput runs, each run in turn")
+    parser.add_argument("--quick", action="store_true", help="100 jobs, 50 for the latency, 3 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.latency_jobs, args.rounds = 100, 50, 3
 
     os.environ.setdefault("VITALQ_RATE_LIMIT_PER_MIN", "0")  # the bench is one client going flat out
     # ... whose whole run may be waiting at once, when the workers lag the submissions.

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
+import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -51,6 +52,9 @@ def throughput(predict, rows: np.ndarray, seconds: float = 2.0) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="500 single-row calls and half a second of batches")
+    quick = parser.parse_args().quick
     warnings.simplefilter("ignore")
     features, labels = demo_dataset()
     batch = np.tile(features, (5, 1))[:10_000]
@@ -77,9 +81,11 @@ def main() -> None:
         except NotConvertible as exc:
             difference = f"(not converted: {exc})"
         for runtime, predict in runs:
-            single = latencies_us(predict, features)
+            single = latencies_us(predict, features, 500 if quick else 2000)
+            rate = throughput(predict, batch, 0.5 if quick else 2.0)
+            shown = difference if runtime == "openvino" or len(runs) == 1 else ""
             print(f"{model_type:18} {runtime:9} {np.percentile(single, 50):13.1f} {np.percentile(single, 95):13.1f} "
-                  f"{throughput(predict, batch):14,.0f} {difference if runtime == 'openvino' or len(runs) == 1 else '':>18}")
+                  f"{rate:14,.0f} {shown:>18}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import zipfile
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ import wfdb
 from support import shared_data
 
 from ml.rppg.simulate import contact_ppg
+from ml.signals import MemorySource
 from ml.signals.beats import NoBeats, detect_beats, find_beats, summarize
 
 ECG_DATA = shared_data("ecg")
@@ -24,23 +24,6 @@ ECG_DATA = shared_data("ecg")
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
 #: A detection within this of a reference beat is that beat (ANSI/AAMI EC57).
 MATCH_S = 0.150
-
-
-@dataclass
-class InMemory:
-    """A one-channel signal source held in memory (the readers' interface)."""
-
-    x: np.ndarray
-    fs: float
-    n_channels: int = 1
-    channel_names: list[str] = field(default_factory=lambda: ["signal"])
-
-    @property
-    def n_samples(self) -> int:
-        return self.x.size
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.x[start:stop, None]
 
 
 def record_100() -> tuple[np.ndarray, float, np.ndarray]:
@@ -71,7 +54,7 @@ def sensitivity_and_predictivity(found: np.ndarray, reference: np.ndarray, fs: f
 
 def test_mit_bih_record_100_beats_match_the_cardiologists():
     x, fs, reference = record_100()
-    beats = find_beats(InMemory(x, fs), "ecg")
+    beats = find_beats(MemorySource(x, fs), "ecg")
     se, ppv = sensitivity_and_predictivity(beats.samples, reference, fs)
     assert se >= 0.995 and ppv >= 0.995, (se, ppv)
     summary = summarize(beats, "ecg")
@@ -84,7 +67,7 @@ def test_chunks_find_the_beats_of_one_run_over_the_whole_signal():
     """No beat lost or doubled at a chunk's edge: a chunk a minute over 30 minutes."""
     x, fs, _ = record_100()
     whole, _ = detect_beats(x, fs, "ecg")
-    chunked = find_beats(InMemory(x, fs), "ecg", chunk_s=60.0)
+    chunked = find_beats(MemorySource(x, fs), "ecg", chunk_s=60.0)
     np.testing.assert_array_equal(chunked.samples, whole)
 
 
@@ -96,7 +79,7 @@ def test_a_chunk_is_bounded_by_samples_whatever_the_sample_rate(monkeypatch):
     x, fs, _ = record_100()
     reads: list[int] = []
 
-    class Watched(InMemory):
+    class Watched(MemorySource):
         def read(self, start: int, stop: int) -> np.ndarray:
             reads.append(stop - start)
             return super().read(start, stop)
@@ -113,7 +96,7 @@ def test_a_sample_rate_the_detectors_are_not_made_for_is_refused_naming_it():
 
     for fs, signal_type in ((5.0, "ecg"), (20.0, "ppg"), (50_000.0, "ecg")):
         with pytest.raises(InvalidInput) as refused:
-            find_beats(InMemory(np.zeros(int(60 * fs)), fs), signal_type)
+            find_beats(MemorySource(np.zeros(int(60 * fs)), fs), signal_type)
         assert refused.value.code == "INVALID_INPUT" and refused.value.to_dict()["details"]["fields"].keys() == {"fs"}
 
 
@@ -121,7 +104,7 @@ def test_noisy_stretches_are_marked_and_not_counted():
     """118e06: the clean record 118 for 40 s, then electrode motion at 6 dB. The usable
     windows are the clean ones; what is counted there is right."""
     x, fs, reference = noise_stress("118e06")
-    beats = find_beats(InMemory(x, fs), "ecg")
+    beats = find_beats(MemorySource(x, fs), "ecg")
     usable_windows = np.flatnonzero(beats.window_usable)
     assert set(usable_windows) <= {0, 1, 2, 3} and len(usable_windows) >= 3, beats.window_quality
     counted = beats.samples[beats.usable]
@@ -140,7 +123,7 @@ def test_a_simulated_finger_ppg_gives_its_beats_and_its_twin_none(hr_bpm):
     faces' heart model; its pulse-free twin (the sensor on no finger) gives no rate."""
     rng_seed = int(hr_bpm)
     x, peaks = contact_ppg(hr_bpm=hr_bpm, seconds=300, rng=np.random.default_rng(rng_seed), artefacts_per_min=2)
-    beats = find_beats(InMemory(x, 100.0), "ppg")
+    beats = find_beats(MemorySource(x, 100.0), "ppg")
     truth = np.round(peaks * 100.0).astype(int)
     se, _ = sensitivity_and_predictivity(beats.samples, truth, 100.0)
     _, counted_ppv = sensitivity_and_predictivity(beats.samples[beats.usable], truth, 100.0)
@@ -150,7 +133,7 @@ def test_a_simulated_finger_ppg_gives_its_beats_and_its_twin_none(hr_bpm):
 
     twin, _ = contact_ppg(hr_bpm=hr_bpm, seconds=300, rng=np.random.default_rng(rng_seed), amplitude=0.0,
                           artefacts_per_min=2)
-    twin_beats = find_beats(InMemory(twin, 100.0), "ppg")
+    twin_beats = find_beats(MemorySource(twin, 100.0), "ppg")
     try:
         twin_summary = summarize(twin_beats, "ppg")
     except NoBeats:
@@ -162,11 +145,11 @@ def test_a_flat_line_or_a_rate_no_heart_beats_at_is_no_beats():
     """Nothing to count, or beats at a rate no heart has (a wrong sample rate): NO_BEATS,
     saying so, rather than a number."""
     with pytest.raises(NoBeats) as flat:
-        summarize(find_beats(InMemory(np.zeros(60_000), 250.0), "ecg"), "ecg")
+        summarize(find_beats(MemorySource(np.zeros(60_000), 250.0), "ecg"), "ecg")
     assert flat.value.code == "NO_BEATS"
     x, _, _ = record_100()
     with pytest.raises(NoBeats, match="no heart rate"):  # 360 Hz declared as 50 Hz: 23 beats a minute
-        summarize(find_beats(InMemory(x[:72_000], 50.0), "ecg"), "ecg")
+        summarize(find_beats(MemorySource(x[:72_000], 50.0), "ecg"), "ecg")
 
 
 def wfdb_zip(name: str = "100") -> bytes:

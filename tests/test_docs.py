@@ -1,4 +1,5 @@
-"""What the README promises, held to the code: its list of error codes."""
+"""What the docs promise, held to the code: the README's list of error codes, and the
+examples in the library's docstrings, run on its own simulators."""
 
 from __future__ import annotations
 
@@ -41,3 +42,19 @@ def test_every_error_code_has_its_own_sentence_for_people():
                       if "code" in vars(cls) and "plain" not in vars(cls)
                       and cls.code != next(base.code for base in cls.__mro__[1:] if hasattr(base, "code")))
     assert borrowed == []
+
+
+def test_every_example_in_the_library_s_docstrings_runs():
+    import doctest
+
+    tried = {}
+    for package in ("ml", "hardware"):
+        for module in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
+            if module.name.endswith("__main__"):
+                continue
+            outcome = doctest.testmod(importlib.import_module(module.name), optionflags=doctest.ELLIPSIS)
+            assert outcome.failed == 0, module.name
+            tried[module.name] = outcome.attempted
+    # The public functions a newcomer starts from each show an example that ran.
+    for name in ("ml.rppg.pipeline", "ml.rppg.simulate", "ml.rppg.hrv", "ml.signals.beats", "ml.signals.design"):
+        assert tried[name] >= 2, (name, tried[name])

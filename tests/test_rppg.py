@@ -407,15 +407,6 @@ def test_a_pulse_free_twin_is_the_same_video_but_for_the_pulse(tmp_path):
     assert np.abs(pulsed - twin)[:, 80:140, 120:200].mean() > 0.3  # the face
 
 
-def test_the_simulators_documented_example_runs():
-    import doctest
-
-    import ml.rppg.simulate
-
-    outcome = doctest.testmod(ml.rppg.simulate)
-    assert outcome.attempted >= 3 and outcome.failed == 0
-
-
 def test_the_simulators_beats_have_the_variability_asked_for():
     from ml.rppg.simulate import rr_intervals
 

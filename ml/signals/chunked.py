@@ -68,6 +68,31 @@ class SignalSource(Protocol):
     def read(self, start: int, stop: int) -> np.ndarray: ...
 
 
+@dataclass
+class MemorySource:
+    """A signal held in memory as a ``SignalSource``: ``x`` of shape ``(n_samples,)`` or
+    ``(n_samples, n_channels)``, sampled at ``fs`` Hz (for signals that fit in memory,
+    and for examples and tests)."""
+
+    x: np.ndarray
+    fs: float
+
+    def __post_init__(self) -> None:
+        self.x = np.asarray(self.x, dtype=np.float64).reshape(len(self.x), -1)
+        self.channel_names = [f"ch{i}" for i in range(self.n_channels)]
+
+    @property
+    def n_samples(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n_channels(self) -> int:
+        return self.x.shape[1]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.x[start:stop]
+
+
 NAN_POLICIES = ("raise", "interpolate")
 
 
