@@ -18,8 +18,6 @@ retries), as cameras do.
 from __future__ import annotations
 
 import abc
-import fcntl
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from .drivers import SENSOR_DRIVERS as DRIVERS
-from .errors import DeviceBusyError, DeviceUnavailableError
+from .errors import DeviceUnavailableError
+from .lock import DeviceLock
 
 __all__ = ["DRIVERS", "PulseSensor", "SimulatedPulseSensor", "open_sensor"]
 
@@ -77,8 +76,7 @@ class SimulatedPulseSensor(PulseSensor):
         self._model = dict(hr_bpm=self.hr_bpm, fs=self.fs, amplitude=amplitude, noise=noise, wander=wander, hrv=hrv)
         self.seed, self.realtime = int(seed), bool(realtime)
         self.unplugged, self.disconnect_after = unplugged, disconnect_after
-        self.lock_dir = Path(lock_dir) if lock_dir else None
-        self._lock_fd: int | None = None
+        self._lock = DeviceLock(lock_dir, self.serial, "simulated pulse sensor") if lock_dir else None
         self._stream = None
         self._delivered = 0
         self._started = 0.0
@@ -90,23 +88,15 @@ class SimulatedPulseSensor(PulseSensor):
             return
         if self.unplugged:
             raise DeviceUnavailableError(f"simulated pulse sensor {self.serial} is unplugged", serial=self.serial)
-        if self.lock_dir is not None:
-            self.lock_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_dir / f"{self.serial}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise DeviceBusyError(f"simulated pulse sensor {self.serial} is in use", serial=self.serial) from None
-            self._lock_fd = fd
+        if self._lock is not None:
+            self._lock.take()
         self._stream = ContactPPGStream(**self._model, rng=np.random.default_rng(self.seed))
         self._delivered, self._started = 0, time.monotonic()
 
     def close(self) -> None:
         self._stream = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
 
     def read(self, n: int) -> np.ndarray:
         if self._stream is None:
@@ -117,10 +107,6 @@ class SimulatedPulseSensor(PulseSensor):
         if self.realtime:  # the last of these samples is measured only then
             time.sleep(max(0.0, self._started + self._delivered / self.fs - time.monotonic()))
         return self._stream.read(n)
-
-    def truth_peaks_s(self) -> np.ndarray:
-        """The systolic peaks' times (s) of what has been read since opening."""
-        return np.asarray(self._stream.peaks_s if self._stream else [])
 
     def describe(self) -> dict[str, Any]:
         return {"fs": self.fs, "serial": self.serial, "simulated_hr_bpm": self.hr_bpm}

@@ -27,8 +27,6 @@ same ``serial`` is refused as busy, as a V4L2 device is.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,8 @@ import cv2
 import numpy as np
 
 from .camera import Camera, Capabilities, ControlRange
-from .errors import DeviceBusyError, DeviceUnavailableError
+from .errors import DeviceUnavailableError
+from .lock import DeviceLock
 
 EXPOSURE = ControlRange(minimum=0.05, maximum=33.0, step=0.05, default=10.0)  # ms
 GAIN = ControlRange(minimum=1.0, maximum=16.0, step=0.25, default=1.0)  # linear
@@ -111,12 +110,11 @@ class SimulatedCamera(Camera):
         self.poses = rig_poses(poses, cols, rows, square_m, self.camera_matrix[0, 0], self.width, self.height, seed)
         self.frames_per_pose = max(1, int(frames_per_pose))
         self.unplugged, self.disconnect_after = unplugged, disconnect_after
-        self.lock_dir = Path(lock_dir) if lock_dir else None
         self._rng = np.random.default_rng(seed + 1)
         self._controls = {"exposure": EXPOSURE.default, "gain": GAIN.default, "focus": FOCUS.default}
         self._frames = 0
         self._open = False
-        self._lock_fd: int | None = None
+        self._lock = DeviceLock(lock_dir, self.serial, "simulated camera") if lock_dir else None
         self._rays: np.ndarray | None = None
         self._relative_illumination: np.ndarray | None = None
         self._albedo: tuple[int, np.ndarray] | None = None
@@ -128,24 +126,16 @@ class SimulatedCamera(Camera):
             return
         if self.unplugged:
             raise DeviceUnavailableError(f"simulated camera {self.serial} is unplugged", serial=self.serial)
-        if self.lock_dir is not None:
-            self.lock_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_dir / f"{self.serial}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise DeviceBusyError(f"simulated camera {self.serial} is in use", serial=self.serial) from None
-            self._lock_fd = fd
+        if self._lock is not None:
+            self._lock.take()
         if self._rays is None:
             self._prepare_optics()
         self._open = True
 
     def close(self) -> None:
         self._open = False
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
 
     def capabilities(self) -> Capabilities:
         return Capabilities(width=self.width, height=self.height, fps=self.fps, channels=1,

@@ -26,6 +26,7 @@ def capture(job: JobContext) -> dict:
     job.progress(0.0, f"opening {device.name} ({device.driver})", stage="record")
     try:
         with sensor, open(job.artifact(RECORDING), "w") as out:
+            devices.record_capabilities(device.id, sensor.describe())
             fs = sensor.fs
             block, total = max(1, round(fs)), round(seconds * fs)  # a second at a time
             out.write(f"time_s,{CHANNEL}\n")

@@ -189,8 +189,9 @@ def hardware_pool(database):
     pool.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def app(database):
+    """A fresh app for each test, as Flask's tutorial makes one (about 10 ms)."""
     from web import create_app
 
     return create_app()
@@ -205,11 +206,14 @@ def client(app, clean, tokens):
 
 
 @pytest.fixture(scope="session")
-def live_server(app):
-    """The app on a real threaded HTTP server (websockets included), on a free port."""
+def live_server(database):
+    """An app of its own on a real threaded HTTP server (websockets included), on a free
+    port, for the session: each test starts from a clean database and Redis (``clean``)."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    from web import create_app
+
+    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

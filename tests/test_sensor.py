@@ -189,6 +189,8 @@ def test_a_serial_sensor_is_recorded_on_its_queue_and_its_beats_found_on_the_cpu
     # The analysis ran on the CPU pool: the device was free again for the next recording.
     assert done["worker"].startswith(f"{worker.hostname}/"), done["worker"]
     assert {a["name"] for a in done["artifacts"]} == {"recording.csv", "beats.csv", "heart_rate.csv", "cleaned.f32"}
+    assert http.get("/api/v1/devices/finger-clip").json()["capabilities"] == {"fs": 100.0, "port": finger.port,
+                                                                              "baudrate": 115200}
     rows = list(csv.DictReader(io.StringIO(http.get(f"/api/v1/jobs/{job['id']}/artifacts/recording.csv").text)))
     assert len(rows) == 3500 and rows[1]["time_s"] == "0.0100"
 

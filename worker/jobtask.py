@@ -313,7 +313,8 @@ class JobTask(Task):
         settings = get_settings()
         try:
             job = self._record(lambda: store.start(job_id, worker=f"{self.request.hostname}/{os.getpid()}",
-                                                   max_redeliveries=settings.max_redeliveries))
+                                                   max_redeliveries=settings.max_redeliveries,
+                                                   stage=None if self.progress_span == (0.0, 1.0) else self.name))
         except sqlalchemy.exc.OperationalError:
             log.error("job %s: the database stayed unreachable; the job goes back on its queue", job_id)
             raise Reject("database unreachable", requeue=True) from None

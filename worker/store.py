@@ -151,9 +151,10 @@ def find(*, kind: str | None = None, status: str | None = None, owner_id: int | 
         return list(jobs), int(total or 0)
 
 
-def start(job_id: str, *, worker: str, max_redeliveries: int) -> tuple | None:
+def start(job_id: str, *, worker: str, max_redeliveries: int, stage: str | None = None) -> tuple | None:
     """Mark the job running for this delivery and return its row (a named tuple of a
-    Job's columns), or return None if it must not run.
+    Job's columns), or return None if it must not run. Its status event names the
+    attempt, and ``stage``, the task of a chain's stage that starts.
 
     A job already finished (a redelivered message, a job cancelled while queued) is
     not run again. A job found still ``running`` was abandoned by a worker that died:
@@ -168,7 +169,7 @@ def start(job_id: str, *, worker: str, max_redeliveries: int) -> tuple | None:
         started = execute_prepared(connection, _START, bound) or execute_prepared(connection, _START_AGAIN, bound)
         status = None if started else connection.scalar(select(_jobs.c.status).where(_jobs.c.id == job_id))
     if started:
-        _announce(started[0], f"attempt {started[0].attempts}")
+        _announce(started[0], f"attempt {started[0].attempts}" + (f", stage {stage}" if stage else ""))
         return started[0]
     if status is None or JobStatus(status).finished:
         return None
