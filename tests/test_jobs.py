@@ -69,6 +69,28 @@ def test_a_noop_job_is_recorded_and_announced_like_any_other(jobs, http):
     assert final["progress"]["fraction"] == 1.0 and final["run_seconds"] >= 0
 
 
+def test_a_socket_opened_between_a_jobs_end_and_its_event_still_gets_the_event(jobs, monkeypatch):
+    """A job's row is written before its last status event is published: a client that
+    connects between the two gets the event, not a final message without it."""
+    import threading
+
+    from worker import store
+    from worker.models import JobStatus
+
+    job = store.create(kind="diagnostics.noop", params={}, priority=5, queue="nowhere", soft_time_limit_s=10,
+                       time_limit_s=20, input_record=None)  # recorded, never queued: no worker takes it
+    announce = store._announce
+
+    def announce_later(row, message=None):  # the worker slow between its two writes
+        threading.Timer(0.3, announce, (row, message)).start()
+
+    monkeypatch.setattr(store, "_announce", announce_later)
+    store.finish(job.id, JobStatus.SUCCEEDED, result={})
+    messages = jobs.events(job.id, after=0)
+    assert [(m["type"], m.get("status")) for m in messages[:2]] == [("snapshot", None), ("status", "succeeded")]
+    assert messages[-1]["type"] == "final" and len(messages) == 3
+
+
 def test_late_client_gets_snapshot_and_final_and_a_reconnect_resumes(jobs):
     job = jobs.submit({"duration_s": 0.2, "steps": 4})
     jobs.wait_finished(job["id"])

@@ -15,6 +15,7 @@ import json
 import queue
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 from flask import g, request
 from flask_sock import Sock
@@ -40,6 +41,9 @@ CLOSE_TOO_BIG = 1009
 #: 1008 (policy violation) within about this long. An open socket kept streaming after
 #: its token was revoked.
 AUTH_RECHECK_S = 1.0
+#: The longest a socket waits for the last status event of a job whose row says it has
+#: just finished (the event follows the row by milliseconds).
+END_EVENT_WAIT_S = 1.0
 CLOSE_POLICY = 1008
 
 
@@ -81,7 +85,7 @@ def job_events(ws, job_id: str) -> None:
     after = request.args.get("after", type=int)
     ws.send(json.dumps({"type": "snapshot", "job": job.to_dict()}))
     if job.finished:  # nothing more will come: what the client missed, then the end, at once
-        for event in feeds.backlog(job_id) if after is not None else ():
+        for event in _finished_backlog(job) if after is not None else ():
             if event.seq > after:
                 ws.send(event.text)
         _send_final(ws, job_id)
@@ -95,10 +99,31 @@ def job_events(ws, job_id: str) -> None:
                 continue
             last_seq = event.seq
             ws.send(event.text)
-            if event.body["type"] == "status" and JobStatus(event.body["status"]) in FINISHED:
+            if _ends(event):
                 break
     if ws.connected:  # a client that left needs no final message, nor its database read
         _send_final(ws, job_id)
+
+
+def _ends(event) -> bool:
+    return event.body["type"] == "status" and JobStatus(event.body["status"]) in FINISHED
+
+
+def _finished_backlog(job) -> list:
+    """A finished job's events. Its row is written before its last status event is
+    published (a watcher must not hear of an end the row does not hold yet), so a socket
+    opened between the two waits up to END_EVENT_WAIT_S for that event, if the job has
+    only just finished; one finished long ago (its events expired) gets what is left."""
+    finished_at = job.finished_at
+    if finished_at is not None and finished_at.tzinfo is None:  # SQLite gives back naive UTC
+        finished_at = finished_at.replace(tzinfo=timezone.utc)
+    just_finished = finished_at is not None and datetime.now(timezone.utc) - finished_at < timedelta(seconds=10)
+    deadline = time.monotonic() + END_EVENT_WAIT_S
+    while True:
+        events = list(feeds.backlog(job.id))
+        if not just_finished or any(_ends(event) for event in events) or time.monotonic() >= deadline:
+            return events
+        time.sleep(0.02)
 
 
 def _live(ws, inbox: queue.Queue, job_id: str, token_id: int | None):
