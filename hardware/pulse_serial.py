@@ -87,11 +87,11 @@ class SerialPulseSensor(PulseSensor):
             while filled < n:
                 line = self._serial.read_until(b"\n", MAX_LINE_BYTES)
                 if not line.endswith(b"\n"):
-                    if len(line) >= MAX_LINE_BYTES:  # no newline within bounds: not a sample line
-                        self._skip_partial_line()
-                    elif not line:
+                    if not line:
                         raise DeviceUnavailableError(f"the sensor on {self.port} sent nothing for {self.timeout_s:g} s",
                                                      port=self.port)
+                    # Too long for a sample, or cut by the timeout: its rest is no sample either.
+                    self._skip_partial_line()
                 else:
                     value = self._sample(line)
                     if value is not None:
