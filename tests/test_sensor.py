@@ -88,7 +88,7 @@ def test_the_stream_continues_across_reads_and_its_beats_are_the_truth():
 def test_the_serial_driver_reads_a_finger_played_on_a_pseudo_terminal(finger):
     finger.write(b"half a line from before the recording")  # the port is opened mid-line
     finger.play(14, hr_bpm=96, seed=2)
-    time.sleep(0.5)
+    time.sleep(0.5)  # the sensor already streaming when the port is opened, as a real one is
     with SerialPulseSensor(port=finger.port, fs=100) as sensor:
         with pytest.raises(DeviceBusyError):  # a second opener, as another program would be
             SerialPulseSensor(port=finger.port, fs=100).open()
