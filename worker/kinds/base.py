@@ -152,6 +152,35 @@ class JobKind:
         }
 
 
+def device_bound(device_type: str, device_description: str,
+                 **properties: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str, Any], Any], None]]:
+    """The params schema and the submission check of a kind that runs on one registered
+    device of ``device_type`` (``camera``, ``pulse_sensor``): ``device``, its id, which
+    must name such a device; ``trigger``, a user or the device's schedule (beat's);
+    and the kind's own ``properties``."""
+    from ..devices import DEVICE_ID_PATTERN
+
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["device"],
+        "properties": {
+            "device": {"type": "string", "pattern": DEVICE_ID_PATTERN, "description": device_description,
+                       "x-device-type": device_type},
+            **properties,
+            "trigger": {"enum": ["manual", "schedule"], "default": "manual",
+                        "description": "What asked for the job: a user, or the device's schedule."},
+        },
+    }
+
+    def check(params: dict[str, Any], _upload: Path | None) -> None:
+        from .. import devices
+
+        devices.require(params["device"], device_type)
+
+    return schema, check
+
+
 _registry: dict[str, JobKind] = {}
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from .base import JobKind, register
+from .base import JobKind, device_bound, register
 
 #: The longest recording one job takes, seconds: a spot measurement holds its device
 #: (one job at a time) for at most this long. Day-long recordings come as files, to
@@ -15,29 +14,11 @@ MAX_RECORDING_S = 600
 _SLACK_S = 60
 
 
-def _check_recording(params: dict[str, Any], _upload: Path | None) -> None:
-    from .. import devices
-
-    devices.require(params["device"], "pulse_sensor")
-
-
-def _recording_schema() -> dict[str, Any]:
-    from ..devices import DEVICE_ID_PATTERN
-
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["device"],
-        "properties": {
-            "device": {"type": "string", "pattern": DEVICE_ID_PATTERN, "description": "The pulse sensor to record.",
-                       "x-device-type": "pulse_sensor"},
-            "seconds": {"type": "integer", "minimum": 30, "maximum": MAX_RECORDING_S, "default": 60,
-                        "description": "How long to record, in seconds: a heart rate needs 30 s of clean "
-                                       "signal, HRV 60 (signal.beats)."},
-            "trigger": {"enum": ["manual", "schedule"], "default": "manual",
-                        "description": "What asked for the recording."},
-        },
-    }
+_PARAMS, _CHECK = device_bound(
+    "pulse_sensor", "The pulse sensor to record.",
+    seconds={"type": "integer", "minimum": 30, "maximum": MAX_RECORDING_S, "default": 60,
+             "description": "How long to record, in seconds: a heart rate needs 30 s of clean signal, HRV 60 "
+                            "(signal.beats)."})
 
 
 def _recording_limits(params: dict[str, Any], _upload_bytes: int | None) -> tuple[float, float]:
@@ -53,14 +34,14 @@ SENSOR_RECORD = register(
         description=("Records the PPG of a registered pulse sensor for the seconds asked, on the device's own queue "
                      "(one recording at a time), then finds its heartbeats on the CPU pool as signal.beats does: "
                      "heart rate with its confidence, quality, HRV. The recording is kept as recording.csv."),
-        params_schema=_recording_schema(),
+        params_schema=_PARAMS,
         soft_time_limit_s=60 + _SLACK_S,
         time_limit_s=60 + 2 * _SLACK_S,
         time_limits=_recording_limits,
         queue=lambda params: f"hw.{params['device']}",
         stages=("sensor.record.capture", "sensor.record.beats"),
         later_stages_queue="cpu",
-        check=_check_recording,
+        check=_CHECK,
         main_params=("device", "seconds"),
     )
 )
